@@ -1,0 +1,109 @@
+# hetsched — plain Makefile.
+#
+#   make run     install missing packages, build, run the main job
+#   make test    install missing packages, build, run the test suite
+#   make asan    the whole suite under AddressSanitizer + UBSan
+#   make valgrind  the CLI paths under valgrind (no leaks allowed)
+#   make bench   build the benchmark programs
+#   make format  clang-format the tree (make format-check: CI)
+
+CC ?= cc
+BUILD ?= build
+PKGS := hwloc OpenCL libuv jansson
+TEST_PKGS := cmocka
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+	-Wmissing-prototypes -Wwrite-strings -Wundef -Wno-unused-parameter
+OPT ?= -O2 -g
+SAN ?=
+CPPFLAGS += -D_GNU_SOURCE -DCL_TARGET_OPENCL_VERSION=300 \
+	-Iinclude -Ischeduler -Idevices -Ipolicies
+CFLAGS += -std=c11 $(OPT) $(WARN) $(SAN) -MMD -MP \
+	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lglpk -lhttp_parser -ldl -lpthread -lm
+TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
+TEST_LIBS = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
+
+LIB_DIRS := scheduler devices policies bench agent
+LIB_SRCS := $(foreach d,$(LIB_DIRS),$(filter-out $(d)/bench-%.c,$(wildcard $(d)/*.c)))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+CLI_SRCS := $(wildcard cli/*.c)
+CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
+TEST_SRCS := $(wildcard tests/test_*.c)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT := $(filter-out tests/test_%.c,$(wildcard tests/*.c))
+TEST_SUPPORT_OBJS := $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
+BENCH_SRCS := $(wildcard bench/bench-*.c)
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/%)
+
+LIB := $(BUILD)/libhetsched.a
+CLI := $(BUILD)/hetsched
+
+DEB_PKGS := libhwloc-dev libhwloc-plugins hwloc ocl-icd-opencl-dev \
+	opencl-headers pocl-opencl-icd clinfo libuv1-dev libjansson-dev \
+	libglpk-dev libcmocka-dev libhttp-parser-dev pkg-config
+DEB_PKGS_OPT := valgrind clang-format
+
+# The main job: the node's inventory.
+RUN_ARGS ?= devices
+
+.PHONY: all run test check asan valgrind bench format format-check clean deps
+
+all: $(CLI) $(LIB)
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(CLI): $(CLI_OBJS) $(LIB)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJS) $(LIB) $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(TEST_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_SUPPORT_OBJS) $(LIB)
+	$(CC) $(CFLAGS) -o $@ $< $(TEST_SUPPORT_OBJS) $(LIB) $(TEST_LIBS) $(LDLIBS)
+
+$(BUILD)/bench-%: $(BUILD)/bench/bench-%.o $(LIB)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+deps:
+	@sh tools/deps.sh $(DEB_PKGS) -- $(DEB_PKGS_OPT)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	./$(CLI) $(RUN_ARGS)
+
+# Tests run from the repository root so that data/ and tests/cases/ resolve.
+check: $(CLI) $(TEST_BINS)
+	@sh tools/run-tests.sh $(BUILD) $(TEST_BINS)
+
+test: deps
+	@$(MAKE) --no-print-directory check
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
+		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+		check
+
+valgrind: deps
+	@$(MAKE) --no-print-directory all
+	@sh tools/valgrind.sh $(CLI)
+
+bench: $(BENCH_BINS)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan
+
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%.d)
