@@ -62,6 +62,17 @@ int hs__opencl_discover(hs_node_t *node, hwloc_topology_t topo,
  * devices without one keep HS_SENSOR_NONE (modeled). */
 void hs__sensors_attach(hs_node_t *node, const char *sysfs_root);
 
+/*
+ * Energy counter of a RAPL device, in joules (energy_uj / 1e6). The counter
+ * wraps at max_energy_range_uj: callers work with differences and allow for
+ * one wrap. 0, HS_EINVAL (no RAPL sensor), HS_EIO (cannot read) or
+ * HS_EPARSE (not a number).
+ */
+int hs__sensor_read_energy_j(const hs_device_t *dev, double *joules);
+/* Power of an hwmon device, in watts (the file holds microwatts). Same
+ * codes; HS_EINVAL for a device without an hwmon sensor. */
+int hs__sensor_read_power_w(const hs_device_t *dev, double *watts);
+
 /* A node described by hand: a JSON inventory of sim devices. */
 int hs__inventory_load(hs_node_t *node, const char *path,
 		       const hs_profile_catalog_t *profiles, hs_error_t *err);

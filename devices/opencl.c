@@ -29,7 +29,8 @@ struct probe {
 static int warn_query(const struct probe *p, const char *param, cl_int rc)
 {
 	return hs__node_warn(p->node,
-			     "OpenCL device %u.%u%s%s%s: %s failed (CL error %d); left unknown",
+			     "OpenCL device %u.%u%s%s%s: %s failed (CL error "
+			     "%d); left unknown",
 			     p->platform, p->index, p->dev->name[0] ? " (" : "",
 			     p->dev->name, p->dev->name[0] ? ")" : "", param,
 			     (int)rc);
@@ -126,7 +127,8 @@ static int get_kind(const struct probe *p, bool *is_cpu)
 
 	if (type & CL_DEVICE_TYPE_GPU) {
 		p->dev->kind = HS_KIND_GPU;
-	} else if (type & (CL_DEVICE_TYPE_ACCELERATOR | CL_DEVICE_TYPE_CUSTOM)) {
+	} else if (type &
+		   (CL_DEVICE_TYPE_ACCELERATOR | CL_DEVICE_TYPE_CUSTOM)) {
 		p->dev->kind = HS_KIND_ACCEL;
 	} else if (type & CL_DEVICE_TYPE_CPU) {
 		p->dev->kind = HS_KIND_CPU;
@@ -147,7 +149,8 @@ static int numa_of(hwloc_topology_t topo, hwloc_const_cpuset_t set)
 
 	while ((numa = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_NUMANODE,
 						  numa)) != NULL) {
-		if (!numa->cpuset || !hwloc_bitmap_intersects(numa->cpuset, set))
+		if (!numa->cpuset ||
+		    !hwloc_bitmap_intersects(numa->cpuset, set))
 			continue;
 		if (found >= 0)
 			return -1;
@@ -187,7 +190,8 @@ static int locate(const struct probe *p, hwloc_topology_t topo, bool is_cpu)
 		 * complete one, leaves out offline and forbidden cores, as
 		 * the cpu devices do.
 		 */
-		hwloc_bitmap_copy(set, hwloc_topology_get_topology_cpuset(topo));
+		hwloc_bitmap_copy(set,
+				  hwloc_topology_get_topology_cpuset(topo));
 	} else {
 		goto out_free_set;
 	}
@@ -256,7 +260,8 @@ static int probe_device(hs_node_t *node, cl_device_id id, unsigned platform,
 				 sizeof(dev.version));
 	if (!err)
 		err = get_string(&p, PARAM(CL_DRIVER_VERSION),
-				 dev.driver_version, sizeof(dev.driver_version));
+				 dev.driver_version,
+				 sizeof(dev.driver_version));
 	if (err)
 		return err;
 
@@ -272,7 +277,8 @@ static int probe_device(hs_node_t *node, cl_device_id id, unsigned platform,
 		hs__device_apply_profile(&dev, prof);
 	} else {
 		err = hs__node_warn(node,
-				    "OpenCL device %s: no %s profile matches; its speed and power are unknown",
+				    "OpenCL device %s: no %s profile matches; "
+				    "its speed and power are unknown",
 				    dev.name, hs_device_kind_name(dev.kind));
 		if (err)
 			return err;
@@ -295,7 +301,8 @@ static int discover_platform(hs_node_t *node, cl_platform_id platform,
 		return 0;
 	if (rc != CL_SUCCESS)
 		return hs__node_warn(node,
-				     "OpenCL platform %u: cannot list its devices (CL error %d)",
+				     "OpenCL platform %u: cannot list its "
+				     "devices (CL error %d)",
 				     index, (int)rc);
 
 	ids = hs__calloc(n, sizeof(*ids));
@@ -304,7 +311,8 @@ static int discover_platform(hs_node_t *node, cl_platform_id platform,
 	rc = clGetDeviceIDs(platform, CL_DEVICE_TYPE_ALL, n, ids, NULL);
 	if (rc != CL_SUCCESS) {
 		err = hs__node_warn(node,
-				    "OpenCL platform %u: cannot list its devices (CL error %d)",
+				    "OpenCL platform %u: cannot list its "
+				    "devices (CL error %d)",
 				    index, (int)rc);
 		goto out_free_ids;
 	}
@@ -335,7 +343,8 @@ int hs__opencl_discover(hs_node_t *node, hwloc_topology_t topo,
 		return hs__node_warn(node, "no OpenCL platform found");
 	if (rc != CL_SUCCESS)
 		return hs__node_warn(node,
-				     "no OpenCL platform found: cannot list platforms (CL error %d)",
+				     "no OpenCL platform found: cannot list "
+				     "platforms (CL error %d)",
 				     (int)rc);
 
 	/* OpenCL devices are on this machine: a topology read from elsewhere
@@ -349,7 +358,8 @@ int hs__opencl_discover(hs_node_t *node, hwloc_topology_t topo,
 	rc = clGetPlatformIDs(n, platforms, &got);
 	if (rc != CL_SUCCESS) {
 		err = hs__node_warn(node,
-				    "no OpenCL platform found: cannot list platforms (CL error %d)",
+				    "no OpenCL platform found: cannot list "
+				    "platforms (CL error %d)",
 				    (int)rc);
 		goto out_free_platforms;
 	}

@@ -6,24 +6,12 @@
  * Only devices that run here (backend cpu or opencl) get a sensor: a sim
  * device read from an XML topology describes another machine, and a sensor
  * of this one would lie about it.
- *
- * Readers, for the power governor and the reports:
- *
- *   int hs__sensor_read_energy_j(const hs_device_t *dev, double *joules);
- *	Energy counter of a RAPL device, in joules (energy_uj / 1e6). The
- *	counter wraps at max_energy_range_uj: callers work with differences
- *	and allow for one wrap. 0, HS_EINVAL (no RAPL sensor), HS_EIO (cannot
- *	read) or HS_EPARSE (not a number).
- *
- *   int hs__sensor_read_power_w(const hs_device_t *dev, double *watts);
- *	Power of an hwmon device, in watts (the file holds microwatts). Same
- *	codes; HS_EINVAL for a device without an hwmon sensor.
  */
 #include <dirent.h>
-#include <stdarg.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,10 +22,6 @@
 
 /* Paths that do not fit a device's sensor_path are not sensors. */
 #define SENSOR_PATH_SIZE sizeof(((hs_device_t *)0)->sensor_path)
-
-/* declared here until devices-internal.h takes it */
-int hs__sensor_read_energy_j(const hs_device_t *dev, double *joules);
-int hs__sensor_read_power_w(const hs_device_t *dev, double *watts);
 
 /* Build a path; false when it does not fit, and the caller skips it. */
 static bool HS__PRINTF(3, 4)
@@ -145,15 +129,16 @@ static int cpu_device_package(const char *root, const hs_device_t *dev)
 	set = hwloc_bitmap_alloc();
 	if (!set)
 		return -1;
-	cpu = hwloc_bitmap_list_sscanf(set, dev->cpuset) < 0 ?
-		      -1 :
-		      hwloc_bitmap_first(set);
+	cpu = hwloc_bitmap_list_sscanf(set, dev->cpuset) < 0
+		      ? -1
+		      : hwloc_bitmap_first(set);
 	hwloc_bitmap_free(set);
 	if (cpu < 0)
 		return -1;
-	if (!path_fmt(path, sizeof(path),
-		      "%s/devices/system/cpu/cpu%d/topology/physical_package_id",
-		      root, cpu) ||
+	if (!path_fmt(
+		    path, sizeof(path),
+		    "%s/devices/system/cpu/cpu%d/topology/physical_package_id",
+		    root, cpu) ||
 	    read_u64(path, &pkg) || pkg > INT_MAX)
 		return -1;
 	return (int)pkg;
@@ -167,8 +152,8 @@ static int cpu_device_package(const char *root, const hs_device_t *dev)
  * With several NUMA nodes per package every one of them gets the package
  * counter: the figure is the package's, shared, not the node's.
  */
-static void attach_rapl_zone(hs_node_t *node, const char *root,
-			     unsigned pkg, const char *energy)
+static void attach_rapl_zone(hs_node_t *node, const char *root, unsigned pkg,
+			     const char *energy)
 {
 	size_t i, nth = 0;
 
@@ -236,8 +221,7 @@ static void attach_rapl(hs_node_t *node, const char *root)
 
 static void attach_hwmon(hs_node_t *node, const char *root)
 {
-	static const char *const files[] = { "power1_average",
-					     "power1_input" };
+	static const char *const files[] = {"power1_average", "power1_input"};
 	char dir[PATH_MAX], path[PATH_MAX], target[PATH_MAX];
 	char power[SENSOR_PATH_SIZE];
 	const char *busid;
@@ -323,7 +307,7 @@ static bool nvml_sym(void *lib, const char *name, void *fn, size_t size)
 	return true;
 }
 
-#define NVML_SYM(lib, field, name)                                         \
+#define NVML_SYM(lib, field, name) \
 	nvml_sym((lib), (name), &(field), sizeof(field))
 
 static bool nvml_resolve(void *lib, struct nvml_api *api)

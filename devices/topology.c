@@ -22,10 +22,9 @@ static int load_xml(hwloc_topology_t topo, const char *path, hs_error_t *err)
 	/* hwloc says only "invalid argument" for a file it cannot read. */
 	f = fopen(path, "r");
 	if (!f)
-		return hs__error_set(err, errno == ENOENT ? HS_ENOENT : HS_EIO,
-				     path, 0, NULL,
-				     "cannot open the topology: %s",
-				     strerror(errno));
+		return hs__error_set(
+			err, errno == ENOENT ? HS_ENOENT : HS_EIO, path, 0,
+			NULL, "cannot open the topology: %s", strerror(errno));
 	fclose(f);
 	if (hwloc_topology_set_xml(topo, path) < 0)
 		return hs__error_set(err, HS_EPARSE, path, 0, NULL,
@@ -69,12 +68,14 @@ int hs__topo_load(hwloc_topology_t *out, const hs_discover_opts_t *opts,
 		 * Machine, inconsistent sets) fails here, not above. */
 		if (xml)
 			rc = hs__error_set(err, HS_EPARSE, source, 0, NULL,
-					   "not a valid hwloc XML topology (hwloc cannot build it: %s)",
+					   "not a valid hwloc XML topology "
+					   "(hwloc cannot build it: %s)",
 					   strerror(errno));
 		else
-			rc = hs__error_set(err, HS_EBACKEND, source, 0, NULL,
-					   "hwloc cannot build the topology: %s",
-					   strerror(errno));
+			rc = hs__error_set(
+				err, HS_EBACKEND, source, 0, NULL,
+				"hwloc cannot build the topology: %s",
+				strerror(errno));
 		goto out_destroy;
 	}
 	*out = topo;
@@ -143,17 +144,6 @@ static bool format_cpuset(char *buf, size_t size, hwloc_const_cpuset_t set)
 	return n >= 0 && (size_t)n < size;
 }
 
-/* hwloc files CUDA devices as co-processors, so a gpu/accelerator lookup
- * does not care which of the two the device was taken for. */
-static const hs_profile_t *match_profile(const hs_profile_catalog_t *profiles,
-					 const char *name,
-					 hs_device_kind_t kind)
-{
-	if (!profiles)
-		return NULL;
-	return hs_profile_catalog_match(profiles, name, kind);
-}
-
 /* One cpu device for the CPUs of set, with the memory of numa (may be
  * NULL: the whole machine). */
 static int add_cpu(hs_node_t *node, hwloc_topology_t topo, hwloc_obj_t numa,
@@ -193,22 +183,26 @@ static int add_cpu(hs_node_t *node, hwloc_topology_t topo, hwloc_obj_t numa,
 		dev.memory_bytes = hwloc_get_root_obj(topo)->total_memory;
 	}
 	if (!format_cpuset(dev.cpuset, sizeof(dev.cpuset), set)) {
-		rc = hs__node_warn(node,
-				   "cpu device %s (NUMA node %d): its cpuset is too long to record and was cut to \"%s\"",
-				   dev.name, dev.numa_node, dev.cpuset);
+		rc = hs__node_warn(
+			node,
+			"cpu device %s (NUMA node %d): its cpuset is too long "
+			"to record and was cut to \"%s\"",
+			dev.name, dev.numa_node, dev.cpuset);
 		if (rc)
 			return rc;
 	}
 
-	p = match_profile(profiles, dev.name, HS_KIND_CPU);
+	p = hs_profile_catalog_match(profiles, dev.name, HS_KIND_CPU);
 	if (p) {
 		hs__device_apply_profile(&dev, p);
 	} else {
 		rc = hs__node_warn(node,
-				   "cpu device %s (NUMA node %d): %s; its speed and power are unknown",
+				   "cpu device %s (NUMA node %d): %s; its "
+				   "speed and power are unknown",
 				   dev.name, dev.numa_node,
-				   profiles ? "no cpu profile in the catalog matches that name" :
-					      "no profile catalog was given");
+				   profiles ? "no cpu profile in the catalog "
+					      "matches that name"
+					    : "no profile catalog was given");
 		if (rc)
 			return rc;
 	}
@@ -216,7 +210,8 @@ static int add_cpu(hs_node_t *node, hwloc_topology_t topo, hwloc_obj_t numa,
 }
 
 int hs__topo_add_cpus(hs_node_t *node, hwloc_topology_t topo,
-		      const hs_profile_catalog_t *profiles, hs_backend_t backend)
+		      const hs_profile_catalog_t *profiles,
+		      hs_backend_t backend)
 {
 	hwloc_obj_t numa = NULL;
 	bool any = false;
@@ -228,16 +223,16 @@ int hs__topo_add_cpus(hs_node_t *node, hwloc_topology_t topo,
 		 * nothing: it is not a cpu device. */
 		if (!numa->cpuset || hwloc_bitmap_iszero(numa->cpuset))
 			continue;
-		rc = add_cpu(node, topo, numa, numa->cpuset, profiles,
-			     backend);
+		rc = add_cpu(node, topo, numa, numa->cpuset, profiles, backend);
 		if (rc)
 			return rc;
 		any = true;
 	}
 	if (any)
 		return 0;
-	return add_cpu(node, topo, NULL, hwloc_topology_get_topology_cpuset(topo),
-		       profiles, backend);
+	return add_cpu(node, topo, NULL,
+		       hwloc_topology_get_topology_cpuset(topo), profiles,
+		       backend);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -246,13 +241,12 @@ int hs__topo_add_cpus(hs_node_t *node, hwloc_topology_t topo,
 
 /* What the OS devices of one PCI device say about it, together. */
 struct gpu {
-	hwloc_obj_t key;        /* the PCI device, or the lone OS device */
-	hwloc_obj_t pci;        /* NULL when not on PCI */
-	hwloc_obj_t osdev;      /* the first OS device seen */
+	hwloc_obj_t key; /* the PCI device, or the lone OS device */
+	hwloc_obj_t pci; /* NULL when not on PCI */
 	char name[128];
-	int name_rank;          /* how much the name is trusted */
+	int name_rank; /* how much the name is trusted */
 	char vendor[64];
-	char backends[96];      /* "CUDA, NVML, OpenCL" */
+	char backends[96]; /* "CUDA, NVML, OpenCL" */
 	bool is_gpu;
 	uint64_t memory_bytes;
 	unsigned compute_units;
@@ -354,8 +348,6 @@ static void merge_osdev(struct gpu *g, hwloc_obj_t osdev)
 	uint64_t mem;
 	int rank;
 
-	if (!g->osdev)
-		g->osdev = osdev;
 	add_backend(g, backend);
 
 	if (osdev->attr->osdev.type == HWLOC_OBJ_OSDEV_GPU ||
@@ -383,11 +375,11 @@ static void merge_osdev(struct gpu *g, hwloc_obj_t osdev)
 	if (mem && !g->memory_bytes)
 		g->memory_bytes = mem * 1024;
 	if (!g->compute_units) {
-		g->compute_units = (unsigned)info_u64(osdev,
-						      "CUDAMultiProcessors");
+		g->compute_units =
+			(unsigned)info_u64(osdev, "CUDAMultiProcessors");
 		if (!g->compute_units)
-			g->compute_units = (unsigned)info_u64(
-				osdev, "OpenCLComputeUnits");
+			g->compute_units =
+				(unsigned)info_u64(osdev, "OpenCLComputeUnits");
 	}
 }
 
@@ -431,8 +423,8 @@ static void locate_gpu(hwloc_topology_t topo, const struct gpu *g,
 		dev->numa_node = first;
 }
 
-static int add_gpu(hs_node_t *node, hwloc_topology_t topo,
-		   const struct gpu *g, const hs_profile_catalog_t *profiles)
+static int add_gpu(hs_node_t *node, hwloc_topology_t topo, const struct gpu *g,
+		   const hs_profile_catalog_t *profiles)
 {
 	const hs_profile_t *p;
 	hs_device_t dev;
@@ -455,20 +447,24 @@ static int add_gpu(hs_node_t *node, hwloc_topology_t topo,
 			 (unsigned)g->pci->attr->pcidev.func);
 	locate_gpu(topo, g, &dev);
 
-	p = match_profile(profiles, dev.name, dev.kind);
+	/* gpu and accelerator profiles match either kind, which matters
+	 * here: hwloc files CUDA devices as co-processors. */
+	p = hs_profile_catalog_match(profiles, dev.name, dev.kind);
 	if (p) {
 		/* The catalog knows a GPU from an accelerator better than
 		 * hwloc's device types do. */
 		dev.kind = p->kind;
 		hs__device_apply_profile(&dev, p);
 	} else {
-		rc = hs__node_warn(node,
-				   "%s \"%s\" (%s%s, reported by %s): %s; kept with unknown speed and power",
-				   hs_device_kind_name(dev.kind), dev.name,
-				   dev.pci_busid[0] ? "PCI " : "not on PCI",
-				   dev.pci_busid, g->backends,
-				   profiles ? "no profile in the catalog matches that name" :
-					      "no profile catalog was given");
+		rc = hs__node_warn(
+			node,
+			"%s \"%s\" (%s%s, reported by %s): %s; kept with "
+			"unknown speed and power",
+			hs_device_kind_name(dev.kind), dev.name,
+			dev.pci_busid[0] ? "PCI " : "not on PCI", dev.pci_busid,
+			g->backends,
+			profiles ? "no profile in the catalog matches that name"
+				 : "no profile catalog was given");
 		if (rc)
 			return rc;
 	}
@@ -478,7 +474,7 @@ static int add_gpu(hs_node_t *node, hwloc_topology_t topo,
 int hs__topo_add_gpus(hs_node_t *node, hwloc_topology_t topo,
 		      const hs_profile_catalog_t *profiles)
 {
-	struct gpu_list list = { 0 };
+	struct gpu_list list = {0};
 	hwloc_obj_t osdev = NULL, parent;
 	struct gpu *g;
 	size_t i;

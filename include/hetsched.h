@@ -250,7 +250,7 @@ typedef struct hs_device_s {
 	int numa_node;                /* -1 if unknown */
 	char cpuset[128];             /* hwloc list syntax, e.g. "0-15" */
 	char pci_busid[32];           /* "0000:17:00.0", "" if not on PCI */
-	char version[64];             /* backend version (OpenCL C, ...) */
+	char version[128];            /* backend version (OpenCL, ...) */
 	char driver_version[64];
 	double peak_tflops;
 	double mem_bw_gbs;
@@ -355,6 +355,184 @@ typedef struct hs_job_s {
 } hs_job_t;
 
 const char *hs_job_state_name(hs_job_state_t state);
+
+
+/* ------------------------------------------------------------------------ */
+/* The scheduler core                                                       */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A deterministic state machine with no threads, no I/O and no clock: every
+ * call below is an event carrying its timestamp `now` (ns on the driver's
+ * clock, never decreasing). After each event the core asks the policy what
+ * to start and tells the driver through hooks. The node agent (real time)
+ * and the simulation driver (virtual time) drive the same core.
+ */
+typedef struct hs_sched_s hs_sched_t;
+
+#define HS_MAX_BUCKETS 24
+
+typedef struct hs_sched_config_s {
+	const char *policy;        /* "fifo", "rr", "eft", "tpw", "lp" */
+	uint32_t max_batch_jobs;   /* jobs per device batch (default 32) */
+	uint32_t max_step_tokens;  /* prefill + decode tokens per step
+				    * (default 8192); a single joiner with a
+				    * longer prompt still runs, alone */
+	uint32_t min_batch_jobs;   /* an idle device starts a batch of fewer
+				    * jobs only once the oldest has waited
+				    * max_wait_ns (default 1: never waits) */
+	int64_t max_wait_ns;       /* default 50 ms */
+	int64_t aging_ns;          /* a waiting job gains one priority level
+				    * per aging_ns (default 1 s) */
+	uint32_t bucket_edges[HS_MAX_BUCKETS]; /* upper context edges,
+				    * ascending; n_buckets 0: powers of two
+				    * from 128 up to 1M */
+	unsigned n_buckets;
+	double power_budget_w;     /* <= 0: no budget */
+	double kv_reserve;         /* fraction of device memory kept free
+				    * (default 0.05) */
+	int64_t lp_epoch_ns;       /* lp policy re-solve period (default 1 s) */
+} hs_sched_config_t;
+
+/* Fill cfg with the defaults (policy "eft"). */
+void hs_sched_config_init(hs_sched_config_t *cfg);
+
+/* One step a device is told to run. */
+typedef struct hs_step_s {
+	int device;
+	uint64_t seq;              /* step number on this device, from 1 */
+	uint32_t model;
+	uint32_t bucket;
+	uint32_t batch;            /* jobs in the step */
+	uint32_t joining;          /* of which prefill this step */
+	const uint64_t *jobs;      /* batch ids, joining ones first; valid
+				    * during the hook only */
+	uint64_t ctx_tokens;       /* C: context tokens attended over */
+	uint64_t prefill_tokens;   /* P */
+	int level;                 /* power level index of the device */
+	double power_w;            /* modeled draw during the step */
+	int64_t load_ns;           /* weight load first (model switch) */
+	int64_t predicted_ns;      /* at this level, load included */
+} hs_step_t;
+
+typedef enum {
+	HS_JOB_EV_FIRST_TOKEN,     /* prefill done, first token out */
+	HS_JOB_EV_DONE,            /* every token generated; freed after */
+	HS_JOB_EV_CANCELLED,       /* freed after */
+	HS_JOB_EV_REQUEUED,        /* its device failed; queued again */
+} hs_job_event_t;
+
+/*
+ * How the core talks to its driver. Hooks run inside the event call that
+ * caused them and must not call back into the core.
+ */
+typedef struct hs_sched_hooks_s {
+	/* Run the step and call hs_sched_step_done when it ends. */
+	void (*step_start)(void *ud, const hs_step_t *step);
+	/* A job changed state; the record is valid during the call only. */
+	void (*job_event)(void *ud, const hs_job_t *job, hs_job_event_t ev);
+	/* Call hs_sched_timer at or after `when` (an earlier request may be
+	 * superseded; extra calls are harmless). */
+	void (*timer)(void *ud, int64_t when);
+	void *ud;
+} hs_sched_hooks_t;
+
+/*
+ * Create a core over n devices (copied) and a model catalog (borrowed: it
+ * must outlive the core). Fails with HS_ENOENT for an unknown policy and
+ * HS_EINVAL for bad settings, naming the setting in err.
+ */
+int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
+		 const hs_model_catalog_t *models, const hs_device_t *devices,
+		 size_t n_devices, const hs_sched_hooks_t *hooks,
+		 hs_error_t *err);
+void hs_sched_free(hs_sched_t *s);
+
+/* What a job asks for. */
+typedef struct hs_job_spec_s {
+	uint32_t model;            /* index in the model catalog */
+	uint32_t ctx_tokens;
+	uint32_t gen_tokens;       /* >= 1 */
+	int32_t priority;          /* higher first; |priority| <= 1000 */
+	int64_t deadline_ns;       /* -1: none */
+} hs_job_spec_t;
+
+/*
+ * A job arrives. On success *id names it. A job that fits no device (its
+ * model's weights plus its KV cache exceed every device's memory, or it is
+ * longer than the model's context) is refused with HS_ENOFIT and err says
+ * why; a malformed spec gets HS_EINVAL.
+ */
+int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
+		    uint64_t *id, hs_error_t *err);
+/* The step a device was running ended after measured_ns; energy_j is the
+ * measured energy, or a negative value when no sensor measured it (the
+ * core then models it as power x time). */
+int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
+		       int64_t measured_ns, double energy_j);
+/* The power budget changed (<= 0: none); applied at step boundaries. */
+int hs_sched_set_budget(hs_sched_t *s, int64_t now, double watts);
+/* A timer the core asked for fired. */
+int hs_sched_timer(hs_sched_t *s, int64_t now);
+/* A device failed: its jobs are queued again for the others, nothing is
+ * lost; it takes no more work. A running step is abandoned. */
+int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device);
+/* Cancel a queued or running job (HS_ENOENT if unknown or finished). */
+int hs_sched_cancel(hs_sched_t *s, int64_t now, uint64_t id);
+
+/* A live (queued or running) job; NULL when unknown or finished. */
+const hs_job_t *hs_sched_job(const hs_sched_t *s, uint64_t id);
+
+typedef struct hs_sched_stats_s {
+	uint64_t submitted, refused, completed, cancelled, requeued;
+	uint64_t queued, running;      /* now */
+	uint64_t decisions;            /* policy calls */
+	uint64_t steps;
+	uint64_t output_tokens;        /* generated */
+	uint64_t prefill_tokens;
+	double energy_j;               /* modeled unless energy_measured */
+	bool energy_measured;          /* every step's energy was measured */
+	double budget_w;               /* in force; 0: none */
+	double power_w;                /* modeled draw now */
+	double peak_power_w;
+	uint64_t power_violations;     /* instants above the budget */
+	double max_violation_w;
+	uint64_t power_waits;          /* starts refused for want of power */
+	uint64_t paused;               /* batches paused by the governor */
+	uint64_t perf_outliers;
+	double perf_mean_rel_error;    /* over every (device, model) fit */
+} hs_sched_stats_t;
+
+void hs_sched_stats(const hs_sched_t *s, hs_sched_stats_t *out);
+
+typedef struct hs_device_stats_s {
+	uint64_t steps;
+	uint64_t output_tokens;
+	int64_t busy_ns;
+	double energy_j;
+	bool failed;
+	bool busy;
+} hs_device_stats_t;
+
+void hs_sched_device_stats(const hs_sched_t *s, int device,
+			   hs_device_stats_t *out);
+
+/*
+ * The throughput bound (output tokens/s) of this fleet under the power
+ * budget for a mix of classes: the LP of the lp policy without the demand
+ * cap. mix[m] is the share of output tokens of model m with mean context
+ * ctx[m]; NULL mix: the demand observed so far. HS_ESOLVER if GLPK fails.
+ */
+int hs_sched_upper_bound(hs_sched_t *s, double *tokens_per_s);
+
+/* Save and load the calibrated performance models (JSON). Entries for
+ * devices or models the core does not have are skipped on load. */
+int hs_sched_perf_save(const hs_sched_t *s, const char *path,
+		       hs_error_t *err);
+int hs_sched_perf_load(hs_sched_t *s, const char *path, hs_error_t *err);
+
+/* The names of the policies, NULL-terminated. */
+const char *const *hs_policy_names(void);
 
 #ifdef __cplusplus
 }

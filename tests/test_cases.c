@@ -29,7 +29,7 @@ static int run_loader(const char *name, const char *input, hs_error_t *err)
 	hs_profile_catalog_t *pc = NULL;
 	hs_model_catalog_t *mc = NULL;
 	hs_node_t *node = NULL;
-	int rc;
+	int rc = 0;
 
 	if (!strncmp(name, "models-", 7)) {
 		rc = hs_model_catalog_load(&mc, input, err);

@@ -40,8 +40,8 @@ cl_int CL_API_CALL clGetDeviceInfo(cl_device_id device,
 				   size_t param_value_size, void *param_value,
 				   size_t *param_value_size_ret)
 {
-	typedef cl_int(CL_API_CALL * fn_t)(cl_device_id, cl_device_info,
-					   size_t, void *, size_t *);
+	typedef cl_int(CL_API_CALL * fn_t)(cl_device_id, cl_device_info, size_t,
+					   void *, size_t *);
 	static fn_t real;
 	size_t i;
 
@@ -81,8 +81,7 @@ static bool starts_with(const char *s, const char *prefix)
 	return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-static const hs_device_t *find_prefix(const hs_node_t *node,
-				      const char *prefix)
+static const hs_device_t *find_prefix(const hs_node_t *node, const char *prefix)
 {
 	size_t i;
 
@@ -120,8 +119,8 @@ static void print_node(const hs_node_t *node)
 			      (unsigned long long)d->memory_bytes,
 			      (unsigned long long)d->max_alloc_bytes,
 			      (unsigned long long)d->local_mem_bytes,
-			      d->numa_node, d->cpuset, d->pci_busid,
-			      d->version, d->driver_version, d->profile);
+			      d->numa_node, d->cpuset, d->pci_busid, d->version,
+			      d->driver_version, d->profile);
 	}
 	for (i = 0; i < node->n_warnings; i++)
 		print_message("  warning: %s\n", node->warnings[i]);
@@ -238,8 +237,8 @@ static void test_no_profiles(void **state)
 
 		assert_string_equal(d->profile, "");
 		assert_true(d->memory_bytes > 0);
-		assert_true(has_warning(node, d->name,
-					"no cpu profile matches"));
+		assert_true(
+			has_warning(node, d->name, "no cpu profile matches"));
 	}
 	hs_node_free(node);
 }
@@ -261,9 +260,8 @@ static void test_profile_of_other_kind(void **state)
 	hs_node_t *node = node_new();
 	const hs_device_t *basic;
 
-	assert_int_equal(hs_profile_catalog_parse(&gpu_only, text, "<test>",
-						  &err),
-			 0);
+	assert_int_equal(
+		hs_profile_catalog_parse(&gpu_only, text, "<test>", &err), 0);
 	assert_int_equal(hs__opencl_discover(node, topo, gpu_only), 0);
 	print_node(node);
 	basic = find_prefix(node, "basic");
@@ -390,8 +388,11 @@ static int no_platform_child(void)
 		return 2;
 	rc = hs__opencl_discover(node, NULL, NULL);
 	print_node(node);
-	rc = rc == 0 && node->n_devices == 0 && node->n_warnings == 1 &&
-	     has_warning(node, "no OpenCL platform", NULL) ? 0 : 1;
+	if (rc == 0 && node->n_devices == 0 && node->n_warnings == 1 &&
+	    has_warning(node, "no OpenCL platform", NULL))
+		rc = 0;
+	else
+		rc = 1;
 	hs_node_free(node);
 	return rc;
 }
@@ -422,7 +423,8 @@ static int group_setup(void **state)
 	char buf[512];
 
 	if (hs_profile_catalog_load(&profiles, CATALOG, &err)) {
-		fprintf(stderr, "%s\n", hs_error_format(&err, buf, sizeof(buf)));
+		fprintf(stderr, "%s\n",
+			hs_error_format(&err, buf, sizeof(buf)));
 		return -1;
 	}
 	if (hwloc_topology_init(&topo) || hwloc_topology_load(topo)) {

@@ -25,9 +25,6 @@
 
 #define GIB (1024ull * 1024 * 1024)
 
-/* declared here until devices-internal.h takes it */
-int hs__sensor_read_energy_j(const hs_device_t *dev, double *joules);
-int hs__sensor_read_power_w(const hs_device_t *dev, double *watts);
 
 static hs_profile_catalog_t *profiles;
 
@@ -37,7 +34,8 @@ static int setup(void **state)
 	char msg[512];
 
 	if (hs_profile_catalog_load(&profiles, CATALOG, &err)) {
-		fprintf(stderr, "%s\n", hs_error_format(&err, msg, sizeof(msg)));
+		fprintf(stderr, "%s\n",
+			hs_error_format(&err, msg, sizeof(msg)));
 		return -1;
 	}
 	return 0;
@@ -59,9 +57,9 @@ static hs_node_t *node_new(void)
 
 static hwloc_topology_t load_synthetic(const char *desc)
 {
-	hs_discover_opts_t opts = { .topology_synthetic = desc };
+	hs_discover_opts_t opts = {.topology_synthetic = desc};
 	hwloc_topology_t topo;
-	hs_error_t err = { 0 };
+	hs_error_t err = {0};
 
 	assert_int_equal(hs__topo_load(&topo, &opts, &err), 0);
 	assert_non_null(topo);
@@ -70,9 +68,9 @@ static hwloc_topology_t load_synthetic(const char *desc)
 
 static hwloc_topology_t load_xml(const char *path)
 {
-	hs_discover_opts_t opts = { .topology_xml = path };
+	hs_discover_opts_t opts = {.topology_xml = path};
 	hwloc_topology_t topo;
-	hs_error_t err = { 0 };
+	hs_error_t err = {0};
 
 	assert_int_equal(hs__topo_load(&topo, &opts, &err), 0);
 	assert_non_null(topo);
@@ -129,8 +127,8 @@ static void test_synthetic_two_packages(void **state)
 	assert_int_equal(info.pus, 16);
 	assert_string_equal(info.cpu_model, "");
 
-	assert_int_equal(hs__topo_add_cpus(node, topo, profiles,
-					   HS_BACKEND_SIM), 0);
+	assert_int_equal(
+		hs__topo_add_cpus(node, topo, profiles, HS_BACKEND_SIM), 0);
 	assert_int_equal(node->n_devices, 2);
 	d = &node->devices[0];
 	assert_int_equal(d->id, 0);
@@ -161,7 +159,7 @@ static void test_synthetic_numa_without_packages(void **state)
 	hwloc_topology_t topo = load_synthetic("numa:4 core:2 pu:1");
 	hs_topology_info_t info;
 	hs_node_t *node = node_new();
-	static const char *const sets[] = { "0-1", "2-3", "4-5", "6-7" };
+	static const char *const sets[] = {"0-1", "2-3", "4-5", "6-7"};
 	size_t i;
 
 	hs__topo_summary(topo, &info);
@@ -189,19 +187,23 @@ static void test_synthetic_numa_without_packages(void **state)
 
 static void test_synthetic_single_socket(void **state)
 {
-	hwloc_topology_t topo = load_synthetic("pack:1 core:6 pu:2");
+	/*
+	 * The NUMA level is spelled out: left implicit, hwloc 2.9 inserts it
+	 * with an overlapping memcpy that valgrind reports.
+	 */
+	hwloc_topology_t topo =
+		load_synthetic("pack:1 numa:1 l3:1 l2:6 core:1 pu:2");
 	hs_topology_info_t info;
 	hs_node_t *node = node_new();
 
 	hs__topo_summary(topo, &info);
 	assert_int_equal(info.packages, 1);
-	/* hwloc always gives memory a NUMA node. */
 	assert_int_equal(info.numa_nodes, 1);
 	assert_int_equal(info.cores, 6);
 	assert_int_equal(info.pus, 12);
 
-	assert_int_equal(hs__topo_add_cpus(node, topo, profiles,
-					   HS_BACKEND_SIM), 0);
+	assert_int_equal(
+		hs__topo_add_cpus(node, topo, profiles, HS_BACKEND_SIM), 0);
 	assert_int_equal(node->n_devices, 1);
 	assert_int_equal(node->devices[0].compute_units, 6);
 	assert_string_equal(node->devices[0].cpuset, "0-11");
@@ -212,9 +214,9 @@ static void test_synthetic_single_socket(void **state)
 
 static void test_synthetic_invalid(void **state)
 {
-	hs_discover_opts_t opts = { .topology_synthetic = "pack:banana" };
+	hs_discover_opts_t opts = {.topology_synthetic = "pack:banana"};
 	hwloc_topology_t topo = (hwloc_topology_t)&opts;
-	hs_error_t err = { 0 };
+	hs_error_t err = {0};
 
 	assert_int_equal(hs__topo_load(&topo, &opts, &err), HS_EPARSE);
 	assert_null(topo);
@@ -237,8 +239,7 @@ static void test_gpu_node_summary(void **state)
 	assert_int_equal(info.cores, 4);
 	assert_int_equal(info.pus, 8);
 	assert_int_equal(info.memory_bytes, 32 * GIB);
-	assert_string_equal(info.cpu_model,
-			    "Intel(R) Xeon(R) Platinum 8480+");
+	assert_string_equal(info.cpu_model, "Intel(R) Xeon(R) Platinum 8480+");
 	hwloc_topology_destroy(topo);
 }
 
@@ -261,8 +262,7 @@ static void test_gpu_node_one_device_per_pci(void **state)
 		assert_int_equal(gpus[i]->numa_node, (int)i);
 		assert_int_equal(gpus[i]->compute_units, 132);
 		/* CUDAGlobalMemorySize is in KiB: 81559 MiB. */
-		assert_int_equal(gpus[i]->memory_bytes,
-				 81559ull * 1024 * 1024);
+		assert_int_equal(gpus[i]->memory_bytes, 81559ull * 1024 * 1024);
 		assert_true(gpus[i]->max_w > 0);
 		assert_true(gpus[i]->mem_bw_gbs > 0);
 		assert_int_equal(gpus[i]->sensor, HS_SENSOR_NONE);
@@ -307,11 +307,11 @@ static void test_gpu_node_unmatched_kept(void **state)
 
 static void test_gpu_node_discover(void **state)
 {
-	hs_discover_opts_t opts = { .profiles = profiles,
-				    .topology_xml = GPU_NODE,
-				    .sysfs_root = SYSFS };
+	hs_discover_opts_t opts = {.profiles = profiles,
+				   .topology_xml = GPU_NODE,
+				   .sysfs_root = SYSFS};
 	const hs_device_t *cpus[4];
-	hs_error_t err = { 0 };
+	hs_error_t err = {0};
 	hs_node_t *node;
 	size_t i;
 
@@ -338,7 +338,7 @@ static void test_dgx_h100(void **state)
 	hs_node_t *node = node_new();
 	const hs_device_t *gpus[16], *cpus[4];
 	hs_topology_info_t info;
-	unsigned per_numa[2] = { 0, 0 };
+	unsigned per_numa[2] = {0, 0};
 	size_t i, n;
 
 	hs__topo_summary(topo, &info);
@@ -347,8 +347,8 @@ static void test_dgx_h100(void **state)
 	assert_int_equal(info.cores, 112);
 	assert_true(info.memory_bytes > 1900 * GIB);
 
-	assert_int_equal(hs__topo_add_cpus(node, topo, profiles,
-					   HS_BACKEND_SIM), 0);
+	assert_int_equal(
+		hs__topo_add_cpus(node, topo, profiles, HS_BACKEND_SIM), 0);
 	assert_int_equal(hs__topo_add_gpus(node, topo, profiles), 0);
 	assert_int_equal(devices_of_kind(node, HS_KIND_CPU, cpus, 4), 2);
 	for (i = 0; i < 2; i++) {
@@ -365,8 +365,7 @@ static void test_dgx_h100(void **state)
 	for (i = 0; i < n; i++) {
 		assert_string_equal(gpus[i]->name, "NVIDIA H100 80GB HBM3");
 		assert_string_equal(gpus[i]->profile, "H100-SXM");
-		assert_true(gpus[i]->numa_node == 0 ||
-			    gpus[i]->numa_node == 1);
+		assert_true(gpus[i]->numa_node == 0 || gpus[i]->numa_node == 1);
 		per_numa[gpus[i]->numa_node]++;
 		assert_string_equal(gpus[i]->cpuset,
 				    gpus[i]->numa_node ? "56-111" : "0-55");
@@ -386,9 +385,9 @@ static void test_dgx_h100(void **state)
 static void test_xml_missing(void **state)
 {
 	const char *path = "tests/data/no-such-topology.xml";
-	hs_discover_opts_t opts = { .topology_xml = path };
+	hs_discover_opts_t opts = {.topology_xml = path};
 	hwloc_topology_t topo;
-	hs_error_t err = { 0 };
+	hs_error_t err = {0};
 	char msg[512];
 
 	assert_int_equal(hs__topo_load(&topo, &opts, &err), HS_ENOENT);
@@ -417,8 +416,8 @@ static void check_invalid_xml(const char *text)
 {
 	char path[64], msg[512];
 	hwloc_topology_t topo;
-	hs_discover_opts_t opts = { .topology_xml = path };
-	hs_error_t err = { 0 };
+	hs_discover_opts_t opts = {.topology_xml = path};
+	hs_error_t err = {0};
 
 	write_temp(path, sizeof(path), text);
 	assert_int_equal(hs__topo_load(&topo, &opts, &err), HS_EPARSE);
