@@ -332,6 +332,7 @@ typedef enum {
 	HS_JOB_DONE,
 	HS_JOB_CANCELLED,
 	HS_JOB_REFUSED,
+	HS_JOB_FAILED,      /* its devices failed and no other can run it */
 } hs_job_state_t;
 
 /*
@@ -348,6 +349,7 @@ typedef struct hs_job_s {
 	int32_t device;               /* device it ran on, -1 if none */
 	int64_t deadline_ns;          /* -1: none */
 	int64_t arrival_ns;
+	int64_t start_ns;             /* joined a batch (last time) */
 	int64_t first_token_ns;
 	int64_t done_ns;
 	double energy_j;              /* energy attributed to the job */
@@ -420,6 +422,8 @@ typedef enum {
 	HS_JOB_EV_DONE,            /* every token generated; freed after */
 	HS_JOB_EV_CANCELLED,       /* freed after */
 	HS_JOB_EV_REQUEUED,        /* its device failed; queued again */
+	HS_JOB_EV_FAILED,          /* no remaining device can run it; freed
+				    * after */
 } hs_job_event_t;
 
 /*
@@ -485,6 +489,8 @@ const hs_job_t *hs_sched_job(const hs_sched_t *s, uint64_t id);
 
 typedef struct hs_sched_stats_s {
 	uint64_t submitted, refused, completed, cancelled, requeued;
+	uint64_t failed;               /* accepted, then no device left for
+					* them (hs_sched_device_failed) */
 	uint64_t queued, running;      /* now */
 	uint64_t decisions;            /* policy calls */
 	uint64_t steps;
@@ -493,6 +499,8 @@ typedef struct hs_sched_stats_s {
 	double energy_j;               /* modeled unless energy_measured */
 	bool energy_measured;          /* every step's energy was measured */
 	double budget_w;               /* in force; 0: none */
+	double power_floor_w;          /* idle draw of every device: a
+					* budget below it cannot be met */
 	double power_w;                /* modeled draw now */
 	double peak_power_w;
 	uint64_t power_violations;     /* instants above the budget */

@@ -1,0 +1,537 @@
+/* The discrete-event driver: the scheduler core in virtual time. */
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "sim.h"
+
+#define POWER_EPS 1e-6
+
+typedef struct sim_dev_s {
+	void *exec;
+	bool busy;
+	double draw_w;
+	double step_budget_w;
+	int64_t step_ns;
+	uint32_t step_batch;
+} sim_dev_t;
+
+typedef struct done_ev_s {
+	int64_t at;
+	uint32_t device;
+} done_ev_t;
+
+typedef struct sim_s {
+	const hs_sim_opts_t *opts;
+	const hs_sim_job_t *jobs;
+	size_t n_jobs;
+	hs_sched_t *core;
+	const struct hs_executor_ops *ops;
+	sim_dev_t *devs;
+	size_t n_devs;
+	done_ev_t *heap;          /* step completions, min by (at, device) */
+	size_t n_heap;
+	int64_t now;
+	int64_t timer_at;         /* -1: none */
+	double budget_w;
+	double idle_floor_w;      /* a budget below it cannot be met */
+	double power_w;
+	int64_t power_since;
+	/* id -> job index, through the id's slot part */
+	uint32_t *slot_job;
+	size_t cap_slot_job;
+	uint8_t *done;            /* per job: finished */
+	size_t pending_index;     /* job being submitted */
+	uint64_t started_steps;
+	hs_sim_result_t *res;
+	size_t cap_records;
+	int failed;               /* first error inside a hook */
+} sim_t;
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- completion heap -------------------------------------------------- */
+
+static bool ev_less(const done_ev_t *a, const done_ev_t *b)
+{
+	return a->at < b->at || (a->at == b->at && a->device < b->device);
+}
+
+static void heap_push(sim_t *sm, done_ev_t e)
+{
+	size_t i = sm->n_heap++;
+
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+
+		if (!ev_less(&e, &sm->heap[p]))
+			break;
+		sm->heap[i] = sm->heap[p];
+		i = p;
+	}
+	sm->heap[i] = e;
+}
+
+static done_ev_t heap_pop(sim_t *sm)
+{
+	done_ev_t top = sm->heap[0], e = sm->heap[--sm->n_heap];
+	size_t i = 0;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= sm->n_heap)
+			break;
+		if (c + 1 < sm->n_heap && ev_less(&sm->heap[c + 1], &sm->heap[c]))
+			c++;
+		if (!ev_less(&sm->heap[c], &e))
+			break;
+		sm->heap[i] = sm->heap[c];
+		i = c;
+	}
+	if (sm->n_heap)
+		sm->heap[i] = e;
+	return top;
+}
+
+/* ---- power timeline and the driver's own budget check ----------------- */
+
+static void bins_add(sim_t *sm, int64_t from, int64_t to, double w)
+{
+	hs_sim_result_t *res = sm->res;
+	int64_t bin = res->bin_ns;
+
+	if (bin <= 0 || to <= from)
+		return;
+	while (from < to) {
+		size_t i = (size_t)((from - res->first_arrival_ns) / bin);
+		int64_t end = res->first_arrival_ns + (int64_t)(i + 1) * bin;
+		int64_t upto = end < to ? end : to;
+
+		if (from < res->first_arrival_ns || i >= res->n_bins)
+			return;
+		res->bins[i].avg_w += (float)(w * (double)(upto - from) /
+					      (double)bin);
+		if (w > res->bins[i].max_w)
+			res->bins[i].max_w = (float)w;
+		res->bins[i].budget_w = (float)sm->budget_w;
+		from = upto;
+	}
+}
+
+static void bins_tokens(sim_t *sm, int64_t at, uint32_t tokens)
+{
+	hs_sim_result_t *res = sm->res;
+	size_t i;
+
+	if (res->bin_ns <= 0 || at < res->first_arrival_ns)
+		return;
+	i = (size_t)((at - res->first_arrival_ns) / res->bin_ns);
+	if (i < res->n_bins)
+		res->bins[i].tokens += tokens;
+}
+
+/* The power from power_since to now was sm->power_w. */
+static void power_advance(sim_t *sm)
+{
+	bins_add(sm, sm->power_since, sm->now, sm->power_w);
+	sm->res->energy_j += sm->power_w * (double)(sm->now - sm->power_since) /
+			     1e9;
+	sm->power_since = sm->now;
+}
+
+static void set_draw(sim_t *sm, size_t d, double w)
+{
+	power_advance(sm);
+	sm->power_w += w - sm->devs[d].draw_w;
+	sm->devs[d].draw_w = w;
+}
+
+/* Check the state that holds from now until the next event. */
+static void power_check(sim_t *sm)
+{
+	hs_sim_result_t *res = sm->res;
+	double over = sm->power_w - (sm->budget_w > sm->idle_floor_w ?
+					     sm->budget_w :
+					     sm->idle_floor_w);
+	size_t d;
+
+	if (sm->power_w > res->peak_power_w)
+		res->peak_power_w = sm->power_w;
+	if (sm->budget_w <= 0 || over <= POWER_EPS)
+		return;
+	for (d = 0; d < sm->n_devs; d++) {
+		const sim_dev_t *dv = &sm->devs[d];
+
+		if (dv->busy && (dv->step_budget_w <= 0 ||
+				 dv->step_budget_w > sm->budget_w))
+			return; /* a step from before the drop still runs */
+	}
+	res->power_violations++;
+	if (over > res->max_violation_w)
+		res->max_violation_w = over;
+}
+
+/* ---- hooks ------------------------------------------------------------ */
+
+static void on_step_start(void *ud, const hs_step_t *st)
+{
+	sim_t *sm = ud;
+	sim_dev_t *dv = &sm->devs[st->device];
+	double energy;
+	int64_t ns;
+	int rc;
+
+	rc = sm->ops->run_step(dv->exec, st, &ns, &energy);
+	if (rc && !sm->failed)
+		sm->failed = rc;
+	dv->busy = true;
+	dv->step_ns = ns;
+	dv->step_batch = st->batch;
+	dv->step_budget_w = sm->budget_w;
+	set_draw(sm, (size_t)st->device, st->power_w);
+	heap_push(sm, (done_ev_t){ .at = sm->now + ns,
+				   .device = (uint32_t)st->device });
+	sm->started_steps++;
+}
+
+static int note_slot(sim_t *sm, uint64_t id, size_t job)
+{
+	size_t slot = (size_t)(id & 0xffffffffu);
+
+	if (slot >= sm->cap_slot_job) {
+		size_t cap = sm->cap_slot_job;
+
+		if (hs__grow((void **)&sm->slot_job, &cap, slot + 1,
+			     sizeof(*sm->slot_job)))
+			return HS_ENOMEM;
+		sm->cap_slot_job = cap;
+	}
+	sm->slot_job[slot] = (uint32_t)job;
+	return 0;
+}
+
+static void on_job_event(void *ud, const hs_job_t *job, hs_job_event_t ev)
+{
+	sim_t *sm = ud;
+	hs_sim_result_t *res = sm->res;
+	size_t idx;
+
+	if (ev != HS_JOB_EV_DONE && ev != HS_JOB_EV_CANCELLED &&
+	    ev != HS_JOB_EV_FAILED)
+		return;
+	idx = sm->slot_job[job->id & 0xffffffffu];
+	if (sm->done[idx]) {
+		res->duplicate_done++;
+		return;
+	}
+	sm->done[idx] = 1;
+	if (ev != HS_JOB_EV_DONE || !sm->opts->keep_records)
+		return;
+	if (res->n_records == sm->cap_records &&
+	    hs__grow((void **)&res->records, &sm->cap_records,
+		     res->n_records + 1, sizeof(*res->records))) {
+		sm->failed = HS_ENOMEM;
+		return;
+	}
+	{
+		hs_sim_record_t *r = &res->records[res->n_records++];
+		double ttft = (double)(job->first_token_ns - job->arrival_ns);
+		double e2e = (double)(job->done_ns - job->arrival_ns);
+
+		r->ttft_ms = (float)(ttft / 1e6);
+		r->e2e_ms = (float)(e2e / 1e6);
+		r->tpot_ms = job->gen_tokens > 1 ?
+				     (float)((e2e - ttft) / 1e6 /
+					     (job->gen_tokens - 1)) :
+				     0;
+		r->queue_ms = (float)((double)(job->start_ns - job->arrival_ns) /
+				      1e6);
+		r->energy_j = (float)job->energy_j;
+		r->gen_tokens = job->gen_tokens;
+		r->device = job->device;
+	}
+}
+
+static void on_timer(void *ud, int64_t when)
+{
+	sim_t *sm = ud;
+
+	if (sm->timer_at < 0 || when < sm->timer_at || sm->timer_at <= sm->now)
+		sm->timer_at = when;
+}
+
+/* ---- the loop --------------------------------------------------------- */
+
+/* Time a call into the core: the scheduler's own cost per decision. */
+#define CORE(sm, rc, call)                                                 \
+	do {                                                               \
+		int64_t t0_ = mono_ns();                                   \
+		(rc) = (call);                                             \
+		(sm)->res->sched_cpu_ns += (double)(mono_ns() - t0_);      \
+	} while (0)
+
+static int64_t next_time(const sim_t *sm, size_t ai, size_t bi, size_t fi)
+{
+	const hs_sim_opts_t *o = sm->opts;
+	int64_t t = INT64_MAX;
+
+	if (ai < sm->n_jobs && sm->jobs[ai].arrival_ns < t)
+		t = sm->jobs[ai].arrival_ns;
+	if (sm->n_heap && sm->heap[0].at < t)
+		t = sm->heap[0].at;
+	if (bi < o->n_budget_changes && o->budget_changes[bi].at_ns < t)
+		t = o->budget_changes[bi].at_ns;
+	if (fi < o->n_failures && o->failures[fi].at_ns < t)
+		t = o->failures[fi].at_ns;
+	if (sm->timer_at >= 0 && sm->timer_at < t)
+		t = sm->timer_at;
+	return t;
+}
+
+static int setup(sim_t *sm, const hs_sched_config_t *cfg,
+		 const hs_model_catalog_t *models, const hs_device_t *devices,
+		 size_t n_devices, hs_error_t *err)
+{
+	hs_executor_opts_t eo = { .seed = sm->opts->seed,
+				  .noise = sm->opts->noise,
+				  .skew = sm->opts->skew };
+	hs_sched_hooks_t hooks = { .step_start = on_step_start,
+				   .job_event = on_job_event,
+				   .timer = on_timer,
+				   .ud = sm };
+	hs_sim_result_t *res = sm->res;
+	size_t d;
+	int rc;
+
+	sm->ops = &hs__executor_sim;
+	sm->devs = hs__calloc(n_devices, sizeof(*sm->devs));
+	sm->heap = hs__calloc(n_devices, sizeof(*sm->heap));
+	sm->done = hs__calloc(sm->n_jobs ? sm->n_jobs : 1, 1);
+	res->devices = hs__calloc(n_devices, sizeof(*res->devices));
+	if (!sm->devs || !sm->heap || !sm->done || !res->devices)
+		return hs__error_set(err, HS_ENOMEM, NULL, 0, NULL,
+				     "out of memory");
+	res->n_devices = n_devices;
+	for (d = 0; d < n_devices; d++) {
+		rc = sm->ops->open(&sm->devs[d].exec, &devices[d], models, &eo);
+		if (rc)
+			return hs__error_set(err, rc, NULL, 0, NULL,
+					     "cannot open sim device %zu: %s",
+					     d, hs_strerror(rc));
+		sm->devs[d].draw_w = devices[d].idle_w;
+		sm->power_w += devices[d].idle_w;
+	}
+	sm->idle_floor_w = sm->power_w;
+	sm->budget_w = cfg->power_budget_w > 0 ? cfg->power_budget_w : 0;
+	res->first_arrival_ns = sm->n_jobs ? sm->jobs[0].arrival_ns : 0;
+	sm->power_since = res->first_arrival_ns;
+	sm->now = res->first_arrival_ns;
+	if (sm->opts->bin_ns > 0 && sm->n_jobs) {
+		int64_t span = sm->jobs[sm->n_jobs - 1].arrival_ns -
+			       res->first_arrival_ns;
+
+		/* Room for the arrivals and a tail of four times as long;
+		 * whatever runs later is not binned. */
+		res->bin_ns = sm->opts->bin_ns;
+		res->n_bins = (size_t)(span * 4 / res->bin_ns) + 16;
+		if (res->n_bins > 100000)
+			res->n_bins = 100000;
+		res->bins = hs__calloc(res->n_bins, sizeof(*res->bins));
+		if (!res->bins)
+			return hs__error_set(err, HS_ENOMEM, NULL, 0, NULL,
+					     "out of memory");
+	}
+	return hs_sched_new(&sm->core, cfg, models, devices, n_devices, &hooks,
+			    err);
+}
+
+static void submit(sim_t *sm, size_t i)
+{
+	const hs_sim_job_t *j = &sm->jobs[i];
+	hs_job_spec_t spec = { .model = j->model,
+			       .ctx_tokens = j->ctx_tokens,
+			       .gen_tokens = j->gen_tokens,
+			       .priority = j->priority,
+			       .deadline_ns = -1 };
+	uint64_t id;
+	int rc;
+
+	/* The slot is noted before the core can finish the job (a job can
+	 * complete only in a later event, but a refused one never gets an
+	 * id). */
+	CORE(sm, rc, hs_sched_submit(sm->core, sm->now, &spec, &id, NULL));
+	if (rc) {
+		sm->res->submit_failures++;
+		sm->done[i] = 2;
+		return;
+	}
+	if (note_slot(sm, id, i) && !sm->failed)
+		sm->failed = HS_ENOMEM;
+}
+
+int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
+	       const hs_device_t *devices, size_t n_devices,
+	       const hs_sim_job_t *jobs, size_t n_jobs,
+	       const hs_sim_opts_t *opts, hs_sim_result_t *res,
+	       hs_error_t *err)
+{
+	static const hs_sim_opts_t defaults = { 0 };
+	size_t ai = 0, bi = 0, fi = 0, d, i;
+	uint64_t idle_timers = 0, last_steps = 0, progress_next;
+	sim_t sm = { 0 };
+	int rc;
+
+	hs__error_clear(err);
+	memset(res, 0, sizeof(*res));
+	sm.opts = opts ? opts : &defaults;
+	sm.jobs = jobs;
+	sm.n_jobs = n_jobs;
+	sm.n_devs = n_devices;
+	sm.res = res;
+	sm.timer_at = -1;
+	for (i = 1; i < n_jobs; i++)
+		if (jobs[i].arrival_ns < jobs[i - 1].arrival_ns)
+			return hs__error_set(err, HS_EINVAL, "workload", 0,
+					     NULL,
+					     "jobs are not sorted by arrival "
+					     "(job %zu)",
+					     i);
+	rc = setup(&sm, cfg, models, devices, n_devices, err);
+	if (rc)
+		goto out;
+	progress_next = sm.opts->progress_every;
+
+	for (;;) {
+		int64_t t = next_time(&sm, ai, bi, fi);
+		hs_sched_stats_t st;
+
+		if (t == INT64_MAX)
+			break;
+		if (sm.opts->time_limit_ns > 0 &&
+		    t > res->first_arrival_ns + sm.opts->time_limit_ns)
+			break;
+		/* Only timers left and nothing happening: the jobs still
+		 * queued wait for a budget that will not come. */
+		if (ai == n_jobs && !sm.n_heap &&
+		    bi == sm.opts->n_budget_changes &&
+		    fi == sm.opts->n_failures) {
+			hs_sched_stats(sm.core, &st);
+			if (st.queued + st.running == 0)
+				break;
+			if (sm.started_steps == last_steps &&
+			    ++idle_timers > 2)
+				break;
+			last_steps = sm.started_steps;
+		}
+		sm.now = t;
+		res->events++;
+		while (bi < sm.opts->n_budget_changes &&
+		       sm.opts->budget_changes[bi].at_ns == t) {
+			power_advance(&sm);
+			sm.budget_w = sm.opts->budget_changes[bi].budget_w;
+			CORE(&sm, rc, hs_sched_set_budget(sm.core, t,
+							  sm.budget_w));
+			bi++;
+		}
+		while (fi < sm.opts->n_failures &&
+		       sm.opts->failures[fi].at_ns == t) {
+			int dev = sm.opts->failures[fi].device;
+
+			if (dev >= 0 && (size_t)dev < n_devices) {
+				/* Its step will never report; the stale
+				 * completion is skipped when it comes. */
+				if (sm.devs[dev].busy) {
+					sm.devs[dev].busy = false;
+					set_draw(&sm, (size_t)dev,
+						 devices[dev].idle_w);
+				}
+				CORE(&sm, rc, hs_sched_device_failed(sm.core,
+								     t, dev));
+			}
+			fi++;
+		}
+		while (sm.n_heap && sm.heap[0].at == t) {
+			done_ev_t e = heap_pop(&sm);
+			sim_dev_t *dv = &sm.devs[e.device];
+
+			if (!dv->busy)
+				continue;
+			dv->busy = false;
+			set_draw(&sm, e.device, devices[e.device].idle_w);
+			bins_tokens(&sm, t, dv->step_batch);
+			CORE(&sm, rc, hs_sched_step_done(sm.core, t,
+							 (int)e.device,
+							 dv->step_ns, -1));
+		}
+		while (ai < n_jobs && jobs[ai].arrival_ns == t)
+			submit(&sm, ai++);
+		if (sm.timer_at >= 0 && sm.timer_at <= t) {
+			sm.timer_at = -1;
+			CORE(&sm, rc, hs_sched_timer(sm.core, t));
+		}
+		rc = 0;
+		power_check(&sm);
+		if (sm.failed) {
+			rc = hs__error_set(err, sm.failed, NULL, 0, NULL,
+					   "simulation failed: %s",
+					   hs_strerror(sm.failed));
+			goto out;
+		}
+		if (progress_next && sm.opts->progress) {
+			hs_sched_stats(sm.core, &st);
+			if (st.completed >= progress_next) {
+				sm.opts->progress(sm.opts->progress_ud, t,
+						  st.completed, n_jobs);
+				progress_next = st.completed +
+						sm.opts->progress_every;
+			}
+		}
+	}
+	power_advance(&sm);
+	res->end_ns = sm.now;
+	hs_sched_stats(sm.core, &res->stats);
+	for (d = 0; d < n_devices; d++)
+		hs_sched_device_stats(sm.core, (int)d, &res->devices[d]);
+	for (i = 0; i < n_jobs; i++)
+		if (!sm.done[i])
+			res->lost_jobs++;
+	/* Jobs still queued or running at a time limit are not lost. */
+	if (res->lost_jobs >= res->stats.queued + res->stats.running)
+		res->lost_jobs -= res->stats.queued + res->stats.running;
+	if (sm.opts->time_limit_ns <= 0 && res->stats.queued == 0 &&
+	    res->stats.running == 0 && res->lost_jobs)
+		rc = hs__error_set(err, HS_ESTATE, NULL, 0, NULL,
+				   "%llu accepted jobs never finished",
+				   (unsigned long long)res->lost_jobs);
+out:
+	for (d = 0; sm.devs && d < n_devices; d++)
+		if (sm.devs[d].exec)
+			sm.ops->close(sm.devs[d].exec);
+	hs_sched_free(sm.core);
+	hs__free(sm.devs);
+	hs__free(sm.heap);
+	hs__free(sm.done);
+	hs__free(sm.slot_job);
+	if (rc)
+		hs_sim_result_release(res);
+	return rc;
+}
+
+void hs_sim_result_release(hs_sim_result_t *res)
+{
+	hs__free(res->devices);
+	hs__free(res->records);
+	hs__free(res->bins);
+	res->devices = NULL;
+	res->records = NULL;
+	res->bins = NULL;
+	res->n_records = 0;
+	res->n_bins = 0;
+}

@@ -1,0 +1,126 @@
+/*
+ * The sim executor: no work is done; a step takes the time the performance
+ * model's roofline prior gives for the device's profile, spread by seeded
+ * noise and skewed by a per-device factor (the device is a little faster
+ * or slower than its profile says, as real ones are). The prior is fixed
+ * here, apart from the core's model that calibrates against these times,
+ * so that the core learns the skew instead of chasing its own tail. Energy
+ * is left to the core to model (power level x time): no sensor measures a
+ * simulated device.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "executor.h"
+#include "internal.h"
+#include "perf.h"
+
+typedef struct sim_s {
+	hs_device_t dev;
+	hs__perf_t *truth;   /* per model: the fixed roofline law */
+	size_t n_models;
+	uint64_t rng;
+	double noise;
+	double factor;       /* true time / profile time */
+} sim_t;
+
+/* splitmix64: small, fast, and the same sequence on every machine. */
+static uint64_t next_u64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Uniform in [-1, 1). */
+static double uniform_pm1(uint64_t *x)
+{
+	return (double)(next_u64(x) >> 11) * 0x1.0p-52 - 1.0;
+}
+
+static int sim_open(void **exec, const hs_device_t *dev,
+		    const hs_model_catalog_t *models,
+		    const hs_executor_opts_t *opts)
+{
+	sim_t *sm = hs__calloc(1, sizeof(*sm));
+	size_t m;
+
+	if (!sm)
+		return HS_ENOMEM;
+	sm->dev = *dev;
+	sm->n_models = hs_model_catalog_count(models);
+	sm->truth = hs__calloc(sm->n_models ? sm->n_models : 1,
+			       sizeof(*sm->truth));
+	if (!sm->truth) {
+		hs__free(sm);
+		return HS_ENOMEM;
+	}
+	for (m = 0; m < sm->n_models; m++)
+		hs__perf_init(&sm->truth[m], dev,
+			      hs_model_catalog_get(models, m));
+	sm->rng = (opts ? opts->seed : 0) ^
+		  (0x632be59bd9b4e019ull * (uint64_t)(dev->id + 1));
+	sm->noise = opts ? fabs(opts->noise) : 0;
+	sm->factor = 1.0;
+	if (opts && opts->skew > 0)
+		sm->factor = 1.0 + opts->skew * uniform_pm1(&sm->rng);
+	*exec = sm;
+	return 0;
+}
+
+static void sim_close(void *exec)
+{
+	sim_t *sm = exec;
+
+	if (!sm)
+		return;
+	hs__free(sm->truth);
+	hs__free(sm);
+}
+
+static int sim_run_step(void *exec, const hs_step_t *step,
+			int64_t *duration_ns, double *energy_j)
+{
+	sim_t *sm = exec;
+	double speed = 1.0, t;
+
+	if (step->model >= sm->n_models)
+		return HS_EINVAL;
+	if (sm->dev.n_levels && step->level >= 0 &&
+	    (unsigned)step->level < sm->dev.n_levels)
+		speed = sm->dev.levels[step->level].speed;
+	t = hs__perf_predict_ns(&sm->truth[step->model], step->batch,
+				(double)step->ctx_tokens,
+				(double)step->prefill_tokens) /
+	    speed * sm->factor;
+
+	if (sm->noise > 0)
+		t *= 1.0 + sm->noise * uniform_pm1(&sm->rng);
+	if (t < 1)
+		t = 1;
+	*duration_ns = (int64_t)llround(t) + step->load_ns;
+	*energy_j = -1;
+	return 0;
+}
+
+const struct hs_executor_ops hs__executor_sim = {
+	.name = "sim",
+	.open = sim_open,
+	.close = sim_close,
+	.run_step = sim_run_step,
+};
+
+const struct hs_executor_ops *hs__executor_find(const char *name)
+{
+	static const struct hs_executor_ops *const all[] = {
+		&hs__executor_sim,
+	};
+	size_t i;
+
+	for (i = 0; i < HS_ARRAY_SIZE(all); i++)
+		if (!strcmp(all[i]->name, name))
+			return all[i];
+	return NULL;
+}

@@ -1,0 +1,404 @@
+/* The step-time model: a roofline prior refined online by ridge regression. */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "perf.h"
+
+#define N HS_PERF_NFEAT
+
+/*
+ * Fractions of the datasheet figures that inference kernels reach.
+ * Streaming the weights and the KV cache gets about 80% of peak bandwidth
+ * on GPUs and CPUs alike (STREAM-like reads); matmuls at inference batch
+ * sizes reach about 60% of peak FLOP/s, less than training GEMMs whose
+ * shapes are larger.
+ */
+#define BW_EFFICIENCY 0.8
+#define FLOP_EFFICIENCY 0.6
+/* What a step costs beyond the roofline: kernel launches, host sync and
+ * sampling, a few dozen launches of a few microseconds each. */
+#define STEP_OVERHEAD_NS 20000.0
+/* A profile without figures gets a floor slower than any real device, so
+ * the scheduler prefers devices that are described until measurements
+ * come in. */
+#define MIN_BW_GBS 1.0
+#define MIN_TFLOPS 0.01
+/* When the catalog does not say, weights are 16-bit. */
+#define DEFAULT_DTYPE_BYTES 2
+
+/*
+ * The prior weighs as PRIOR_WEIGHT samples taken at a typical magnitude of
+ * each feature: lambda_i = w * s_i^2 penalises moving theta_i by the time
+ * that move makes at s_i. One step, 8 jobs, 8192 context tokens and a 512
+ * token prefill chunk are typical of the batches the core builds. The
+ * prior keeps directions the data do not span (a device that only ever
+ * sees one shape) at the roofline, and steadies fits to few noisy samples;
+ * its pull on the rest falls as 1/n. One sample is the compromise we
+ * measured: at 2 a fit restarted 10x away from its prior was still 7% off
+ * after 150 samples, below 0.5 fits to 10 samples with 30% noise
+ * extrapolated markedly worse. Columns are divided by s_i before solving,
+ * which makes the ridge term w * I and brings C (up to 1e6) and B (1..64)
+ * to similar scales.
+ */
+#define PRIOR_WEIGHT 1.0
+static const double feat_scale[N] = { 1.0, 8.0, 8192.0, 512.0 };
+
+/* A Cholesky pivot this small relative to its diagonal means the sums are
+ * not those of any sample set (the ridge alone keeps pivots >= w). */
+#define PIVOT_EPS 1e-12
+
+static double floor_figure(double v, double min)
+{
+	return isfinite(v) && v > min ? v : min;
+}
+
+void hs__perf_init(hs__perf_t *p, const hs_device_t *dev,
+		   const hs_model_t *m)
+{
+	/* 1 GB/s is 1 byte/ns; 1 TFLOP/s is 1e3 FLOP/ns. */
+	double bw = floor_figure(dev->mem_bw_gbs, MIN_BW_GBS) * BW_EFFICIENCY;
+	double flops = floor_figure(dev->peak_tflops, MIN_TFLOPS) * 1e3 *
+		       FLOP_EFFICIENCY;
+	double dtype = m->dtype_bytes ? m->dtype_bytes : DEFAULT_DTYPE_BYTES;
+	double active = (double)(m->active_params ? m->active_params :
+						    m->params);
+	double step_bytes, kv = (double)m->kv_bytes_per_token;
+
+	step_bytes = m->weight_bytes ? (double)m->weight_bytes :
+				       (double)m->params * dtype;
+	/*
+	 * A MoE step reads only the experts its tokens are routed to. Taking
+	 * the active parameters as that set is exact for one token and low
+	 * for large batches, which touch more experts; the fit corrects it.
+	 */
+	if (m->active_params && m->active_params < m->params)
+		step_bytes = active * dtype;
+
+	memset(p, 0, sizeof(*p));
+	p->prior[HS_PERF_STEP] = step_bytes / bw + STEP_OVERHEAD_NS;
+	p->prior[HS_PERF_JOB] = 2.0 * active / flops;
+	p->prior[HS_PERF_CTX] = kv / bw;
+	p->prior[HS_PERF_PREFILL] = 2.0 * active / flops + kv / bw;
+	memcpy(p->theta, p->prior, sizeof(p->theta));
+}
+
+/*
+ * Solve the n x n SPD system a x = b in place (x in b) by Cholesky.
+ * Returns false when a pivot vanishes: a is not positive definite.
+ */
+static bool cholesky_solve(double a[N][N], double *b, int n)
+{
+	int i, j, k;
+
+	for (j = 0; j < n; j++) {
+		double d = a[j][j];
+
+		for (k = 0; k < j; k++)
+			d -= a[j][k] * a[j][k];
+		if (!isfinite(d) || d <= PIVOT_EPS * a[j][j])
+			return false;
+		d = sqrt(d);
+		a[j][j] = d;
+		for (i = j + 1; i < n; i++) {
+			double s = a[i][j];
+
+			for (k = 0; k < j; k++)
+				s -= a[i][k] * a[j][k];
+			a[i][j] = s / d;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < i; k++)
+			b[i] -= a[i][k] * b[k];
+		b[i] /= a[i][i];
+	}
+	for (i = n - 1; i >= 0; i--) {
+		for (k = i + 1; k < n; k++)
+			b[i] -= a[k][i] * b[k];
+		b[i] /= a[i][i];
+	}
+	return true;
+}
+
+/*
+ * Minimise sum (t - theta.x)^2 + sum_i lambda_i (theta_i - prior_i)^2 with
+ * theta >= 0. A negative coefficient would predict shorter steps for more
+ * work and, extrapolated, negative times; when the unconstrained solution
+ * has one, the most negative is pinned to 0 and the rest re-solved, until
+ * none is left (an active-set pass, exact when at most one coefficient
+ * wants to go negative, which is what noise and collinear features
+ * produce). When the system is not positive definite, which sums of real
+ * samples cannot be, theta falls back to the prior and false is returned.
+ */
+static bool solve(hs__perf_t *p)
+{
+	double phi[N] = { 0 };
+	bool pinned[N] = { false };
+	bool ok = true;
+	int i, j;
+
+	for (;;) {
+		double a[N][N], b[N];
+		int idx[N], n = 0, worst = -1;
+
+		for (i = 0; i < N; i++)
+			if (!pinned[i])
+				idx[n++] = i;
+		if (!n)
+			break;
+		/* Pinned coefficients are 0, so they drop out of b. */
+		for (i = 0; i < n; i++) {
+			int r = idx[i];
+
+			for (j = 0; j < n; j++) {
+				int c = idx[j];
+
+				a[i][j] = p->xtx[r * N + c] /
+					  (feat_scale[r] * feat_scale[c]);
+			}
+			a[i][i] += PRIOR_WEIGHT;
+			b[i] = p->xty[r] / feat_scale[r] +
+			       PRIOR_WEIGHT * p->prior[r] * feat_scale[r];
+		}
+		if (!cholesky_solve(a, b, n)) {
+			ok = false;
+			break;
+		}
+		for (i = 0; i < n; i++) {
+			phi[idx[i]] = b[i];
+			if (b[i] < 0 && (worst < 0 || b[i] < phi[worst]))
+				worst = idx[i];
+		}
+		if (worst < 0)
+			break;
+		pinned[worst] = true;
+		phi[worst] = 0;
+	}
+	for (i = 0; i < N; i++)
+		p->theta[i] = ok ? phi[i] / feat_scale[i] : p->prior[i];
+	p->dirty = false;
+	return ok;
+}
+
+double hs__perf_predict_ns(hs__perf_t *p, double B, double C, double P)
+{
+	double t;
+
+	if (p->dirty)
+		solve(p);
+	t = p->theta[HS_PERF_STEP] + p->theta[HS_PERF_JOB] * B +
+	    p->theta[HS_PERF_CTX] * C + p->theta[HS_PERF_PREFILL] * P;
+	/* Written so that NaN lands on the floor too. */
+	return t >= HS_PERF_MIN_NS ? t : HS_PERF_MIN_NS;
+}
+
+static bool valid_feature(double v)
+{
+	return isfinite(v) && v >= 0;
+}
+
+/* Forget the samples, keep the prior and the life-long error figures. */
+static void reset_fit(hs__perf_t *p)
+{
+	memset(p->xtx, 0, sizeof(p->xtx));
+	memset(p->xty, 0, sizeof(p->xty));
+	memcpy(p->theta, p->prior, sizeof(p->theta));
+	p->samples = 0;
+	p->dirty = false;
+}
+
+bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
+		      double measured_ns)
+{
+	const double x[N] = { 1.0, B, C, P };
+	double pred;
+	int i, j;
+
+	if (!valid_feature(B) || !valid_feature(C) || !valid_feature(P) ||
+	    !isfinite(measured_ns) || measured_ns <= 0)
+		return false;
+	pred = hs__perf_predict_ns(p, B, C, P);
+	p->rel_err_sum += fabs(pred - measured_ns) / measured_ns;
+	p->rel_err_n++;
+	if (p->samples >= HS_PERF_WARMUP &&
+	    (measured_ns > HS_PERF_OUTLIER_K * pred ||
+	     measured_ns < pred / HS_PERF_OUTLIER_K)) {
+		if (++p->consecutive_outliers < HS_PERF_RESET_RUN) {
+			p->outliers++;
+			return false;
+		}
+		/*
+		 * Noise does not come sixteen times in a row: the device now
+		 * runs at another clock, another driver, another sharing.
+		 * The old samples describe a device that is gone, and the
+		 * prior is a better start than a fit to them.
+		 */
+		reset_fit(p);
+		p->resets++;
+	}
+	p->consecutive_outliers = 0;
+	for (i = 0; i < N; i++) {
+		for (j = 0; j < N; j++)
+			p->xtx[i * N + j] += x[i] * x[j];
+		p->xty[i] += x[i] * measured_ns;
+	}
+	p->samples++;
+	p->dirty = true;
+	return true;
+}
+
+double hs__perf_mean_rel_error(const hs__perf_t *p)
+{
+	return p->rel_err_n ? p->rel_err_sum / (double)p->rel_err_n : 0.0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Save and load                                                            */
+/* ------------------------------------------------------------------------ */
+
+static json_t *number_array(const double *v, size_t n)
+{
+	json_t *arr = json_array();
+	size_t i;
+
+	if (!arr)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		if (json_array_append_new(arr, json_real(v[i]))) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return arr;
+}
+
+json_t *hs__perf_to_json(const hs__perf_t *p)
+{
+	hs__perf_t fit = *p;
+	json_t *obj;
+
+	/* Write the theta that predictions would use, not a stale one. */
+	if (fit.dirty)
+		solve(&fit);
+	obj = json_object();
+	if (!obj)
+		return NULL;
+	/* json_object_set_new fails on a NULL value, so one test per key
+	 * covers both allocations. */
+	if (json_object_set_new(obj, "prior", number_array(fit.prior, N)) ||
+	    json_object_set_new(obj, "theta", number_array(fit.theta, N)) ||
+	    json_object_set_new(obj, "xtx", number_array(fit.xtx, N * N)) ||
+	    json_object_set_new(obj, "xty", number_array(fit.xty, N)) ||
+	    json_object_set_new(obj, "samples",
+				json_integer((json_int_t)fit.samples)) ||
+	    json_object_set_new(obj, "outliers",
+				json_integer((json_int_t)fit.outliers)) ||
+	    json_object_set_new(obj, "resets", json_integer(fit.resets)) ||
+	    json_object_set_new(obj, "rel_err_sum",
+				json_real(fit.rel_err_sum)) ||
+	    json_object_set_new(obj, "rel_err_n",
+				json_integer((json_int_t)fit.rel_err_n))) {
+		json_decref(obj);
+		obj = NULL;
+	}
+	return obj;
+}
+
+static int read_numbers(hs__jv_t *jv, const json_t *obj, const char *key,
+			double *out, size_t n)
+{
+	json_t *arr = json_object_get(obj, key), *v;
+	hs__jv_t c, e;
+	size_t i;
+
+	if (!arr)
+		return hs__error_set(jv->err, HS_EMISSING, jv->source, 0,
+				     jv->path, "missing required key \"%s\"",
+				     key);
+	hs__jv_child_key(&c, jv, key);
+	if (!json_is_array(arr) || json_array_size(arr) != n)
+		return hs__error_set(c.err, HS_ETYPE, c.source, 0, c.path,
+				     "expected an array of %zu numbers", n);
+	json_array_foreach(arr, i, v) {
+		hs__jv_child_index(&e, &c, i);
+		if (!json_is_number(v))
+			return hs__error_set(e.err, HS_ETYPE, e.source, 0,
+					     e.path, "expected a number");
+		/* Features and times are never negative, nor is any sum
+		 * of their products. */
+		out[i] = json_number_value(v);
+		if (!isfinite(out[i]) || out[i] < 0)
+			return hs__error_set(e.err, HS_ERANGE, e.source, 0,
+					     e.path,
+					     "expected a number >= 0, got %g",
+					     out[i]);
+	}
+	return 0;
+}
+
+int hs__perf_from_json(hs__perf_t *p, hs__jv_t *jv, const json_t *obj)
+{
+	static const char *const keys[] = {
+		"prior", "theta", "xtx", "xty", "samples", "outliers",
+		"resets", "rel_err_sum", "rel_err_n", NULL
+	};
+	hs__perf_t in;
+	hs__jv_t c;
+	int rc, i, j;
+
+	memset(&in, 0, sizeof(in));
+	if ((rc = hs__jv_expect_object(jv, obj)) ||
+	    (rc = hs__jv_check_keys(jv, obj, keys)) ||
+	    (rc = read_numbers(jv, obj, "prior", in.prior, N)) ||
+	    (rc = read_numbers(jv, obj, "theta", in.theta, N)) ||
+	    (rc = read_numbers(jv, obj, "xtx", in.xtx, N * N)) ||
+	    (rc = read_numbers(jv, obj, "xty", in.xty, N)) ||
+	    (rc = hs__jv_u64(jv, obj, "samples", true, &in.samples, 0,
+			     INT64_MAX)) ||
+	    (rc = hs__jv_u64(jv, obj, "outliers", true, &in.outliers, 0,
+			     INT64_MAX)) ||
+	    (rc = hs__jv_u32(jv, obj, "resets", false, &in.resets, 0,
+			     UINT32_MAX)) ||
+	    (rc = hs__jv_double(jv, obj, "rel_err_sum", true,
+				&in.rel_err_sum, 0, DBL_MAX)) ||
+	    (rc = hs__jv_u64(jv, obj, "rel_err_n", true, &in.rel_err_n, 0,
+			     INT64_MAX)))
+		goto out;
+
+	hs__jv_child_key(&c, jv, "xtx");
+	for (i = 0; i < N; i++)
+		for (j = 0; j < i; j++)
+			if (in.xtx[i * N + j] != in.xtx[j * N + i]) {
+				rc = hs__error_set(c.err, HS_EINVAL, c.source,
+						   0, c.path,
+						   "not symmetric at [%d][%d]",
+						   i, j);
+				goto out;
+			}
+	/* Every sample adds 1 * 1 to the first cell. */
+	if (in.xtx[0] != (double)in.samples) {
+		rc = hs__error_set(c.err, HS_EINVAL, c.source, 0, c.path,
+				   "first element %g does not match "
+				   "samples %llu", in.xtx[0],
+				   (unsigned long long)in.samples);
+		goto out;
+	}
+	if (!in.rel_err_n && in.rel_err_sum > 0) {
+		hs__jv_child_key(&c, jv, "rel_err_sum");
+		rc = hs__error_set(c.err, HS_EINVAL, c.source, 0, c.path,
+				   "%g with rel_err_n 0", in.rel_err_sum);
+		goto out;
+	}
+	in.dirty = true;
+	if (!solve(&in)) {
+		hs__jv_child_key(&c, jv, "xtx");
+		rc = hs__error_set(c.err, HS_EINVAL, c.source, 0, c.path,
+				   "not the sums of any set of samples "
+				   "(not positive semi-definite)");
+		goto out;
+	}
+	*p = in;
+out:
+	return rc;
+}

@@ -1,0 +1,125 @@
+/*
+ * Private to scheduler/: the core's state. Policies never see this; they
+ * use the accessors of policies/policy.h.
+ */
+#ifndef HS_SCHED_INTERNAL_H
+#define HS_SCHED_INTERNAL_H
+
+#include "internal.h"
+#include "perf.h"
+#include "policy.h"
+
+/* A queue entry: jobs with a smaller rank go first. */
+typedef struct hs__qent_s {
+	int64_t rank;
+	uint32_t slot;
+	uint32_t pad;
+} hs__qent_t;
+
+typedef struct hs__queue_s {
+	hs__qent_t *heap;
+	uint32_t n;
+	uint32_t cap;
+} hs__queue_t;
+
+#define HS__NO_QUEUE UINT32_MAX
+
+/* A job as the core keeps it. */
+typedef struct hs__jobrec_s {
+	hs_job_t pub;
+	uint32_t gen;          /* slot generation: ids are gen << 32 | slot */
+	uint32_t queue;        /* queue index while queued, else NO_QUEUE */
+	uint32_t pos;          /* heap position in its queue or batch */
+	uint32_t base_generated; /* tokens made before it (re)joined */
+	uint64_t finish_seq;   /* device step at whose end it finishes */
+	uint64_t join_seq;     /* device step it joined at */
+	double energy_mark;    /* device energy-per-job accumulator at join */
+	float cost_ns;         /* backlog it adds to its bound device */
+	int32_t owner;         /* bound device, -1: shared queue */
+	bool cancel;           /* leave at the next step boundary */
+} hs__jobrec_t;
+
+/* A batch member: the finish heap orders by finish_seq. */
+typedef struct hs__member_s {
+	uint64_t finish_seq;
+	uint32_t slot;
+	uint32_t pad;
+} hs__member_t;
+
+typedef struct hs__dev_s {
+	hs_device_t d;
+	bool failed;
+	bool busy;             /* a step is running */
+	bool waiting_power;    /* has work, the budget lets no level run */
+	int level;             /* of the running step */
+	double draw_w;         /* modeled draw now */
+	double step_budget_w;  /* budget when its step started */
+	int64_t step_start_ns;
+	int64_t step_pred_ns;
+	int64_t step_load_ns;  /* weight load included in the step */
+	uint64_t seq;          /* steps started */
+	/* The batch: one model, one bucket. */
+	int32_t model;         /* -1: empty */
+	uint32_t bucket;
+	hs__member_t *members; /* min-heap by finish_seq, cap max_batch */
+	uint32_t n_members;
+	uint32_t n_joining;    /* of the running step */
+	uint32_t *joining;     /* slots that joined in the running step */
+	uint64_t *step_ids;    /* the running step's job ids */
+	uint64_t sum_ctx;      /* sum of prefill lengths in the batch */
+	uint64_t sum_join;     /* sum of join_seq in the batch */
+	uint64_t kv_used;      /* KV bytes reserved by the batch */
+	uint64_t resident;     /* bit m: weights of model m loaded */
+	uint64_t lru[64];      /* last use of each resident model (seq) */
+	double energy_per_job; /* accumulated step energy / batch size */
+	double backlog_ns;
+	hs_device_stats_t st;
+} hs__dev_t;
+
+struct hs_sched_s {
+	hs_sched_config_t cfg;
+	hs_sched_hooks_t hooks;
+	const struct hs_policy_ops *policy;
+	void *policy_state;
+	const hs_model_catalog_t *catalog;
+	hs_model_t *models;      /* copies, n_models */
+	uint32_t n_models;
+	hs__dev_t *devs;
+	uint32_t n_devs;
+	hs__perf_t *perf;        /* [d * n_models + m] */
+	unsigned n_buckets;
+
+	/* Queues: owner o (0 shared, d + 1 device d), model m, bucket b at
+	 * (o * n_models + m) * n_buckets + b. */
+	hs__queue_t *queues;
+	uint32_t n_queues;
+	uint64_t *nonempty;      /* bitmap per owner of non-empty queues */
+	uint32_t words_per_owner;
+	uint64_t *owner_queued;  /* jobs waiting per owner */
+
+	/* Job slots. */
+	hs__jobrec_t *jobs;
+	uint32_t n_slots;
+	uint32_t cap_slots;
+	uint32_t free_head;      /* free list through pub.device, or NONE */
+
+	/* Demand per class. */
+	uint64_t *class_jobs;
+	uint64_t *class_tokens;
+	uint64_t *class_ctx;
+	int64_t first_arrival_ns;
+	int64_t last_now;
+
+	/* Power. */
+	double budget_w;
+	double power_w;
+	uint32_t n_grace;        /* steps started under a higher budget */
+	int64_t timer_at;        /* requested wake-up, -1 none */
+	int64_t next_epoch_ns;
+	uint32_t kick_from;
+
+	hs_sched_stats_t st;
+	uint64_t modeled_steps;  /* steps whose energy no sensor measured */
+};
+
+#endif /* HS_SCHED_INTERNAL_H */

@@ -1,0 +1,1603 @@
+/*
+ * The scheduler core: queues, batches, the power governor and the policy
+ * calls, as a state machine driven by timestamped events.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "sched-internal.h"
+
+#define NONE UINT32_MAX
+#define MAX_MODELS 64
+#define MAX_PRIORITY 1000
+#define POWER_EPS 1e-6
+
+/* ---- configuration ---------------------------------------------------- */
+
+void hs_sched_config_init(hs_sched_config_t *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->policy = "eft";
+	cfg->max_batch_jobs = 32;
+	cfg->max_step_tokens = 8192;
+	cfg->min_batch_jobs = 1;
+	cfg->max_wait_ns = 50000000;
+	cfg->aging_ns = 1000000000;
+	cfg->kv_reserve = 0.05;
+	cfg->lp_epoch_ns = 1000000000;
+}
+
+static int check_config(hs_sched_config_t *c, hs_error_t *err)
+{
+	unsigned i;
+
+#define BAD(field, ...)                                                    \
+	hs__error_set(err, HS_EINVAL, "scheduler config", 0, field,        \
+		      __VA_ARGS__)
+	if (c->max_batch_jobs < 1 || c->max_batch_jobs > 4096)
+		return BAD("max_batch_jobs", "must be 1 to 4096, is %u",
+			   c->max_batch_jobs);
+	if (c->max_step_tokens < 1)
+		return BAD("max_step_tokens", "must be at least 1");
+	if (c->min_batch_jobs < 1 || c->min_batch_jobs > c->max_batch_jobs)
+		return BAD("min_batch_jobs", "must be 1 to max_batch_jobs (%u)",
+			   c->max_batch_jobs);
+	if (c->max_wait_ns < 0)
+		return BAD("max_wait_ns", "must not be negative");
+	if (c->aging_ns < 1000)
+		return BAD("aging_ns", "must be at least 1 us");
+	if (!(c->kv_reserve >= 0 && c->kv_reserve < 1))
+		return BAD("kv_reserve", "must be in [0, 1)");
+	if (c->lp_epoch_ns < 1000000)
+		return BAD("lp_epoch_ns", "must be at least 1 ms");
+	if (c->n_buckets > HS_MAX_BUCKETS)
+		return BAD("bucket_edges", "at most %d buckets",
+			   HS_MAX_BUCKETS);
+	for (i = 0; i < c->n_buckets; i++)
+		if (c->bucket_edges[i] == 0 ||
+		    (i && c->bucket_edges[i] <= c->bucket_edges[i - 1]))
+			return BAD("bucket_edges",
+				   "edges must be positive and ascending "
+				   "(edge %u is %u)",
+				   i, c->bucket_edges[i]);
+	if (c->n_buckets == 0) {
+		/* Powers of two from 128 to 1M tokens. */
+		for (i = 0; i < 14; i++)
+			c->bucket_edges[i] = 128u << i;
+		c->n_buckets = 14;
+	}
+	if (c->power_budget_w < 0)
+		c->power_budget_w = 0;
+#undef BAD
+	return 0;
+}
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static inline hs__jobrec_t *rec_of(const hs_sched_t *s, uint32_t slot)
+{
+	return &s->jobs[slot];
+}
+
+static inline uint32_t slot_of_id(uint64_t id)
+{
+	return (uint32_t)(id & 0xffffffffu);
+}
+
+static inline uint32_t qindex(const hs_sched_t *s, int owner, uint32_t m,
+			      unsigned b)
+{
+	return ((uint32_t)(owner + 1) * s->n_models + m) * s->n_buckets + b;
+}
+
+static inline int queue_owner(const hs_sched_t *s, uint32_t q)
+{
+	return (int)(q / (s->n_models * s->n_buckets)) - 1;
+}
+
+unsigned hs__sched_bucket_of(const hs_sched_t *s, uint32_t ctx)
+{
+	unsigned lo = 0, hi = s->n_buckets - 1;
+
+	/* The first edge >= ctx; longer contexts go to the last bucket. */
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+
+		if (s->cfg.bucket_edges[mid] >= ctx)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+/* Smaller rank goes first: earlier arrival, higher priority. A job gains
+ * one priority level per aging_ns of waiting, so between two jobs the
+ * order never changes while they wait: the rank is fixed at arrival. */
+static int64_t job_rank(const hs_sched_t *s, const hs_job_t *j)
+{
+	return j->arrival_ns - (int64_t)j->priority * s->cfg.aging_ns;
+}
+
+static double level_speed(const hs__dev_t *dv, int level)
+{
+	if (dv->d.n_levels == 0)
+		return 1.0;
+	return dv->d.levels[level].speed;
+}
+
+static double level_cap(const hs__dev_t *dv, int level)
+{
+	if (dv->d.n_levels == 0)
+		return dv->d.max_w;
+	return dv->d.levels[level].cap_w;
+}
+
+static unsigned n_levels(const hs__dev_t *dv)
+{
+	return dv->d.n_levels ? dv->d.n_levels : 1;
+}
+
+/* ---- queues: binary heaps by rank ------------------------------------- */
+
+static void q_set(hs_sched_t *s, hs__queue_t *q, uint32_t i, hs__qent_t e)
+{
+	q->heap[i] = e;
+	rec_of(s, e.slot)->pos = i;
+}
+
+static void q_up(hs_sched_t *s, hs__queue_t *q, uint32_t i)
+{
+	hs__qent_t e = q->heap[i];
+
+	while (i > 0) {
+		uint32_t p = (i - 1) / 2;
+
+		if (q->heap[p].rank < e.rank ||
+		    (q->heap[p].rank == e.rank && q->heap[p].slot < e.slot))
+			break;
+		q_set(s, q, i, q->heap[p]);
+		i = p;
+	}
+	q_set(s, q, i, e);
+}
+
+static bool q_less(const hs__qent_t *a, const hs__qent_t *b)
+{
+	return a->rank < b->rank || (a->rank == b->rank && a->slot < b->slot);
+}
+
+static void q_down(hs_sched_t *s, hs__queue_t *q, uint32_t i)
+{
+	hs__qent_t e = q->heap[i];
+
+	for (;;) {
+		uint32_t c = 2 * i + 1;
+
+		if (c >= q->n)
+			break;
+		if (c + 1 < q->n && q_less(&q->heap[c + 1], &q->heap[c]))
+			c++;
+		if (!q_less(&q->heap[c], &e))
+			break;
+		q_set(s, q, i, q->heap[c]);
+		i = c;
+	}
+	q_set(s, q, i, e);
+}
+
+static void mark_nonempty(hs_sched_t *s, uint32_t q, bool on)
+{
+	uint32_t per = s->n_models * s->n_buckets;
+	uint32_t owner = q / per, local = q % per;
+	uint64_t *w = &s->nonempty[owner * s->words_per_owner + local / 64];
+
+	if (on)
+		*w |= 1ull << (local % 64);
+	else
+		*w &= ~(1ull << (local % 64));
+}
+
+/* Room for one more entry; 0 or HS_ENOMEM with the queue unchanged. */
+static int q_reserve(hs_sched_t *s, uint32_t qi)
+{
+	hs__queue_t *q = &s->queues[qi];
+	size_t cap = q->cap;
+
+	if (q->n < q->cap)
+		return 0;
+	if (hs__grow((void **)&q->heap, &cap, q->n + 1, sizeof(*q->heap)))
+		return HS_ENOMEM;
+	q->cap = (uint32_t)cap;
+	return 0;
+}
+
+static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
+{
+	hs__queue_t *q = &s->queues[qi];
+	hs__jobrec_t *r = rec_of(s, slot);
+	hs__qent_t e = { .rank = job_rank(s, &r->pub), .slot = slot };
+
+	if (q_reserve(s, qi))
+		return HS_ENOMEM;
+	r->queue = qi;
+	q->heap[q->n++] = e;
+	q_up(s, q, q->n - 1);
+	if (q->n == 1)
+		mark_nonempty(s, qi, true);
+	s->owner_queued[queue_owner(s, qi) + 1]++;
+	s->st.queued++;
+	r->pub.state = HS_JOB_QUEUED;
+	return 0;
+}
+
+static void q_remove(hs_sched_t *s, uint32_t slot)
+{
+	hs__jobrec_t *r = rec_of(s, slot);
+	uint32_t qi = r->queue, i = r->pos;
+	hs__queue_t *q = &s->queues[qi];
+
+	q->n--;
+	if (i < q->n) {
+		hs__qent_t last = q->heap[q->n];
+
+		q_set(s, q, i, last);
+		q_down(s, q, i);
+		q_up(s, q, rec_of(s, last.slot)->pos);
+	}
+	if (q->n == 0)
+		mark_nonempty(s, qi, false);
+	s->owner_queued[queue_owner(s, qi) + 1]--;
+	s->st.queued--;
+	r->queue = NONE;
+}
+
+static const hs__qent_t *q_head(const hs_sched_t *s, uint32_t qi)
+{
+	const hs__queue_t *q = &s->queues[qi];
+
+	return q->n ? &q->heap[0] : NULL;
+}
+
+/* ---- job slots --------------------------------------------------------- */
+
+static int slot_alloc(hs_sched_t *s, uint32_t *slot)
+{
+	if (s->free_head != NONE) {
+		*slot = s->free_head;
+		s->free_head = (uint32_t)s->jobs[*slot].pub.device;
+		return 0;
+	}
+	if (s->n_slots == UINT32_MAX - 1)
+		return HS_EFULL;
+	if (s->n_slots == s->cap_slots) {
+		size_t cap = s->cap_slots;
+
+		if (hs__grow((void **)&s->jobs, &cap, s->n_slots + 1,
+			     sizeof(*s->jobs)))
+			return HS_ENOMEM;
+		s->cap_slots = (uint32_t)cap;
+	}
+	*slot = s->n_slots++;
+	s->jobs[*slot].gen = 0;
+	return 0;
+}
+
+static void slot_free(hs_sched_t *s, uint32_t slot)
+{
+	hs__jobrec_t *r = rec_of(s, slot);
+
+	r->gen++;
+	r->pub.id = 0;
+	r->pub.device = (int32_t)s->free_head;
+	s->free_head = slot;
+}
+
+/* ---- devices, memory, residency --------------------------------------- */
+
+static uint64_t usable_memory(const hs_sched_t *s, const hs__dev_t *dv)
+{
+	return (uint64_t)((double)dv->d.memory_bytes *
+			  (1.0 - s->cfg.kv_reserve));
+}
+
+static uint64_t job_kv(const hs_sched_t *s, const hs_job_t *j)
+{
+	return ((uint64_t)j->ctx_tokens + j->gen_tokens) *
+	       s->models[j->model].kv_bytes_per_token;
+}
+
+static bool fits(const hs_sched_t *s, uint32_t d, uint32_t m, uint64_t kv)
+{
+	const hs__dev_t *dv = &s->devs[d];
+	uint64_t w = s->models[m].weight_bytes, mem = usable_memory(s, dv);
+
+	return w <= mem && kv <= mem - w;
+}
+
+bool hs__sched_job_fits(const hs_sched_t *s, int d, const hs_job_t *job)
+{
+	return d >= 0 && (uint32_t)d < s->n_devs &&
+	       fits(s, (uint32_t)d, job->model, job_kv(s, job));
+}
+
+/* Bytes of weights resident on the device, other than model `keep`. */
+static uint64_t resident_bytes(const hs_sched_t *s, const hs__dev_t *dv)
+{
+	uint64_t b = 0, mask = dv->resident;
+
+	while (mask) {
+		int m = __builtin_ctzll(mask);
+
+		b += s->models[m].weight_bytes;
+		mask &= mask - 1;
+	}
+	return b;
+}
+
+/* KV bytes the batch may use for model m once it is resident, evicting
+ * other models (least recently used first) when that makes room. */
+static uint64_t kv_room(const hs_sched_t *s, const hs__dev_t *dv, uint32_t m)
+{
+	uint64_t mem = usable_memory(s, dv), w = s->models[m].weight_bytes;
+
+	/* Evicting is free, so the room is the memory minus this model's
+	 * weights; make_resident() evicts to honour it. */
+	return w <= mem ? mem - w : 0;
+}
+
+static int64_t load_ns(const hs_sched_t *s, const hs__dev_t *dv, uint32_t m)
+{
+	double gbs = dv->d.host_link_gbs > 0 ? dv->d.host_link_gbs : 16.0;
+
+	if (dv->resident & (1ull << m))
+		return 0;
+	return (int64_t)((double)s->models[m].weight_bytes / (gbs * 1e9) *
+			 1e9);
+}
+
+/* Load model m, evicting LRU models until it and kv_needed fit. */
+static void make_resident(hs_sched_t *s, hs__dev_t *dv, uint32_t m,
+			  uint64_t kv_needed)
+{
+	uint64_t mem = usable_memory(s, dv);
+
+	dv->resident |= 1ull << m;
+	dv->lru[m] = dv->seq;
+	while (resident_bytes(s, dv) + kv_needed > mem) {
+		uint64_t mask = dv->resident & ~(1ull << m);
+		int victim = -1;
+
+		while (mask) {
+			int k = __builtin_ctzll(mask);
+
+			if (victim < 0 || dv->lru[k] < dv->lru[victim])
+				victim = k;
+			mask &= mask - 1;
+		}
+		if (victim < 0)
+			break;
+		dv->resident &= ~(1ull << victim);
+	}
+}
+
+/* ---- the finish heap of a batch --------------------------------------- */
+
+static void b_set(hs_sched_t *s, hs__dev_t *dv, uint32_t i, hs__member_t e)
+{
+	dv->members[i] = e;
+	rec_of(s, e.slot)->pos = i;
+}
+
+static bool b_less(const hs__member_t *a, const hs__member_t *b)
+{
+	return a->finish_seq < b->finish_seq ||
+	       (a->finish_seq == b->finish_seq && a->slot < b->slot);
+}
+
+static void b_up(hs_sched_t *s, hs__dev_t *dv, uint32_t i)
+{
+	hs__member_t e = dv->members[i];
+
+	while (i > 0) {
+		uint32_t p = (i - 1) / 2;
+
+		if (!b_less(&e, &dv->members[p]))
+			break;
+		b_set(s, dv, i, dv->members[p]);
+		i = p;
+	}
+	b_set(s, dv, i, e);
+}
+
+static void b_down(hs_sched_t *s, hs__dev_t *dv, uint32_t i)
+{
+	hs__member_t e = dv->members[i];
+
+	for (;;) {
+		uint32_t c = 2 * i + 1;
+
+		if (c >= dv->n_members)
+			break;
+		if (c + 1 < dv->n_members &&
+		    b_less(&dv->members[c + 1], &dv->members[c]))
+			c++;
+		if (!b_less(&dv->members[c], &e))
+			break;
+		b_set(s, dv, i, dv->members[c]);
+		i = c;
+	}
+	b_set(s, dv, i, e);
+}
+
+/* Prefill length of a job joining (again): its prompt plus what it has
+ * already generated, since a requeued job rebuilds its KV cache. */
+static uint32_t prefill_len(const hs__jobrec_t *r)
+{
+	return r->pub.ctx_tokens + r->base_generated;
+}
+
+static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot,
+		      int64_t now)
+{
+	hs__jobrec_t *r = rec_of(s, slot);
+	uint64_t step = dv->seq + 1;
+	hs__member_t e;
+
+	r->join_seq = step;
+	r->finish_seq = step + (r->pub.gen_tokens - r->base_generated) - 1;
+	r->energy_mark = dv->energy_per_job;
+	r->pub.state = HS_JOB_RUNNING;
+	r->pub.device = dv->d.id;
+	r->pub.start_ns = now;
+	e.finish_seq = r->finish_seq;
+	e.slot = slot;
+	e.pad = 0;
+	dv->members[dv->n_members++] = e;
+	b_up(s, dv, dv->n_members - 1);
+	dv->sum_ctx += prefill_len(r);
+	dv->sum_join += r->join_seq;
+	dv->kv_used += job_kv(s, &r->pub);
+	dv->joining[dv->n_joining++] = slot;
+	s->st.running++;
+}
+
+static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
+{
+	hs__jobrec_t *r = rec_of(s, slot);
+	uint32_t i = r->pos;
+
+	dv->n_members--;
+	if (i < dv->n_members) {
+		hs__member_t last = dv->members[dv->n_members];
+
+		b_set(s, dv, i, last);
+		b_down(s, dv, i);
+		b_up(s, dv, rec_of(s, last.slot)->pos);
+	}
+	dv->sum_ctx -= prefill_len(r);
+	dv->sum_join -= r->join_seq;
+	dv->kv_used -= job_kv(s, &r->pub);
+	r->pub.energy_j += dv->energy_per_job - r->energy_mark;
+	/* Its work no longer weighs on the device it was bound to. */
+	if (r->owner >= 0)
+		s->devs[r->owner].backlog_ns -= r->cost_ns;
+	r->owner = -1;
+	r->cost_ns = 0;
+	s->st.running--;
+	if (dv->n_members == 0)
+		dv->model = -1;
+}
+
+/* Tokens generated so far by a running job, as of the last step end. */
+static uint32_t generated_now(const hs_sched_t *s, const hs__jobrec_t *r)
+{
+	const hs__dev_t *dv = &s->devs[r->pub.device];
+	uint64_t done = dv->busy ? dv->seq - 1 : dv->seq;
+
+	if (done < r->join_seq)
+		return r->base_generated;
+	return r->base_generated + (uint32_t)(done - r->join_seq + 1);
+}
+
+/* ---- power ------------------------------------------------------------ */
+
+static void power_check(hs_sched_t *s)
+{
+	double over;
+
+	if (s->power_w > s->st.peak_power_w)
+		s->st.peak_power_w = s->power_w;
+	s->st.power_floor_w = s->power_w;
+	if (s->budget_w <= 0 || s->n_grace > 0)
+		return;
+	/* Idle draw is not the governor's to cut: a budget below it is an
+	 * impossible budget (reported as such), not an overshoot. */
+	over = s->power_w - (s->budget_w > s->st.power_floor_w ?
+				     s->budget_w :
+				     s->st.power_floor_w);
+	if (over > POWER_EPS) {
+		s->st.power_violations++;
+		if (over > s->st.max_violation_w)
+			s->st.max_violation_w = over;
+	}
+}
+
+static void set_draw(hs_sched_t *s, hs__dev_t *dv, double w)
+{
+	s->power_w += w - dv->draw_w;
+	dv->draw_w = w;
+	power_check(s);
+}
+
+/*
+ * The fastest level whose draw, with every other device as it is now,
+ * keeps the node within budget; -1 when none does.
+ */
+static int fastest_fitting_level(const hs_sched_t *s, const hs__dev_t *dv)
+{
+	double others = s->power_w - dv->draw_w;
+	unsigned l;
+
+	if (s->budget_w <= 0)
+		return 0;
+	for (l = 0; l < n_levels(dv); l++)
+		if (others + level_cap(dv, (int)l) <= s->budget_w + POWER_EPS)
+			return (int)l;
+	return -1;
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+static void want_timer(hs_sched_t *s, int64_t when, int64_t now)
+{
+	if (when <= now)
+		when = now + 1;
+	if (s->timer_at >= 0 && s->timer_at <= when && s->timer_at > now)
+		return;
+	s->timer_at = when;
+	if (s->hooks.timer)
+		s->hooks.timer(s->hooks.ud, when);
+}
+
+/* ---- starting steps --------------------------------------------------- */
+
+/* Whether queue qi may start a batch now (min_batch and max_wait). */
+static bool ready_to_start(hs_sched_t *s, uint32_t qi, const hs__qent_t *h,
+			   int64_t now)
+{
+	int64_t waited;
+	uint32_t m, b, total;
+	int owner = queue_owner(s, qi);
+	uint32_t local = qi % (s->n_models * s->n_buckets);
+
+	if (s->cfg.min_batch_jobs <= 1)
+		return true;
+	m = local / s->n_buckets;
+	b = local % s->n_buckets;
+	total = s->queues[qi].n;
+	if (owner >= 0)
+		total += s->queues[qindex(s, -1, m, b)].n;
+	if (total >= s->cfg.min_batch_jobs)
+		return true;
+	waited = now - rec_of(s, h->slot)->pub.arrival_ns;
+	if (waited >= s->cfg.max_wait_ns)
+		return true;
+	want_timer(s, rec_of(s, h->slot)->pub.arrival_ns + s->cfg.max_wait_ns,
+		   now);
+	return false;
+}
+
+/*
+ * The default choice of class for an empty device: the head with the
+ * smallest rank (longest wait for its priority) among the device's own
+ * queues and the shared ones; ties go to a model already resident.
+ */
+static int default_select(hs_sched_t *s, int d, int64_t now, uint32_t *mo,
+			  uint32_t *bo)
+{
+	const hs__dev_t *dv = &s->devs[d];
+	uint32_t per = s->n_models * s->n_buckets;
+	bool found = false;
+	int64_t best = 0;
+	bool best_res = false;
+	int pass;
+
+	for (pass = 0; pass < 2; pass++) {
+		int owner = pass == 0 ? d : -1;
+		const uint64_t *bits =
+			&s->nonempty[(uint32_t)(owner + 1) *
+				     s->words_per_owner];
+		uint32_t w;
+
+		if (!s->owner_queued[owner + 1])
+			continue;
+		for (w = 0; w < s->words_per_owner; w++) {
+			uint64_t word = bits[w];
+
+			while (word) {
+				uint32_t local = w * 64 +
+						 (uint32_t)__builtin_ctzll(word);
+				uint32_t qi = (uint32_t)(owner + 1) * per +
+					      local;
+				uint32_t m = local / s->n_buckets;
+				const hs__qent_t *h = q_head(s, qi);
+				bool res = (dv->resident >> m) & 1;
+
+				word &= word - 1;
+				if (!fits(s, (uint32_t)d, m,
+					  job_kv(s, &rec_of(s, h->slot)->pub)))
+					continue;
+				if (!ready_to_start(s, qi, h, now))
+					continue;
+				if (!found || h->rank < best ||
+				    (h->rank == best && res && !best_res)) {
+					found = true;
+					best = h->rank;
+					best_res = res;
+					*mo = m;
+					*bo = local % s->n_buckets;
+				}
+			}
+		}
+	}
+	return found ? 0 : HS_ENOENT;
+}
+
+/* The better of the two heads (own queue, shared queue) that may join. */
+static uint32_t pick_joiner(hs_sched_t *s, uint32_t q_own, uint32_t q_sh)
+{
+	const hs__qent_t *a = q_head(s, q_own), *b = q_head(s, q_sh);
+
+	if (a && (!b || q_less(a, b)))
+		return q_own;
+	return b ? q_sh : NONE;
+}
+
+/*
+ * Try to start a step on an idle device: fill its batch at this step
+ * boundary, pick a power level, tell the driver. Returns true if a step
+ * started.
+ */
+static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
+{
+	hs__dev_t *dv = &s->devs[d];
+	uint32_t m, b, q_own, q_sh, qi, i, joined_tokens = 0;
+	uint64_t room;
+	double full_ns, step_ns;
+	int lo, level;
+	hs_step_t st;
+	int64_t load;
+
+	if (dv->failed || dv->busy)
+		return false;
+	if (dv->n_members == 0) {
+		if (!s->owner_queued[d + 1] && !s->owner_queued[0])
+			return false;
+		s->st.decisions++;
+		if (s->policy->select) {
+			if (s->policy->select(s->policy_state, s, (int)d, now,
+					      &m, &b))
+				return false;
+		} else if (default_select(s, (int)d, now, &m, &b)) {
+			return false;
+		}
+		if (m >= s->n_models || b >= s->n_buckets)
+			return false;
+	} else {
+		m = (uint32_t)dv->model;
+		b = dv->bucket;
+	}
+	q_own = qindex(s, (int)d, m, b);
+	q_sh = qindex(s, -1, m, b);
+
+	/* The governor first: with no level that fits, nothing joins and a
+	 * running batch pauses. */
+	lo = fastest_fitting_level(s, dv);
+	if (lo < 0) {
+		if (!dv->waiting_power) {
+			dv->waiting_power = true;
+			s->st.power_waits++;
+			if (dv->n_members)
+				s->st.paused++;
+		}
+		return false;
+	}
+
+	dv->n_joining = 0;
+	room = kv_room(s, dv, m);
+	while (dv->n_members < s->cfg.max_batch_jobs) {
+		hs__jobrec_t *r;
+		uint32_t p;
+
+		qi = pick_joiner(s, q_own, q_sh);
+		if (qi == NONE)
+			break;
+		r = rec_of(s, q_head(s, qi)->slot);
+		p = prefill_len(r);
+		if (dv->n_members &&
+		    dv->n_members + joined_tokens + p > s->cfg.max_step_tokens)
+			break;
+		if (dv->kv_used + job_kv(s, &r->pub) > room)
+			break;
+		q_remove(s, q_head(s, qi)->slot);
+		batch_add(s, dv, (uint32_t)(r - s->jobs), now);
+		joined_tokens += p;
+	}
+	if (dv->n_members == 0)
+		return false;
+	if (dv->model < 0) {
+		dv->model = (int32_t)m;
+		dv->bucket = b;
+	}
+	load = load_ns(s, dv, m);
+	make_resident(s, dv, m, dv->kv_used);
+	level = lo;
+	if (s->policy->level) {
+		level = s->policy->level(s->policy_state, s, (int)d, lo);
+		if (level < lo || level >= (int)n_levels(dv))
+			level = lo;
+	}
+	dv->seq++;
+	{
+		double B = dv->n_members;
+		double C = (double)dv->sum_ctx +
+			   B * (double)dv->seq - (double)dv->sum_join;
+		full_ns = hs__perf_predict_ns(&s->perf[d * s->n_models + m],
+					      B, C, joined_tokens);
+		step_ns = full_ns / level_speed(dv, level) + (double)load;
+		st.ctx_tokens = (uint64_t)C;
+	}
+	dv->busy = true;
+	dv->waiting_power = false;
+	dv->level = level;
+	dv->step_budget_w = s->budget_w;
+	dv->step_start_ns = now;
+	dv->step_pred_ns = (int64_t)step_ns;
+	dv->step_load_ns = load;
+	set_draw(s, dv, level_cap(dv, level));
+
+	for (i = 0; i < dv->n_joining; i++)
+		dv->step_ids[i] = rec_of(s, dv->joining[i])->pub.id;
+	{
+		uint32_t k = dv->n_joining;
+
+		for (i = 0; i < dv->n_members; i++) {
+			hs__jobrec_t *r = rec_of(s, dv->members[i].slot);
+
+			if (r->join_seq != dv->seq)
+				dv->step_ids[k++] = r->pub.id;
+		}
+	}
+	st.device = (int)d;
+	st.seq = dv->seq;
+	st.model = m;
+	st.bucket = b;
+	st.batch = dv->n_members;
+	st.joining = dv->n_joining;
+	st.jobs = dv->step_ids;
+	st.prefill_tokens = joined_tokens;
+	st.level = level;
+	st.power_w = level_cap(dv, level);
+	st.load_ns = load;
+	st.predicted_ns = dv->step_pred_ns;
+	s->st.steps++;
+	if (s->hooks.step_start)
+		s->hooks.step_start(s->hooks.ud, &st);
+	return true;
+}
+
+/* Offer work to idle devices, starting from a rotating point so that no
+ * device always comes first for power. */
+static void kick(hs_sched_t *s, int64_t now)
+{
+	uint32_t k, d;
+
+	for (k = 0; k < s->n_devs; k++) {
+		d = (s->kick_from + k) % s->n_devs;
+		if (!s->devs[d].busy && !s->devs[d].failed)
+			try_start(s, d, now);
+	}
+	s->kick_from = s->n_devs ? (s->kick_from + 1) % s->n_devs : 0;
+}
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
+		 const hs_model_catalog_t *models, const hs_device_t *devices,
+		 size_t n_devices, const hs_sched_hooks_t *hooks,
+		 hs_error_t *err)
+{
+	hs_sched_t *s;
+	size_t n_models = hs_model_catalog_count(models);
+	uint32_t d, m, words;
+	int rc = HS_ENOMEM;
+
+	hs__error_clear(err);
+	*out = NULL;
+	if (n_models == 0 || n_models > MAX_MODELS)
+		return hs__error_set(err, HS_EINVAL, "scheduler config", 0,
+				     "models", "needs 1 to %d models, has %zu",
+				     MAX_MODELS, n_models);
+	if (n_devices == 0 || n_devices > 65536)
+		return hs__error_set(err, HS_EINVAL, "scheduler config", 0,
+				     "devices", "needs 1 to 65536 devices, "
+				     "has %zu",
+				     n_devices);
+	s = hs__calloc(1, sizeof(*s));
+	if (!s)
+		return hs__error_set(err, HS_ENOMEM, NULL, 0, NULL,
+				     "out of memory");
+	s->cfg = *cfg;
+	if ((rc = check_config(&s->cfg, err)))
+		goto out_free;
+	s->policy = hs__policy_find(s->cfg.policy ? s->cfg.policy : "eft");
+	if (!s->policy) {
+		rc = hs__error_set(err, HS_ENOENT, "scheduler config", 0,
+				   "policy", "unknown policy \"%s\"",
+				   s->cfg.policy);
+		goto out_free;
+	}
+	s->cfg.policy = s->policy->name;
+	if (hooks)
+		s->hooks = *hooks;
+	s->catalog = models;
+	s->n_models = (uint32_t)n_models;
+	s->n_devs = (uint32_t)n_devices;
+	s->n_buckets = s->cfg.n_buckets;
+	s->free_head = NONE;
+	s->timer_at = -1;
+	s->first_arrival_ns = -1;
+	s->budget_w = s->cfg.power_budget_w;
+	s->st.budget_w = s->budget_w;
+
+	rc = HS_ENOMEM;
+	s->models = hs__calloc(n_models, sizeof(*s->models));
+	s->devs = hs__calloc(n_devices, sizeof(*s->devs));
+	s->perf = hs__calloc(n_devices * n_models, sizeof(*s->perf));
+	s->n_queues = (s->n_devs + 1) * s->n_models * s->n_buckets;
+	s->queues = hs__calloc(s->n_queues, sizeof(*s->queues));
+	words = (s->n_models * s->n_buckets + 63) / 64;
+	s->words_per_owner = words;
+	s->nonempty = hs__calloc((size_t)(s->n_devs + 1) * words,
+				 sizeof(uint64_t));
+	s->owner_queued = hs__calloc(s->n_devs + 1, sizeof(uint64_t));
+	s->class_jobs = hs__calloc(n_models * s->n_buckets, sizeof(uint64_t));
+	s->class_tokens = hs__calloc(n_models * s->n_buckets,
+				     sizeof(uint64_t));
+	s->class_ctx = hs__calloc(n_models * s->n_buckets, sizeof(uint64_t));
+	if (!s->models || !s->devs || !s->perf || !s->queues ||
+	    !s->nonempty || !s->owner_queued || !s->class_jobs ||
+	    !s->class_tokens || !s->class_ctx)
+		goto out_nomem;
+	for (m = 0; m < n_models; m++)
+		s->models[m] = *hs_model_catalog_get(models, m);
+	for (d = 0; d < n_devices; d++) {
+		hs__dev_t *dv = &s->devs[d];
+
+		dv->d = devices[d];
+		dv->d.id = (int)d;
+		dv->model = -1;
+		dv->draw_w = dv->d.idle_w;
+		s->power_w += dv->d.idle_w;
+		dv->members = hs__calloc(s->cfg.max_batch_jobs,
+					 sizeof(*dv->members));
+		dv->joining = hs__calloc(s->cfg.max_batch_jobs,
+					 sizeof(*dv->joining));
+		dv->step_ids = hs__calloc(s->cfg.max_batch_jobs,
+					  sizeof(*dv->step_ids));
+		if (!dv->members || !dv->joining || !dv->step_ids)
+			goto out_nomem;
+		for (m = 0; m < n_models; m++)
+			hs__perf_init(&s->perf[d * n_models + m], &dv->d,
+				      &s->models[m]);
+	}
+	s->st.peak_power_w = s->power_w;
+	s->st.power_floor_w = s->power_w;
+	if (s->policy->init &&
+	    (rc = s->policy->init(s, &s->policy_state))) {
+		hs__error_set(err, rc, "scheduler", 0, "policy",
+			      "policy %s failed to start: %s",
+			      s->policy->name, hs_strerror(rc));
+		goto out_free;
+	}
+	if (s->policy->on_change) {
+		s->policy->on_change(s->policy_state, s, 0);
+		s->next_epoch_ns = s->cfg.lp_epoch_ns;
+	}
+	*out = s;
+	return 0;
+out_nomem:
+	rc = hs__error_set(err, HS_ENOMEM, NULL, 0, NULL, "out of memory");
+out_free:
+	hs_sched_free(s);
+	return rc;
+}
+
+void hs_sched_free(hs_sched_t *s)
+{
+	uint32_t i;
+
+	if (!s)
+		return;
+	if (s->policy && s->policy->fini)
+		s->policy->fini(s->policy_state);
+	for (i = 0; s->devs && i < s->n_devs; i++) {
+		hs__free(s->devs[i].members);
+		hs__free(s->devs[i].joining);
+		hs__free(s->devs[i].step_ids);
+	}
+	for (i = 0; s->queues && i < s->n_queues; i++)
+		hs__free(s->queues[i].heap);
+	hs__free(s->queues);
+	hs__free(s->nonempty);
+	hs__free(s->owner_queued);
+	hs__free(s->class_jobs);
+	hs__free(s->class_tokens);
+	hs__free(s->class_ctx);
+	hs__free(s->jobs);
+	hs__free(s->perf);
+	hs__free(s->devs);
+	hs__free(s->models);
+	hs__free(s);
+}
+
+/* ---- events ----------------------------------------------------------- */
+
+/* Epoch timer for policies that re-plan (lp). */
+static void epoch(hs_sched_t *s, int64_t now)
+{
+	if (!s->policy->on_change)
+		return;
+	if (now >= s->next_epoch_ns) {
+		s->policy->on_change(s->policy_state, s, now);
+		s->st.decisions++;
+		s->next_epoch_ns = now + s->cfg.lp_epoch_ns;
+	}
+	want_timer(s, s->next_epoch_ns, now);
+}
+
+static void advance(hs_sched_t *s, int64_t now)
+{
+	if (now > s->last_now)
+		s->last_now = now;
+}
+
+/*
+ * Place a job in a queue: the policy routes it to a device or the shared
+ * queue; a route to a device that cannot take it falls back to shared, and
+ * so does a device queue that cannot grow. HS_ENOMEM when not even the
+ * shared queue has room: the job is then in no queue.
+ */
+static int place(hs_sched_t *s, uint32_t slot, int64_t now)
+{
+	hs__jobrec_t *r = rec_of(s, slot);
+	unsigned b = hs__sched_bucket_of(s, prefill_len(r));
+	int d;
+
+	s->st.decisions++;
+	d = s->policy->route(s->policy_state, s, &r->pub, now);
+	if (d >= 0 && ((uint32_t)d >= s->n_devs || s->devs[d].failed ||
+		       !hs__sched_job_fits(s, d, &r->pub)))
+		d = -1;
+	if (d >= 0 && q_reserve(s, qindex(s, d, r->pub.model, b)))
+		d = -1;
+	if (d < 0 && q_reserve(s, qindex(s, -1, r->pub.model, b)))
+		return HS_ENOMEM;
+	r->owner = d;
+	r->cost_ns = 0;
+	if (d >= 0) {
+		r->cost_ns = (float)hs__sched_job_cost_ns(
+			s, d, &r->pub, s->cfg.max_batch_jobs);
+		s->devs[d].backlog_ns += r->cost_ns;
+	}
+	return q_push(s, qindex(s, d, r->pub.model, b), slot);
+}
+
+int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
+		    uint64_t *id, hs_error_t *err)
+{
+	const hs_model_t *mod;
+	hs__jobrec_t *r;
+	uint64_t kv, best = 0;
+	uint32_t slot, d;
+	bool any = false, alive = false;
+	int rc;
+
+	hs__error_clear(err);
+	advance(s, now);
+	if (spec->model >= s->n_models)
+		return hs__error_set(err, HS_EINVAL, "job", 0, "model",
+				     "unknown model index %u", spec->model);
+	mod = &s->models[spec->model];
+	if (spec->gen_tokens < 1)
+		return hs__error_set(err, HS_EINVAL, "job", 0, "max_tokens",
+				     "must generate at least 1 token");
+	if (spec->priority > MAX_PRIORITY || spec->priority < -MAX_PRIORITY)
+		return hs__error_set(err, HS_EINVAL, "job", 0, "priority",
+				     "must be within +-%d", MAX_PRIORITY);
+	s->st.submitted++;
+	if ((uint64_t)spec->ctx_tokens + spec->gen_tokens > mod->max_context) {
+		s->st.refused++;
+		return hs__error_set(err, HS_ENOFIT, "job", 0, NULL,
+				     "%u prompt + %u generated tokens exceed "
+				     "%s's context of %u",
+				     spec->ctx_tokens, spec->gen_tokens,
+				     mod->name, mod->max_context);
+	}
+	kv = ((uint64_t)spec->ctx_tokens + spec->gen_tokens) *
+	     mod->kv_bytes_per_token;
+	for (d = 0; d < s->n_devs; d++) {
+		uint64_t mem = usable_memory(s, &s->devs[d]);
+
+		if (s->devs[d].failed)
+			continue;
+		alive = true;
+		if (mem > best)
+			best = mem;
+		if (fits(s, d, spec->model, kv))
+			any = true;
+	}
+	if (!any) {
+		s->st.refused++;
+		if (!alive)
+			return hs__error_set(err, HS_ENOFIT, "job", 0, NULL,
+					     "every device has failed");
+		return hs__error_set(
+			err, HS_ENOFIT, "job", 0, NULL,
+			"fits no device: %s needs %.2f GB of weights plus "
+			"%.2f GB of KV cache for %u tokens; the largest "
+			"device has %.2f GB usable",
+			mod->name, mod->weight_bytes / 1e9, kv / 1e9,
+			spec->ctx_tokens + spec->gen_tokens, best / 1e9);
+	}
+	if ((rc = slot_alloc(s, &slot))) {
+		s->st.submitted--;
+		return hs__error_set(err, rc, "job", 0, NULL, "%s",
+				     hs_strerror(rc));
+	}
+	r = rec_of(s, slot);
+	{
+		uint32_t gen = r->gen + 1;
+
+		memset(r, 0, sizeof(*r));
+		r->gen = gen;
+	}
+	r->pub.id = ((uint64_t)r->gen << 32) | slot;
+	r->pub.model = spec->model;
+	r->pub.ctx_tokens = spec->ctx_tokens;
+	r->pub.gen_tokens = spec->gen_tokens;
+	r->pub.priority = spec->priority;
+	r->pub.deadline_ns = spec->deadline_ns;
+	r->pub.device = -1;
+	r->pub.arrival_ns = now;
+	r->pub.start_ns = -1;
+	r->pub.first_token_ns = -1;
+	r->pub.done_ns = -1;
+	r->queue = NONE;
+	if ((rc = place(s, slot, now))) {
+		slot_free(s, slot);
+		s->st.submitted--;
+		return hs__error_set(err, rc, "job", 0, NULL, "%s",
+				     hs_strerror(rc));
+	}
+	{
+		uint32_t c = spec->model * s->n_buckets +
+			     hs__sched_bucket_of(s, spec->ctx_tokens);
+
+		s->class_jobs[c]++;
+		s->class_tokens[c] += spec->gen_tokens;
+		s->class_ctx[c] += spec->ctx_tokens;
+	}
+	if (s->first_arrival_ns < 0)
+		s->first_arrival_ns = now;
+	*id = r->pub.id;
+	if (r->owner >= 0) {
+		if (!s->devs[r->owner].busy)
+			try_start(s, (uint32_t)r->owner, now);
+	} else {
+		kick(s, now);
+	}
+	epoch(s, now);
+	return 0;
+}
+
+static void emit(hs_sched_t *s, hs__jobrec_t *r, hs_job_event_t ev)
+{
+	if (s->hooks.job_event)
+		s->hooks.job_event(s->hooks.ud, &r->pub, ev);
+}
+
+/* The running step of dv ends (or is abandoned): power back to idle. */
+static void end_step_bookkeeping(hs_sched_t *s, hs__dev_t *dv)
+{
+	if (dv->busy && s->budget_w > 0 &&
+	    (dv->step_budget_w <= 0 || dv->step_budget_w > s->budget_w) &&
+	    s->n_grace > 0)
+		s->n_grace--;
+	dv->busy = false;
+	set_draw(s, dv, dv->d.idle_w);
+}
+
+int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
+		       int64_t measured_ns, double energy_j)
+{
+	hs__dev_t *dv;
+	double step_energy, B;
+	uint32_t i, m;
+
+	if (device < 0 || (uint32_t)device >= s->n_devs)
+		return HS_EINVAL;
+	dv = &s->devs[device];
+	if (!dv->busy || dv->failed)
+		return HS_ESTATE;
+	advance(s, now);
+	if (measured_ns < 0)
+		measured_ns = 0;
+	m = (uint32_t)dv->model;
+	B = dv->n_members;
+
+	/* Calibrate: the model predicts full-speed compute time, so the
+	 * weight load is taken out and the level's slowdown undone. */
+	{
+		double C = (double)dv->sum_ctx + B * (double)dv->seq -
+			   (double)dv->sum_join;
+		double P = 0, t = (double)(measured_ns - dv->step_load_ns);
+
+		for (i = 0; i < dv->n_joining; i++)
+			P += prefill_len(rec_of(s, dv->joining[i]));
+		if (t < 1)
+			t = 1;
+		t *= level_speed(dv, dv->level);
+		if (!hs__perf_observe(&s->perf[(uint32_t)device * s->n_models +
+					       m],
+				      B, C, P, t))
+			s->st.perf_outliers++;
+	}
+
+	if (energy_j >= 0) {
+		step_energy = energy_j;
+	} else {
+		step_energy = level_cap(dv, dv->level) * (double)measured_ns /
+			      1e9;
+		s->modeled_steps++;
+	}
+	s->st.energy_j += step_energy;
+	dv->st.energy_j += step_energy;
+	dv->st.steps++;
+	dv->st.busy_ns += measured_ns;
+	dv->st.output_tokens += dv->n_members;
+	s->st.output_tokens += dv->n_members;
+	dv->energy_per_job += step_energy / (B > 0 ? B : 1);
+	end_step_bookkeeping(s, dv);
+
+	/* Joiners made their first token. */
+	for (i = 0; i < dv->n_joining; i++) {
+		hs__jobrec_t *r = rec_of(s, dv->joining[i]);
+
+		s->st.prefill_tokens += prefill_len(r);
+		if (r->base_generated == 0 && r->pub.first_token_ns < 0) {
+			r->pub.first_token_ns = now;
+			r->pub.generated = 1;
+			emit(s, r, HS_JOB_EV_FIRST_TOKEN);
+		}
+	}
+	dv->n_joining = 0;
+
+	/* Finished jobs leave at the step boundary. */
+	while (dv->n_members && dv->members[0].finish_seq <= dv->seq) {
+		uint32_t slot = dv->members[0].slot;
+		hs__jobrec_t *r = rec_of(s, slot);
+
+		batch_remove(s, dv, slot);
+		r->pub.generated = r->pub.gen_tokens;
+		r->pub.done_ns = now;
+		r->pub.state = HS_JOB_DONE;
+		s->st.completed++;
+		emit(s, r, HS_JOB_EV_DONE);
+		slot_free(s, slot);
+	}
+	/* Cancelled ones too. */
+	for (i = 0; i < dv->n_members;) {
+		uint32_t slot = dv->members[i].slot;
+		hs__jobrec_t *r = rec_of(s, slot);
+
+		if (!r->cancel) {
+			i++;
+			continue;
+		}
+		r->pub.generated = generated_now(s, r);
+		batch_remove(s, dv, slot);
+		r->pub.state = HS_JOB_CANCELLED;
+		r->pub.done_ns = now;
+		s->st.cancelled++;
+		emit(s, r, HS_JOB_EV_CANCELLED);
+		slot_free(s, slot);
+		i = 0;
+	}
+
+	try_start(s, (uint32_t)device, now);
+	kick(s, now);
+	epoch(s, now);
+	return 0;
+}
+
+int hs_sched_set_budget(hs_sched_t *s, int64_t now, double watts)
+{
+	uint32_t d;
+
+	advance(s, now);
+	if (!(watts >= 0) || isinf(watts))
+		watts = 0;
+	s->budget_w = watts;
+	s->st.budget_w = watts;
+	/* Steps started under a higher (or no) budget run to their end: the
+	 * change applies at each device's next step boundary. */
+	s->n_grace = 0;
+	for (d = 0; d < s->n_devs; d++) {
+		hs__dev_t *dv = &s->devs[d];
+
+		if (dv->busy && watts > 0 &&
+		    (dv->step_budget_w <= 0 || dv->step_budget_w > watts))
+			s->n_grace++;
+		dv->waiting_power = false;
+	}
+	power_check(s);
+	if (s->policy->on_change) {
+		s->policy->on_change(s->policy_state, s, now);
+		s->st.decisions++;
+	}
+	kick(s, now);
+	return 0;
+}
+
+int hs_sched_timer(hs_sched_t *s, int64_t now)
+{
+	advance(s, now);
+	if (s->timer_at >= 0 && now >= s->timer_at)
+		s->timer_at = -1;
+	kick(s, now);
+	epoch(s, now);
+	return 0;
+}
+
+/* Whether any device still working can hold the job. */
+static bool runnable(const hs_sched_t *s, const hs_job_t *job)
+{
+	uint32_t d;
+
+	for (d = 0; d < s->n_devs; d++)
+		if (!s->devs[d].failed && hs__sched_job_fits(s, (int)d, job))
+			return true;
+	return false;
+}
+
+/* An accepted job no working device can run: it ends, and says so. */
+static void fail_job(hs_sched_t *s, uint32_t slot, int64_t now)
+{
+	hs__jobrec_t *r = rec_of(s, slot);
+
+	r->pub.state = HS_JOB_FAILED;
+	r->pub.done_ns = now;
+	s->st.failed++;
+	emit(s, r, HS_JOB_EV_FAILED);
+	slot_free(s, slot);
+}
+
+/* Put a job back in a queue after its device failed; it keeps the tokens
+ * it made and rebuilds its KV cache when it joins again. */
+static int requeue(hs_sched_t *s, uint32_t slot, int64_t now)
+{
+	hs__jobrec_t *r = rec_of(s, slot);
+	int rc;
+
+	r->pub.device = -1;
+	r->owner = -1;
+	if (!runnable(s, &r->pub)) {
+		fail_job(s, slot, now);
+		return 0;
+	}
+	if ((rc = place(s, slot, now)))
+		return rc;
+	s->st.requeued++;
+	emit(s, r, HS_JOB_EV_REQUEUED);
+	return 0;
+}
+
+int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
+{
+	hs__dev_t *dv;
+	uint32_t m, b;
+	int rc = 0;
+
+	if (device < 0 || (uint32_t)device >= s->n_devs)
+		return HS_EINVAL;
+	dv = &s->devs[device];
+	advance(s, now);
+	if (dv->busy) {
+		/* The abandoned step made nothing. */
+		dv->seq--;
+		end_step_bookkeeping(s, dv);
+	}
+	dv->failed = true;
+	dv->st.failed = true;
+	dv->n_joining = 0;
+	/* A job leaves the batch or its queue only once another queue has
+	 * taken it: out of memory, it stays where it is and a later call
+	 * (hs_sched_device_failed again) moves it. */
+	while (dv->n_members) {
+		uint32_t slot = dv->members[0].slot;
+		hs__jobrec_t *r = rec_of(s, slot);
+
+		r->pub.generated = generated_now(s, r);
+		if (r->cancel) {
+			batch_remove(s, dv, slot);
+			r->pub.state = HS_JOB_CANCELLED;
+			r->pub.done_ns = now;
+			s->st.cancelled++;
+			emit(s, r, HS_JOB_EV_CANCELLED);
+			slot_free(s, slot);
+			continue;
+		}
+		batch_remove(s, dv, slot);
+		r->base_generated = r->pub.generated;
+		if ((rc = requeue(s, slot, now))) {
+			batch_add(s, dv, slot, now);
+			goto out;
+		}
+	}
+	for (m = 0; m < s->n_models; m++)
+		for (b = 0; b < s->n_buckets; b++) {
+			hs__queue_t *q = &s->queues[qindex(s, device, m, b)];
+
+			while (q->n) {
+				uint32_t slot = q->heap[0].slot;
+				hs__jobrec_t *r = rec_of(s, slot);
+
+				q_remove(s, slot);
+				if ((rc = requeue(s, slot, now))) {
+					/* Its old place cannot fail: the
+					 * heap never shrinks. */
+					r->owner = device;
+					q_push(s, qindex(s, device, m, b),
+					       slot);
+					goto out;
+				}
+			}
+		}
+	dv->backlog_ns = 0;
+	/* Shared jobs that only the failed device could hold. */
+	for (m = 0; m < s->n_models; m++)
+		for (b = 0; b < s->n_buckets; b++) {
+			hs__queue_t *q = &s->queues[qindex(s, -1, m, b)];
+			uint32_t i = 0;
+
+			while (i < q->n) {
+				uint32_t slot = q->heap[i].slot;
+
+				if (runnable(s, &rec_of(s, slot)->pub)) {
+					i++;
+					continue;
+				}
+				q_remove(s, slot);
+				fail_job(s, slot, now);
+				i = 0;
+			}
+		}
+out:
+	set_draw(s, dv, dv->d.idle_w);
+	if (s->policy->on_change)
+		s->policy->on_change(s->policy_state, s, now);
+	kick(s, now);
+	return rc;
+}
+
+int hs_sched_cancel(hs_sched_t *s, int64_t now, uint64_t id)
+{
+	uint32_t slot = slot_of_id(id);
+	hs__jobrec_t *r;
+
+	advance(s, now);
+	if (slot >= s->n_slots)
+		return HS_ENOENT;
+	r = rec_of(s, slot);
+	if (r->pub.id != id || id == 0 || r->cancel)
+		return HS_ENOENT;
+	if (r->queue != NONE) {
+		q_remove(s, slot);
+		if (r->owner >= 0)
+			s->devs[r->owner].backlog_ns -= r->cost_ns;
+	} else {
+		hs__dev_t *dv = &s->devs[r->pub.device];
+
+		if (dv->busy) {
+			/* It is in a running step: it leaves at the end. */
+			r->cancel = true;
+			return 0;
+		}
+		r->pub.generated = generated_now(s, r);
+		batch_remove(s, dv, slot);
+	}
+	r->pub.state = HS_JOB_CANCELLED;
+	r->pub.done_ns = now;
+	s->st.cancelled++;
+	emit(s, r, HS_JOB_EV_CANCELLED);
+	slot_free(s, slot);
+	kick(s, now);
+	return 0;
+}
+
+/* ---- queries ---------------------------------------------------------- */
+
+const hs_job_t *hs_sched_job(const hs_sched_t *s, uint64_t id)
+{
+	uint32_t slot = slot_of_id(id);
+	hs__jobrec_t *r;
+
+	if (id == 0 || slot >= s->n_slots)
+		return NULL;
+	r = &s->jobs[slot];
+	if (r->pub.id != id)
+		return NULL;
+	if (r->pub.state == HS_JOB_RUNNING)
+		r->pub.generated = generated_now(s, r);
+	return &r->pub;
+}
+
+void hs_sched_stats(const hs_sched_t *s, hs_sched_stats_t *out)
+{
+	uint32_t i;
+	double sum = 0;
+	uint64_t n = 0;
+
+	*out = s->st;
+	out->energy_measured = s->st.steps > 0 && s->modeled_steps == 0;
+	out->power_w = s->power_w;
+	for (i = 0; i < s->n_devs * s->n_models; i++) {
+		if (s->perf[i].rel_err_n) {
+			sum += s->perf[i].rel_err_sum;
+			n += s->perf[i].rel_err_n;
+		}
+	}
+	out->perf_mean_rel_error = n ? sum / (double)n : 0;
+}
+
+void hs_sched_device_stats(const hs_sched_t *s, int device,
+			   hs_device_stats_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (device < 0 || (uint32_t)device >= s->n_devs)
+		return;
+	*out = s->devs[device].st;
+	out->busy = s->devs[device].busy;
+}
+
+/* ---- accessors for policies ------------------------------------------- */
+
+size_t hs__sched_n_devices(const hs_sched_t *s)
+{
+	return s->n_devs;
+}
+
+const hs_device_t *hs__sched_device(const hs_sched_t *s, int d)
+{
+	return &s->devs[d].d;
+}
+
+size_t hs__sched_n_models(const hs_sched_t *s)
+{
+	return s->n_models;
+}
+
+const hs_model_t *hs__sched_model(const hs_sched_t *s, uint32_t m)
+{
+	return &s->models[m];
+}
+
+unsigned hs__sched_n_buckets(const hs_sched_t *s)
+{
+	return s->n_buckets;
+}
+
+uint32_t hs__sched_bucket_edge(const hs_sched_t *s, unsigned b)
+{
+	return s->cfg.bucket_edges[b];
+}
+
+const hs_sched_config_t *hs__sched_config(const hs_sched_t *s)
+{
+	return &s->cfg;
+}
+
+double hs__sched_budget(const hs_sched_t *s)
+{
+	return s->budget_w;
+}
+
+bool hs__sched_device_usable(const hs_sched_t *s, int d)
+{
+	return d >= 0 && (uint32_t)d < s->n_devs && !s->devs[d].failed;
+}
+
+int hs__sched_device_model(const hs_sched_t *s, int d)
+{
+	return s->devs[d].model;
+}
+
+bool hs__sched_resident(const hs_sched_t *s, int d, uint32_t model)
+{
+	return (s->devs[d].resident >> model) & 1;
+}
+
+int64_t hs__sched_load_ns(const hs_sched_t *s, int d, uint32_t model)
+{
+	return load_ns(s, &s->devs[d], model);
+}
+
+uint32_t hs__sched_batch_size(const hs_sched_t *s, int d)
+{
+	return s->devs[d].n_members;
+}
+
+double hs__sched_backlog_ns(const hs_sched_t *s, int d)
+{
+	return s->devs[d].backlog_ns;
+}
+
+uint32_t hs__sched_queued(const hs_sched_t *s, int owner, uint32_t model,
+			  unsigned bucket)
+{
+	return s->queues[qindex(s, owner, model, bucket)].n;
+}
+
+const hs_job_t *hs__sched_queue_head(const hs_sched_t *s, int owner,
+				     uint32_t model, unsigned bucket)
+{
+	const hs__qent_t *h = q_head(s, qindex(s, owner, model, bucket));
+
+	return h ? &s->jobs[h->slot].pub : NULL;
+}
+
+double hs__sched_predict_ns(hs_sched_t *s, int d, uint32_t m, double B,
+			    double C, double P, int level)
+{
+	const hs__dev_t *dv = &s->devs[d];
+
+	if (level < 0 || level >= (int)n_levels(dv))
+		level = 0;
+	return hs__perf_predict_ns(&s->perf[(uint32_t)d * s->n_models + m], B,
+				   C, P) /
+	       level_speed(dv, level);
+}
+
+double hs__sched_job_cost_ns(hs_sched_t *s, int d, const hs_job_t *job,
+			     uint32_t batch)
+{
+	hs__perf_t *p = &s->perf[(uint32_t)d * s->n_models + job->model];
+	double B = batch ? batch : 1, ctx = job->ctx_tokens,
+	       gen = job->gen_tokens;
+	double step = hs__perf_predict_ns(p, B, B * (ctx + gen / 2), 0);
+	double prefill = hs__perf_predict_ns(p, 1, ctx, ctx) -
+			 hs__perf_predict_ns(p, 1, ctx, 0);
+
+	if (prefill < 0)
+		prefill = 0;
+	return prefill + gen * step / B +
+	       (double)load_ns(s, &s->devs[d], job->model) / B;
+}
+
+void hs__sched_class_demand(const hs_sched_t *s, uint32_t model,
+			    unsigned bucket, double *jobs_per_s,
+			    double *tokens_per_s, double *mean_ctx)
+{
+	uint32_t c = model * s->n_buckets + bucket;
+	double span = (double)(s->last_now - s->first_arrival_ns) / 1e9;
+
+	if (s->first_arrival_ns < 0 || span <= 0)
+		span = 1;
+	*jobs_per_s = (double)s->class_jobs[c] / span;
+	*tokens_per_s = (double)s->class_tokens[c] / span;
+	*mean_ctx = s->class_jobs[c] ?
+			    (double)s->class_ctx[c] / (double)s->class_jobs[c] :
+			    0;
+}

@@ -1,0 +1,732 @@
+/* The scheduler core, event by event, on hand-checkable cases. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "policy.h"
+#include "schedutil.h"
+
+#define MS 1000000ll
+#define S 1000000000ll
+#define MAX_STEPS 256
+#define MAX_EVENTS 256
+
+/* What the hooks saw. */
+typedef struct rec_s {
+	hs_step_t steps[MAX_STEPS];
+	uint64_t step_jobs[MAX_STEPS][8];
+	size_t n_steps;
+	struct {
+		uint64_t id;
+		hs_job_event_t ev;
+		int64_t first_token_ns;
+		int64_t done_ns;
+		int device;
+		uint32_t generated;
+	} events[MAX_EVENTS];
+	size_t n_events;
+	int64_t timer;
+	bool busy[8];
+} rec_t;
+
+static void rec_step(void *ud, const hs_step_t *st)
+{
+	rec_t *r = ud;
+	uint32_t i;
+
+	assert_true(r->n_steps < MAX_STEPS);
+	assert_false(r->busy[st->device]);
+	r->busy[st->device] = true;
+	r->steps[r->n_steps] = *st;
+	for (i = 0; i < st->batch && i < 8; i++)
+		r->step_jobs[r->n_steps][i] = st->jobs[i];
+	r->steps[r->n_steps].jobs = NULL;
+	r->n_steps++;
+}
+
+static void rec_job(void *ud, const hs_job_t *job, hs_job_event_t ev)
+{
+	rec_t *r = ud;
+
+	assert_true(r->n_events < MAX_EVENTS);
+	r->events[r->n_events].id = job->id;
+	r->events[r->n_events].ev = ev;
+	r->events[r->n_events].first_token_ns = job->first_token_ns;
+	r->events[r->n_events].done_ns = job->done_ns;
+	r->events[r->n_events].device = job->device;
+	r->events[r->n_events].generated = job->generated;
+	r->n_events++;
+}
+
+static void rec_timer(void *ud, int64_t when)
+{
+	((rec_t *)ud)->timer = when;
+}
+
+typedef struct fx_s {
+	hs_model_catalog_t *models;
+	hs_sched_t *s;
+	rec_t rec;
+} fx_t;
+
+static fx_t *fx_new(const hs_sched_config_t *cfg, const hs_device_t *devs,
+		    size_t n)
+{
+	fx_t *fx = test_calloc(1, sizeof(*fx));
+	hs_sched_hooks_t hooks = { .step_start = rec_step,
+				   .job_event = rec_job,
+				   .timer = rec_timer };
+	hs_error_t err;
+
+	fx->models = hs_test_models();
+	assert_non_null(fx->models);
+	fx->rec.timer = -1;
+	hooks.ud = &fx->rec;
+	if (hs_sched_new(&fx->s, cfg, fx->models, devs, n, &hooks, &err))
+		fail_msg("hs_sched_new: %s", err.text);
+	return fx;
+}
+
+static void fx_free(fx_t *fx)
+{
+	hs_sched_free(fx->s);
+	hs_model_catalog_free(fx->models);
+	test_free(fx);
+}
+
+static uint64_t submit(fx_t *fx, int64_t now, uint32_t model, uint32_t ctx,
+		       uint32_t gen, int32_t prio)
+{
+	hs_job_spec_t spec = { .model = model,
+			       .ctx_tokens = ctx,
+			       .gen_tokens = gen,
+			       .priority = prio,
+			       .deadline_ns = -1 };
+	hs_error_t err;
+	uint64_t id = 0;
+
+	if (hs_sched_submit(fx->s, now, &spec, &id, &err))
+		fail_msg("submit: %s", err.text);
+	return id;
+}
+
+/* Finish the running step of a device after `ns`. */
+static void finish(fx_t *fx, int64_t now, int d, int64_t ns)
+{
+	fx->rec.busy[d] = false;
+	assert_int_equal(hs_sched_step_done(fx->s, now, d, ns, -1), 0);
+}
+
+static size_t count_events(const fx_t *fx, hs_job_event_t ev)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < fx->rec.n_events; i++)
+		n += fx->rec.events[i].ev == ev;
+	return n;
+}
+
+static const double lv2[] = { 300, 1.0, 200, 0.8 };
+
+static void test_buckets(void **state)
+{
+	hs_sched_config_t cfg;
+	hs_device_t d = hs_test_device("d", 80, 1000, 100, 50, 300, 0, NULL);
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	fx = fx_new(&cfg, &d, 1);
+	assert_int_equal(hs__sched_bucket_of(fx->s, 1), 0);
+	assert_int_equal(hs__sched_bucket_of(fx->s, 128), 0);
+	assert_int_equal(hs__sched_bucket_of(fx->s, 129), 1);
+	assert_int_equal(hs__sched_bucket_of(fx->s, 1024), 3);
+	assert_int_equal(hs__sched_bucket_of(fx->s, 1025), 4);
+	assert_int_equal(hs__sched_bucket_of(fx->s, 4000000),
+			 hs__sched_n_buckets(fx->s) - 1);
+	fx_free(fx);
+
+	cfg.n_buckets = 3;
+	cfg.bucket_edges[0] = 100;
+	cfg.bucket_edges[1] = 1000;
+	cfg.bucket_edges[2] = 8192;
+	fx = fx_new(&cfg, &d, 1);
+	assert_int_equal(hs__sched_bucket_of(fx->s, 100), 0);
+	assert_int_equal(hs__sched_bucket_of(fx->s, 101), 1);
+	assert_int_equal(hs__sched_bucket_of(fx->s, 5000), 2);
+	assert_int_equal(hs__sched_bucket_edge(fx->s, 1), 1000);
+	fx_free(fx);
+}
+
+static void test_bad_config(void **state)
+{
+	hs_model_catalog_t *models = hs_test_models();
+	hs_device_t d = hs_test_device("d", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sched_config_t cfg;
+	hs_sched_t *s = NULL;
+	hs_error_t err;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "nope";
+	assert_int_equal(hs_sched_new(&s, &cfg, models, &d, 1, NULL, &err),
+			 HS_ENOENT);
+	assert_non_null(strstr(err.text, "unknown policy \"nope\""));
+	hs_sched_config_init(&cfg);
+	cfg.n_buckets = 2;
+	cfg.bucket_edges[0] = 500;
+	cfg.bucket_edges[1] = 100;
+	assert_int_equal(hs_sched_new(&s, &cfg, models, &d, 1, NULL, &err),
+			 HS_EINVAL);
+	assert_string_equal(err.path, "bucket_edges");
+	hs_sched_config_init(&cfg);
+	cfg.max_batch_jobs = 0;
+	assert_int_equal(hs_sched_new(&s, &cfg, models, &d, 1, NULL, &err),
+			 HS_EINVAL);
+	assert_null(s);
+	hs_model_catalog_free(models);
+}
+
+static void test_refusals(void **state)
+{
+	hs_sched_config_t cfg;
+	/* 2 GB: m-small's 0.5 GB weights fit, m-big's 5 GB do not. */
+	hs_device_t d = hs_test_device("d", 2, 1000, 100, 50, 300, 0, NULL);
+	hs_job_spec_t spec = { .model = 1, .ctx_tokens = 10, .gen_tokens = 10,
+			       .deadline_ns = -1 };
+	hs_sched_stats_t st;
+	hs_error_t err;
+	uint64_t id;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	fx = fx_new(&cfg, &d, 1);
+	assert_int_equal(hs_sched_submit(fx->s, 0, &spec, &id, &err),
+			 HS_ENOFIT);
+	assert_non_null(strstr(err.text, "fits no device"));
+	assert_non_null(strstr(err.text, "m-big"));
+	spec.model = 0;
+	spec.ctx_tokens = 8000;
+	spec.gen_tokens = 500;
+	assert_int_equal(hs_sched_submit(fx->s, 0, &spec, &id, &err),
+			 HS_ENOFIT);
+	assert_non_null(strstr(err.text, "exceed m-small's context of 8192"));
+	spec.ctx_tokens = 10;
+	spec.gen_tokens = 0;
+	assert_int_equal(hs_sched_submit(fx->s, 0, &spec, &id, &err),
+			 HS_EINVAL);
+	spec.model = 7;
+	assert_int_equal(hs_sched_submit(fx->s, 0, &spec, &id, &err),
+			 HS_EINVAL);
+	hs_sched_stats(fx->s, &st);
+	assert_int_equal(st.refused, 2);
+	assert_int_equal(st.queued, 0);
+	fx_free(fx);
+}
+
+/* One device, batches of one: the order jobs start in is the queue order. */
+static void test_priority_and_aging(void **state)
+{
+	hs_sched_config_t cfg;
+	hs_device_t d = hs_test_device("d", 80, 1000, 100, 50, 300, 0, NULL);
+	uint64_t a, b, c, first;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	cfg.max_batch_jobs = 1;
+	cfg.aging_ns = S;
+	fx = fx_new(&cfg, &d, 1);
+	first = submit(fx, 0, 0, 100, 1, 0); /* occupies the device */
+	assert_int_equal(fx->rec.n_steps, 1);
+	a = submit(fx, 1 * MS, 0, 100, 1, 0);
+	/* b arrives 0.5 s later but one priority level higher: one level is
+	 * worth one second of waiting, so b goes first. */
+	b = submit(fx, 500 * MS, 0, 100, 1, 1);
+	/* c: same priority as a, later. */
+	c = submit(fx, 600 * MS, 0, 100, 1, 0);
+	finish(fx, 1 * S, 0, S);
+	finish(fx, 2 * S, 0, S);
+	finish(fx, 3 * S, 0, S);
+	finish(fx, 4 * S, 0, S);
+	assert_int_equal(fx->rec.n_steps, 4);
+	assert_int_equal(fx->rec.step_jobs[0][0], first);
+	assert_int_equal(fx->rec.step_jobs[1][0], b);
+	assert_int_equal(fx->rec.step_jobs[2][0], a);
+	assert_int_equal(fx->rec.step_jobs[3][0], c);
+	assert_int_equal(count_events(fx, HS_JOB_EV_DONE), 4);
+	fx_free(fx);
+}
+
+/* Iteration-level batching: joiners prefill at a step boundary, finished
+ * jobs leave at one. */
+static void test_iteration_batching(void **state)
+{
+	hs_sched_config_t cfg;
+	hs_device_t d = hs_test_device("d", 80, 1000, 100, 50, 300, 0, NULL);
+	const hs_job_t *jb;
+	uint64_t a, b;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	fx = fx_new(&cfg, &d, 1);
+	a = submit(fx, 0, 0, 100, 3, 0);
+	assert_int_equal(fx->rec.n_steps, 1);
+	assert_int_equal(fx->rec.steps[0].batch, 1);
+	assert_int_equal(fx->rec.steps[0].joining, 1);
+	assert_int_equal(fx->rec.steps[0].prefill_tokens, 100);
+	assert_int_equal(fx->rec.steps[0].ctx_tokens, 100);
+	b = submit(fx, 1 * MS, 0, 50, 2, 0); /* waits for the boundary */
+	assert_int_equal(fx->rec.n_steps, 1);
+	assert_int_equal(hs_sched_job(fx->s, b)->state, HS_JOB_QUEUED);
+	finish(fx, 10 * MS, 0, 10 * MS);
+	/* Step 2: a decodes (context 101), b joins with its prefill. */
+	assert_int_equal(fx->rec.n_steps, 2);
+	assert_int_equal(fx->rec.steps[1].batch, 2);
+	assert_int_equal(fx->rec.steps[1].joining, 1);
+	assert_int_equal(fx->rec.step_jobs[1][0], b);
+	assert_int_equal(fx->rec.step_jobs[1][1], a);
+	assert_int_equal(fx->rec.steps[1].prefill_tokens, 50);
+	assert_int_equal(fx->rec.steps[1].ctx_tokens, 101 + 50);
+	jb = hs_sched_job(fx->s, a);
+	assert_int_equal(jb->generated, 1);
+	assert_int_equal(jb->first_token_ns, 10 * MS);
+	finish(fx, 20 * MS, 0, 10 * MS);
+	/* Step 3: a's third token, b's second: both finish at its end. */
+	assert_int_equal(fx->rec.steps[2].batch, 2);
+	assert_int_equal(fx->rec.steps[2].joining, 0);
+	assert_int_equal(fx->rec.steps[2].ctx_tokens, 102 + 51);
+	finish(fx, 30 * MS, 0, 10 * MS);
+	assert_int_equal(fx->rec.n_steps, 3);
+	assert_int_equal(count_events(fx, HS_JOB_EV_DONE), 2);
+	assert_int_equal(count_events(fx, HS_JOB_EV_FIRST_TOKEN), 2);
+	assert_null(hs_sched_job(fx->s, a));
+	fx_free(fx);
+}
+
+/* KV memory limits the batch: what the device has after weights. */
+static void test_kv_fit(void **state)
+{
+	hs_sched_config_t cfg;
+	/* 1.5 GB usable (kv_reserve 0): 1 GB of weights, 0.5 GB of KV =
+	 * 500,000 tokens of m-small's 1000 B. */
+	hs_device_t d = hs_test_device("d", 1.5, 1000, 100, 50, 300, 0, NULL);
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	cfg.kv_reserve = 0;
+	cfg.max_step_tokens = 1000000;
+	fx = fx_new(&cfg, &d, 1);
+	submit(fx, 0, 0, 100, 1, 0); /* a first step, so the rest queue */
+	submit(fx, 0, 0, 4000, 96, 0);
+	submit(fx, 0, 0, 4000, 96, 0);
+	submit(fx, 0, 0, 4000, 96, 0);
+	finish(fx, 1 * MS, 0, 1 * MS);
+	/* Each needs 4096 x 1000 B; 500,000 / 4096 = 122 would fit, so
+	 * all three join the first job's batch. */
+	assert_int_equal(fx->rec.steps[1].batch, 3);
+	fx_free(fx);
+
+	d = hs_test_device("d", 1.01, 1000, 100, 50, 300, 0, NULL);
+	fx = fx_new(&cfg, &d, 1);
+	/* 10 MB of KV room: 10,000 tokens: two 4096-token jobs, not 3. */
+	submit(fx, 0, 0, 100, 1, 0);
+	submit(fx, 0, 0, 4000, 96, 0);
+	submit(fx, 0, 0, 4000, 96, 0);
+	submit(fx, 0, 0, 4000, 96, 0);
+	finish(fx, 1 * MS, 0, 1 * MS);
+	assert_int_equal(fx->rec.steps[1].batch, 2);
+	fx_free(fx);
+}
+
+/* The governor: modeled draw of busy devices plus idle of the others
+ * never exceeds the budget. */
+static void test_governor(void **state)
+{
+	hs_device_t d[2] = {
+		hs_test_device("a", 80, 1000, 100, 50, 300, 2, lv2),
+		hs_test_device("b", 80, 1000, 100, 50, 300, 2, lv2),
+	};
+	hs_sched_config_t cfg;
+	hs_sched_stats_t st;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "rr";
+	cfg.power_budget_w = 400;
+	fx = fx_new(&cfg, d, 2);
+	submit(fx, 0, 0, 100, 5, 0); /* to a: 300 + 50 = 350 W */
+	submit(fx, 0, 0, 100, 5, 0); /* to b: 300 + 300 or 300 + 200: no */
+	assert_int_equal(fx->rec.n_steps, 1);
+	assert_int_equal(fx->rec.steps[0].level, 0);
+	hs_sched_stats(fx->s, &st);
+	assert_true(st.power_w <= 400);
+	assert_int_equal(st.power_waits, 1);
+	/* Budget up to 500: b runs at 200 W while a holds 300 W. */
+	hs_sched_set_budget(fx->s, 1 * MS, 500);
+	assert_int_equal(fx->rec.n_steps, 2);
+	assert_int_equal(fx->rec.steps[1].device, 1);
+	assert_int_equal(fx->rec.steps[1].level, 1);
+	assert_true(fx->rec.steps[1].power_w == 200);
+	hs_sched_stats(fx->s, &st);
+	assert_true(st.power_w == 500);
+	assert_int_equal(st.power_violations, 0);
+	fx_free(fx);
+}
+
+/* A budget drop applies at the next step boundary; below every level, the
+ * batch pauses and nothing is lost. */
+static void test_budget_drop(void **state)
+{
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 2, lv2);
+	hs_sched_config_t cfg;
+	hs_sched_stats_t st;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	fx = fx_new(&cfg, &d, 1);
+	submit(fx, 0, 0, 100, 3, 0);
+	assert_int_equal(fx->rec.steps[0].level, 0);
+	/* Drop to 250 W while the 300 W step runs: it runs on (grace). */
+	hs_sched_set_budget(fx->s, 1 * MS, 250);
+	hs_sched_stats(fx->s, &st);
+	assert_int_equal(st.power_violations, 0);
+	finish(fx, 10 * MS, 0, 10 * MS);
+	/* Next step at the 200 W level. */
+	assert_int_equal(fx->rec.n_steps, 2);
+	assert_int_equal(fx->rec.steps[1].level, 1);
+	/* Below the lowest level: the batch pauses. */
+	hs_sched_set_budget(fx->s, 11 * MS, 150);
+	finish(fx, 20 * MS, 0, 10 * MS);
+	assert_int_equal(fx->rec.n_steps, 2);
+	hs_sched_stats(fx->s, &st);
+	assert_int_equal(st.paused, 1);
+	assert_int_equal(st.running, 1);
+	assert_int_equal(st.completed, 0);
+	assert_true(st.power_w <= 150);
+	/* Budget back: it finishes. */
+	hs_sched_set_budget(fx->s, 30 * MS, 0);
+	finish(fx, 40 * MS, 0, 10 * MS);
+	hs_sched_stats(fx->s, &st);
+	assert_int_equal(st.completed, 1);
+	assert_int_equal(st.power_violations, 0);
+	fx_free(fx);
+}
+
+static void test_device_failure(void **state)
+{
+	hs_device_t d[2] = {
+		hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL),
+		hs_test_device("b", 80, 1000, 100, 50, 300, 0, NULL),
+	};
+	hs_sched_config_t cfg;
+	hs_sched_stats_t st;
+	uint64_t a, b, c;
+	const hs_job_t *j;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "rr";
+	fx = fx_new(&cfg, d, 2);
+	a = submit(fx, 0, 0, 100, 4, 0); /* device a */
+	b = submit(fx, 0, 0, 100, 4, 0); /* device b */
+	c = submit(fx, 0, 0, 100, 4, 0); /* queued for a */
+	finish(fx, 10 * MS, 0, 10 * MS); /* a: one token; c joins */
+	fx->rec.busy[0] = false;
+	assert_int_equal(fx->rec.steps[2].device, 0);
+	assert_int_equal(fx->rec.steps[2].batch, 2);
+	assert_int_equal(hs_sched_device_failed(fx->s, 15 * MS, 0), 0);
+	j = hs_sched_job(fx->s, a);
+	assert_non_null(j);
+	assert_int_equal(j->state, HS_JOB_QUEUED);
+	assert_int_equal(j->generated, 1);
+	hs_sched_stats(fx->s, &st);
+	assert_int_equal(st.requeued, 2);
+	/* Everything completes on b. */
+	while (fx->rec.busy[1])
+		finish(fx, fx->rec.steps[fx->rec.n_steps - 1].seq * 10 * MS +
+				   20 * MS,
+		       1, 10 * MS);
+	hs_sched_stats(fx->s, &st);
+	assert_int_equal(st.completed, 3);
+	assert_null(hs_sched_job(fx->s, a));
+	assert_null(hs_sched_job(fx->s, b));
+	assert_null(hs_sched_job(fx->s, c));
+	/* Nothing more goes to the failed device. */
+	submit(fx, 1 * S, 0, 100, 1, 0);
+	assert_int_equal(fx->rec.steps[fx->rec.n_steps - 1].device, 1);
+	fx_free(fx);
+}
+
+static void test_cancel(void **state)
+{
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sched_config_t cfg;
+	hs_sched_stats_t st;
+	uint64_t a, b;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	cfg.max_batch_jobs = 1;
+	fx = fx_new(&cfg, &d, 1);
+	a = submit(fx, 0, 0, 100, 5, 0);
+	b = submit(fx, 0, 0, 100, 5, 0);
+	assert_int_equal(hs_sched_cancel(fx->s, 1 * MS, b), 0);
+	assert_null(hs_sched_job(fx->s, b));
+	assert_int_equal(hs_sched_cancel(fx->s, 1 * MS, b), HS_ENOENT);
+	/* a is in a running step: it leaves at the boundary. */
+	assert_int_equal(hs_sched_cancel(fx->s, 2 * MS, a), 0);
+	assert_non_null(hs_sched_job(fx->s, a));
+	finish(fx, 10 * MS, 0, 10 * MS);
+	assert_null(hs_sched_job(fx->s, a));
+	hs_sched_stats(fx->s, &st);
+	assert_int_equal(st.cancelled, 2);
+	assert_int_equal(st.running + st.queued, 0);
+	assert_int_equal(count_events(fx, HS_JOB_EV_CANCELLED), 2);
+	assert_int_equal(hs_sched_cancel(fx->s, 0, 12345), HS_ENOENT);
+	fx_free(fx);
+}
+
+/* min_batch: an idle device waits for company until max_wait. */
+static void test_max_wait(void **state)
+{
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sched_config_t cfg;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	cfg.min_batch_jobs = 3;
+	cfg.max_wait_ns = 50 * MS;
+	fx = fx_new(&cfg, &d, 1);
+	submit(fx, 0, 0, 100, 5, 0);
+	assert_int_equal(fx->rec.n_steps, 0);
+	assert_int_equal(fx->rec.timer, 50 * MS);
+	submit(fx, 10 * MS, 0, 100, 5, 0);
+	assert_int_equal(fx->rec.n_steps, 0);
+	hs_sched_timer(fx->s, 50 * MS);
+	assert_int_equal(fx->rec.n_steps, 1);
+	assert_int_equal(fx->rec.steps[0].batch, 2);
+	fx_free(fx);
+
+	fx = fx_new(&cfg, &d, 1);
+	submit(fx, 0, 0, 100, 5, 0);
+	submit(fx, 1, 0, 100, 5, 0);
+	submit(fx, 2, 0, 100, 5, 0); /* the third: a batch at once */
+	assert_int_equal(fx->rec.n_steps, 1);
+	assert_int_equal(fx->rec.steps[0].batch, 3);
+	fx_free(fx);
+}
+
+/* Policies on cases checked by hand. */
+static void test_policy_rr(void **state)
+{
+	hs_device_t d[3] = {
+		hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL),
+		hs_test_device("b", 80, 100, 10, 50, 300, 0, NULL),
+		hs_test_device("c", 80, 1000, 100, 50, 300, 0, NULL),
+	};
+	hs_sched_config_t cfg;
+	fx_t *fx;
+	size_t i;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "rr";
+	fx = fx_new(&cfg, d, 3);
+	for (i = 0; i < 3; i++)
+		submit(fx, 0, 0, 100, 5, 0);
+	/* One each, whatever their speed. */
+	assert_int_equal(fx->rec.n_steps, 3);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(fx->rec.steps[i].device, (int)i);
+	fx_free(fx);
+}
+
+static void test_policy_eft(void **state)
+{
+	hs_device_t d[2] = {
+		hs_test_device("slow", 80, 100, 10, 50, 300, 0, NULL),
+		hs_test_device("fast", 80, 1000, 100, 50, 300, 0, NULL),
+	};
+	hs_sched_config_t cfg;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "eft";
+	fx = fx_new(&cfg, d, 2);
+	/* Both idle: the fast one finishes first. */
+	submit(fx, 0, 0, 100, 5, 0);
+	assert_int_equal(fx->rec.steps[0].device, 1);
+	/* Load the fast one far beyond what the slow one needs for a
+	 * small job: the slow one wins. */
+	{
+		int i;
+
+		for (i = 0; i < 200; i++)
+			submit(fx, 0, 0, 4000, 2000, 0);
+	}
+	assert_true(hs__sched_backlog_ns(fx->s, 1) >
+		    hs__sched_backlog_ns(fx->s, 0));
+	fx_free(fx);
+}
+
+static void test_policy_tpw(void **state)
+{
+	/* Same speed; b draws half the power: b is twice as efficient. */
+	hs_device_t d[2] = {
+		hs_test_device("hungry", 80, 1000, 100, 50, 600, 0, NULL),
+		hs_test_device("frugal", 80, 1000, 100, 50, 300, 0, NULL),
+	};
+	const double lv[] = { 300, 1.0, 150, 0.9 };
+	hs_sched_config_t cfg;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "tpw";
+	fx = fx_new(&cfg, d, 2);
+	submit(fx, 0, 0, 100, 5, 0);
+	assert_int_equal(fx->rec.steps[0].device, 1);
+	fx_free(fx);
+
+	/* Levels: 0.9 speed for half the power is more tokens per joule. */
+	d[1] = hs_test_device("frugal", 80, 1000, 100, 50, 300, 2, lv);
+	fx = fx_new(&cfg, d, 2);
+	submit(fx, 0, 0, 100, 5, 0);
+	assert_int_equal(fx->rec.steps[0].device, 1);
+	assert_int_equal(fx->rec.steps[0].level, 1);
+	fx_free(fx);
+}
+
+static void test_policy_fifo_shared(void **state)
+{
+	hs_device_t d[2] = {
+		hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL),
+		hs_test_device("b", 80, 1000, 100, 50, 300, 0, NULL),
+	};
+	hs_sched_config_t cfg;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	cfg.max_batch_jobs = 1;
+	fx = fx_new(&cfg, d, 2);
+	submit(fx, 0, 0, 100, 5, 0);
+	submit(fx, 0, 0, 100, 5, 0);
+	submit(fx, 0, 0, 100, 5, 0);
+	assert_int_equal(fx->rec.n_steps, 2);
+	/* The third waits in the shared queue and goes to whichever
+	 * device frees first: b. */
+	finish(fx, 5 * MS, 1, 5 * MS);
+	assert_int_equal(fx->rec.n_steps, 3);
+	assert_int_equal(fx->rec.steps[2].device, 1);
+	fx_free(fx);
+}
+
+/* A model switch costs its weight load, which the step includes. */
+static void test_residency(void **state)
+{
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sched_config_t cfg;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	fx = fx_new(&cfg, &d, 1);
+	submit(fx, 0, 0, 100, 1, 0);
+	/* 1 GB over a 32 GB/s link: 31.25 ms. */
+	assert_int_equal(fx->rec.steps[0].load_ns, 31250000);
+	assert_true(hs__sched_resident(fx->s, 0, 0));
+	finish(fx, 40 * MS, 0, 40 * MS);
+	submit(fx, 50 * MS, 0, 100, 1, 0);
+	assert_int_equal(fx->rec.steps[1].load_ns, 0);
+	finish(fx, 60 * MS, 0, 10 * MS);
+	submit(fx, 70 * MS, 1, 100, 1, 0);
+	assert_int_equal(fx->rec.steps[2].load_ns, 312500000);
+	fx_free(fx);
+}
+
+/* A node's calibration survives a restart: saved, loaded, same
+ * predictions; a bad file is refused whole with its path. */
+static void test_perf_save_load(void **state)
+{
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL);
+	const char *path = "/tmp/hs-test-calibration.json";
+	hs_sched_config_t cfg;
+	hs_error_t err;
+	double before, prior, after;
+	fx_t *fx, *fy;
+	int i;
+	FILE *f;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	fx = fx_new(&cfg, &d, 1);
+	prior = hs__sched_predict_ns(fx->s, 0, 0, 1, 200, 0, 0);
+	submit(fx, 0, 0, 100, 60, 0);
+	/* The device is about three times slower than its profile says. */
+	for (i = 1; i <= 60; i++)
+		finish(fx, i * 10 * MS,
+		       0, (int64_t)(3 * prior * (i == 1 ? 1.5 : 1.0)));
+	before = hs__sched_predict_ns(fx->s, 0, 0, 1, 200, 0, 0);
+	assert_true(before > 2 * prior);
+	assert_int_equal(hs_sched_perf_save(fx->s, path, &err), 0);
+
+	fy = fx_new(&cfg, &d, 1);
+	assert_true(hs__sched_predict_ns(fy->s, 0, 0, 1, 200, 0, 0) == prior);
+	assert_int_equal(hs_sched_perf_load(fy->s, path, &err), 0);
+	after = hs__sched_predict_ns(fy->s, 0, 0, 1, 200, 0, 0);
+	assert_true(after == before);
+
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("{\"version\": 1, \"entries\": [{\"device_id\": 0, "
+	      "\"device\": \"a\", \"model\": \"m-small\", \"fit\": "
+	      "{\"prior\": 1}}]}",
+	      f);
+	fclose(f);
+	fx_free(fy);
+	fy = fx_new(&cfg, &d, 1);
+	assert_int_not_equal(hs_sched_perf_load(fy->s, path, &err), 0);
+	assert_non_null(strstr(err.path, "$.entries[0].fit"));
+	assert_string_equal(err.source, path);
+	/* Refused whole: the prior is untouched. */
+	assert_true(hs__sched_predict_ns(fy->s, 0, 0, 1, 200, 0, 0) == prior);
+	assert_int_equal(hs_sched_perf_load(fy->s, "/nonexistent/x.json",
+					    &err),
+			 HS_EIO);
+	remove(path);
+	fx_free(fy);
+	fx_free(fx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buckets),
+		cmocka_unit_test(test_bad_config),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_priority_and_aging),
+		cmocka_unit_test(test_iteration_batching),
+		cmocka_unit_test(test_kv_fit),
+		cmocka_unit_test(test_governor),
+		cmocka_unit_test(test_budget_drop),
+		cmocka_unit_test(test_device_failure),
+		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_max_wait),
+		cmocka_unit_test(test_policy_rr),
+		cmocka_unit_test(test_policy_eft),
+		cmocka_unit_test(test_policy_tpw),
+		cmocka_unit_test(test_policy_fifo_shared),
+		cmocka_unit_test(test_residency),
+		cmocka_unit_test(test_perf_save_load),
+	};
+
+	return cmocka_run_group_tests_name("sched", tests, NULL, NULL);
+}
