@@ -29,6 +29,9 @@ int hs_sched_perf_save(const hs_sched_t *s, const char *path,
 
 			if (!p->samples)
 				continue;
+			/* The save holds every sample; so does the live
+			 * model from now on, and both predict alike. */
+			hs__perf_refit(&s->perf[d * s->n_models + m]);
 			e = json_pack("{s:i, s:s, s:s, s:o*}", "device_id",
 				      (int)d, "device", s->devs[d].d.name,
 				      "model", s->models[m].name, "fit",

@@ -178,6 +178,7 @@ static bool solve(hs__perf_t *p)
 	for (i = 0; i < N; i++)
 		p->theta[i] = ok ? phi[i] / feat_scale[i] : p->prior[i];
 	p->dirty = false;
+	p->pending = 0;
 	return ok;
 }
 
@@ -206,6 +207,7 @@ static void reset_fit(hs__perf_t *p)
 	memcpy(p->theta, p->prior, sizeof(p->theta));
 	p->samples = 0;
 	p->dirty = false;
+	p->pending = 0;
 }
 
 bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
@@ -244,8 +246,20 @@ bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
 		p->xty[i] += x[i] * measured_ns;
 	}
 	p->samples++;
-	p->dirty = true;
+	/* Re-solving costs more than the step it models on a fast device:
+	 * after the first samples, refit once the new ones are a few
+	 * percent of the total. */
+	p->pending++;
+	if (p->samples <= HS_PERF_REFIT_ALL ||
+	    p->pending * HS_PERF_REFIT_FRACTION >= p->samples)
+		p->dirty = true;
 	return true;
+}
+
+void hs__perf_refit(hs__perf_t *p)
+{
+	if (p->pending || p->dirty)
+		solve(p);
 }
 
 double hs__perf_mean_rel_error(const hs__perf_t *p)
@@ -278,8 +292,8 @@ json_t *hs__perf_to_json(const hs__perf_t *p)
 	hs__perf_t fit = *p;
 	json_t *obj;
 
-	/* Write the theta that predictions would use, not a stale one. */
-	if (fit.dirty)
+	/* Write the theta of every sample, as loading recomputes it. */
+	if (fit.dirty || fit.pending)
 		solve(&fit);
 	obj = json_object();
 	if (!obj)

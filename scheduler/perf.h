@@ -43,6 +43,10 @@ enum {
 #define HS_PERF_WARMUP 8
 /* Outliers in a row that mean the device itself changed. */
 #define HS_PERF_RESET_RUN 16
+/* Every sample refits the model up to this many; after that, a refit
+ * waits until the unfitted samples are 1/HS_PERF_REFIT_FRACTION of all. */
+#define HS_PERF_REFIT_ALL 64
+#define HS_PERF_REFIT_FRACTION 32
 
 typedef struct hs__perf_s {
 	double prior[HS_PERF_NFEAT]; /* theta from the roofline, ns per unit */
@@ -57,6 +61,7 @@ typedef struct hs__perf_s {
 	double rel_err_sum; /* sum |pred - meas| / meas, pred before update */
 	uint64_t rel_err_n;
 	bool dirty; /* theta needs re-solving */
+	uint32_t pending; /* samples since theta was solved */
 } hs__perf_t;
 
 /*
@@ -88,6 +93,9 @@ double hs__perf_predict_ns(hs__perf_t *p, double B, double C, double P);
  */
 bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
 		      double measured_ns);
+
+/* Solve for every accepted sample now (before saving, or to compare). */
+void hs__perf_refit(hs__perf_t *p);
 
 /* Mean of |pred - meas| / meas over observed steps; 0 when none. */
 double hs__perf_mean_rel_error(const hs__perf_t *p);

@@ -48,9 +48,11 @@ typedef struct hs__member_s {
 
 typedef struct hs__dev_s {
 	hs_device_t d;
+	uint64_t usable_bytes; /* memory less the configured reserve */
 	bool failed;
 	bool busy;             /* a step is running */
 	bool waiting_power;    /* has work, the budget lets no level run */
+	uint64_t power_wait_epoch; /* power_epoch when it was refused */
 	int level;             /* of the running step */
 	double draw_w;         /* modeled draw now */
 	double step_budget_w;  /* budget when its step started */
@@ -64,6 +66,7 @@ typedef struct hs__dev_s {
 	hs__member_t *members; /* min-heap by finish_seq, cap max_batch */
 	uint32_t n_members;
 	uint32_t n_joining;    /* of the running step */
+	uint32_t n_cancel;     /* members to drop at the step's end */
 	uint32_t *joining;     /* slots that joined in the running step */
 	uint64_t *step_ids;    /* the running step's job ids */
 	uint64_t sum_ctx;      /* sum of prefill lengths in the batch */
@@ -114,9 +117,11 @@ struct hs_sched_s {
 	double budget_w;
 	double power_w;
 	uint32_t n_grace;        /* steps started under a higher budget */
+	uint64_t power_epoch;    /* bumped whenever power is freed */
 	int64_t timer_at;        /* requested wake-up, -1 none */
 	int64_t next_epoch_ns;
 	uint32_t kick_from;
+	uint64_t *idle;          /* bitmap: not busy, not failed */
 
 	hs_sched_stats_t st;
 	uint64_t modeled_steps;  /* steps whose energy no sensor measured */

@@ -138,6 +138,14 @@ static unsigned n_levels(const hs__dev_t *dv)
 	return dv->d.n_levels ? dv->d.n_levels : 1;
 }
 
+static void set_idle(hs_sched_t *s, uint32_t d, bool idle)
+{
+	if (idle)
+		s->idle[d / 64] |= 1ull << (d % 64);
+	else
+		s->idle[d / 64] &= ~(1ull << (d % 64));
+}
+
 /* ---- queues: binary heaps by rank ------------------------------------- */
 
 static void q_set(hs_sched_t *s, hs__queue_t *q, uint32_t i, hs__qent_t e)
@@ -297,8 +305,7 @@ static void slot_free(hs_sched_t *s, uint32_t slot)
 
 static uint64_t usable_memory(const hs_sched_t *s, const hs__dev_t *dv)
 {
-	return (uint64_t)((double)dv->d.memory_bytes *
-			  (1.0 - s->cfg.kv_reserve));
+	return dv->usable_bytes;
 }
 
 static uint64_t job_kv(const hs_sched_t *s, const hs_job_t *j)
@@ -671,10 +678,25 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 
 	if (dv->failed || dv->busy)
 		return false;
+	if (dv->n_members == 0 && !s->owner_queued[d + 1] &&
+	    !s->owner_queued[0])
+		return false;
+
+	/* The governor first: with no level that fits, nothing joins and a
+	 * running batch pauses. */
+	lo = fastest_fitting_level(s, dv);
+	if (lo < 0) {
+		dv->power_wait_epoch = s->power_epoch;
+		if (!dv->waiting_power) {
+			dv->waiting_power = true;
+			s->st.power_waits++;
+			if (dv->n_members)
+				s->st.paused++;
+		}
+		return false;
+	}
+
 	if (dv->n_members == 0) {
-		if (!s->owner_queued[d + 1] && !s->owner_queued[0])
-			return false;
-		s->st.decisions++;
 		if (s->policy->select) {
 			if (s->policy->select(s->policy_state, s, (int)d, now,
 					      &m, &b))
@@ -690,19 +712,6 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 	}
 	q_own = qindex(s, (int)d, m, b);
 	q_sh = qindex(s, -1, m, b);
-
-	/* The governor first: with no level that fits, nothing joins and a
-	 * running batch pauses. */
-	lo = fastest_fitting_level(s, dv);
-	if (lo < 0) {
-		if (!dv->waiting_power) {
-			dv->waiting_power = true;
-			s->st.power_waits++;
-			if (dv->n_members)
-				s->st.paused++;
-		}
-		return false;
-	}
 
 	dv->n_joining = 0;
 	room = kv_room(s, dv, m);
@@ -749,6 +758,7 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 		st.ctx_tokens = (uint64_t)C;
 	}
 	dv->busy = true;
+	set_idle(s, d, false);
 	dv->waiting_power = false;
 	dv->level = level;
 	dv->step_budget_w = s->budget_w;
@@ -782,22 +792,45 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 	st.load_ns = load;
 	st.predicted_ns = dv->step_pred_ns;
 	s->st.steps++;
+	s->st.decisions++;
 	if (s->hooks.step_start)
 		s->hooks.step_start(s->hooks.ud, &st);
 	return true;
+}
+
+static void kick_range(hs_sched_t *s, uint32_t from, uint32_t to,
+		       int64_t now)
+{
+	uint32_t w;
+
+	for (w = from / 64; w * 64 < to; w++) {
+		uint64_t word = s->idle[w];
+
+		if (w == from / 64)
+			word &= ~0ull << (from % 64);
+		while (word) {
+			uint32_t d = w * 64 + (uint32_t)__builtin_ctzll(word);
+			const hs__dev_t *dv = &s->devs[d];
+
+			word &= word - 1;
+			if (d >= to)
+				return;
+			/* Refused for want of power, and no power freed
+			 * since. */
+			if (dv->waiting_power &&
+			    dv->power_wait_epoch == s->power_epoch)
+				continue;
+			try_start(s, d, now);
+		}
+	}
 }
 
 /* Offer work to idle devices, starting from a rotating point so that no
  * device always comes first for power. */
 static void kick(hs_sched_t *s, int64_t now)
 {
-	uint32_t k, d;
-
-	for (k = 0; k < s->n_devs; k++) {
-		d = (s->kick_from + k) % s->n_devs;
-		if (!s->devs[d].busy && !s->devs[d].failed)
-			try_start(s, d, now);
-	}
+	kick_range(s, s->kick_from, s->n_devs, now);
+	kick_range(s, 0, s->kick_from, now);
 	s->kick_from = s->n_devs ? (s->kick_from + 1) % s->n_devs : 0;
 }
 
@@ -866,9 +899,10 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->class_tokens = hs__calloc(n_models * s->n_buckets,
 				     sizeof(uint64_t));
 	s->class_ctx = hs__calloc(n_models * s->n_buckets, sizeof(uint64_t));
+	s->idle = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
 	if (!s->models || !s->devs || !s->perf || !s->queues ||
 	    !s->nonempty || !s->owner_queued || !s->class_jobs ||
-	    !s->class_tokens || !s->class_ctx)
+	    !s->class_tokens || !s->class_ctx || !s->idle)
 		goto out_nomem;
 	for (m = 0; m < n_models; m++)
 		s->models[m] = *hs_model_catalog_get(models, m);
@@ -877,7 +911,10 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 
 		dv->d = devices[d];
 		dv->d.id = (int)d;
+		set_idle(s, d, true);
 		dv->model = -1;
+		dv->usable_bytes = (uint64_t)((double)dv->d.memory_bytes *
+					      (1.0 - s->cfg.kv_reserve));
 		dv->draw_w = dv->d.idle_w;
 		s->power_w += dv->d.idle_w;
 		dv->members = hs__calloc(s->cfg.max_batch_jobs,
@@ -935,6 +972,7 @@ void hs_sched_free(hs_sched_t *s)
 	hs__free(s->class_jobs);
 	hs__free(s->class_tokens);
 	hs__free(s->class_ctx);
+	hs__free(s->idle);
 	hs__free(s->jobs);
 	hs__free(s->perf);
 	hs__free(s->devs);
@@ -1116,7 +1154,10 @@ static void end_step_bookkeeping(hs_sched_t *s, hs__dev_t *dv)
 	    s->n_grace > 0)
 		s->n_grace--;
 	dv->busy = false;
+	if (!dv->failed)
+		set_idle(s, (uint32_t)dv->d.id, true);
 	set_draw(s, dv, dv->d.idle_w);
+	s->power_epoch++;
 }
 
 int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
@@ -1198,7 +1239,7 @@ int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
 		slot_free(s, slot);
 	}
 	/* Cancelled ones too. */
-	for (i = 0; i < dv->n_members;) {
+	for (i = 0; dv->n_cancel && i < dv->n_members;) {
 		uint32_t slot = dv->members[i].slot;
 		hs__jobrec_t *r = rec_of(s, slot);
 
@@ -1211,12 +1252,15 @@ int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
 		r->pub.state = HS_JOB_CANCELLED;
 		r->pub.done_ns = now;
 		s->st.cancelled++;
+		dv->n_cancel--;
 		emit(s, r, HS_JOB_EV_CANCELLED);
 		slot_free(s, slot);
 		i = 0;
 	}
 
-	try_start(s, (uint32_t)device, now);
+	/* Devices waiting for the power this step freed go first; this one
+	 * comes last, so that no device keeps the power to itself. */
+	s->kick_from = ((uint32_t)device + 1) % s->n_devs;
 	kick(s, now);
 	epoch(s, now);
 	return 0;
@@ -1231,6 +1275,7 @@ int hs_sched_set_budget(hs_sched_t *s, int64_t now, double watts)
 		watts = 0;
 	s->budget_w = watts;
 	s->st.budget_w = watts;
+	s->power_epoch++;
 	/* Steps started under a higher (or no) budget run to their end: the
 	 * change applies at each device's next step boundary. */
 	s->n_grace = 0;
@@ -1321,6 +1366,7 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 	}
 	dv->failed = true;
 	dv->st.failed = true;
+	set_idle(s, (uint32_t)device, false);
 	dv->n_joining = 0;
 	/* A job leaves the batch or its queue only once another queue has
 	 * taken it: out of memory, it stays where it is and a later call
@@ -1331,6 +1377,7 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 
 		r->pub.generated = generated_now(s, r);
 		if (r->cancel) {
+			dv->n_cancel--;
 			batch_remove(s, dv, slot);
 			r->pub.state = HS_JOB_CANCELLED;
 			r->pub.done_ns = now;
@@ -1413,6 +1460,7 @@ int hs_sched_cancel(hs_sched_t *s, int64_t now, uint64_t id)
 		if (dv->busy) {
 			/* It is in a running step: it leaves at the end. */
 			r->cancel = true;
+			dv->n_cancel++;
 			return 0;
 		}
 		r->pub.generated = generated_now(s, r);
@@ -1576,12 +1624,11 @@ double hs__sched_job_cost_ns(hs_sched_t *s, int d, const hs_job_t *job,
 	hs__perf_t *p = &s->perf[(uint32_t)d * s->n_models + job->model];
 	double B = batch ? batch : 1, ctx = job->ctx_tokens,
 	       gen = job->gen_tokens;
+	/* The model is linear: its coefficients give the cost without
+	 * three predictions per device per job. */
 	double step = hs__perf_predict_ns(p, B, B * (ctx + gen / 2), 0);
-	double prefill = hs__perf_predict_ns(p, 1, ctx, ctx) -
-			 hs__perf_predict_ns(p, 1, ctx, 0);
+	double prefill = p->theta[HS_PERF_PREFILL] * ctx;
 
-	if (prefill < 0)
-		prefill = 0;
 	return prefill + gen * step / B +
 	       (double)load_ns(s, &s->devs[d], job->model) / B;
 }
