@@ -44,8 +44,9 @@ DEB_PKGS := libhwloc-dev libhwloc-plugins hwloc ocl-icd-opencl-dev \
 	libglpk-dev libcmocka-dev libhttp-parser-dev pkg-config
 DEB_PKGS_OPT := valgrind clang-format
 
-# The main job: the node's inventory.
-RUN_ARGS ?= devices
+# The main job: the node's inventory, then every policy compared on the
+# Azure conversation trace (report in build/report/).
+REPORT_DIR ?= $(BUILD)/report
 
 .PHONY: all run test check asan valgrind bench format format-check clean deps
 
@@ -62,6 +63,11 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
+# The program drives the benchmark harness (bench/) as well.
+$(BUILD)/cli/%.o: cli/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Ibench $(CFLAGS) -c -o $@ $<
+
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests -Ibench $(CFLAGS) $(TEST_CFLAGS) -c -o $@ $<
@@ -77,7 +83,9 @@ deps:
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	./$(CLI) $(RUN_ARGS)
+	POCL_DEVICES="pthread basic" ./$(CLI) devices
+	@echo
+	./$(CLI) bench --out $(REPORT_DIR)
 
 # Tests run from the repository root so that data/ and tests/cases/ resolve.
 check: $(CLI) $(TEST_BINS)
@@ -101,6 +109,7 @@ valgrind: deps
 	@sh tools/valgrind.sh $(CLI)
 
 bench: $(BENCH_BINS)
+	@echo "benchmark programs: $(BENCH_BINS)"
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -8,7 +8,9 @@
 #define POWER_EPS 1e-6
 
 typedef struct sim_dev_s {
+	const struct hs_executor_ops *ops;
 	void *exec;
+	bool fail_pending;        /* its step failed: tell the core */
 	bool busy;
 	double draw_w;
 	double step_budget_w;
@@ -21,13 +23,21 @@ typedef struct done_ev_s {
 	uint32_t device;
 } done_ev_t;
 
+/* Tokens of a job run by a real executor: prompt, then generated. */
+typedef struct job_tokens_s {
+	uint32_t *tok;
+	uint32_t n;
+	uint32_t cap;
+} job_tokens_t;
+
 typedef struct sim_s {
 	const hs_sim_opts_t *opts;
 	const hs_sim_job_t *jobs;
 	size_t n_jobs;
 	hs_sched_t *core;
-	const struct hs_executor_ops *ops;
 	sim_dev_t *devs;
+	job_tokens_t *tokens;     /* per job, real executors only */
+	bool any_fail_pending;
 	size_t n_devs;
 	done_ev_t *heap;          /* step completions, min by (at, device) */
 	size_t n_heap;
@@ -43,6 +53,8 @@ typedef struct sim_s {
 	uint8_t *done;            /* per job: finished */
 	size_t pending_index;     /* job being submitted */
 	uint64_t started_steps;
+	hs_executor_io_t io;
+	bool real;                /* some device runs steps for real */
 	hs_sim_result_t *res;
 	size_t cap_records;
 	int failed;               /* first error inside a hook */
@@ -188,7 +200,15 @@ static void on_step_start(void *ud, const hs_step_t *st)
 	int64_t ns;
 	int rc;
 
-	rc = sm->ops->run_step(dv->exec, st, &ns, &energy);
+	rc = dv->ops->run_step(dv->exec, st, &ns, &energy);
+	if (rc == HS_EBACKEND) {
+		/* The device failed: the core hears of it once this hook
+		 * returns; the step never completes. */
+		dv->fail_pending = true;
+		sm->any_fail_pending = true;
+		sm->res->device_failures++;
+		return;
+	}
 	if (rc && !sm->failed)
 		sm->failed = rc;
 	dv->busy = true;
@@ -223,10 +243,22 @@ static void on_job_event(void *ud, const hs_job_t *job, hs_job_event_t ev)
 	hs_sim_result_t *res = sm->res;
 	size_t idx;
 
-	if (ev != HS_JOB_EV_DONE && ev != HS_JOB_EV_CANCELLED &&
-	    ev != HS_JOB_EV_FAILED)
+	if (ev == HS_JOB_EV_FIRST_TOKEN)
 		return;
 	idx = sm->slot_job[job->id & 0xffffffffu];
+	/* It left its device: its KV cache there is free again. */
+	if (job->device >= 0 && (size_t)job->device < sm->n_devs) {
+		sim_dev_t *dv = &sm->devs[job->device];
+
+		if (dv->ops->release)
+			dv->ops->release(dv->exec, job->id);
+	}
+	if (ev == HS_JOB_EV_REQUEUED)
+		return;
+	if (sm->tokens) {
+		hs__free(sm->tokens[idx].tok);
+		memset(&sm->tokens[idx], 0, sizeof(sm->tokens[idx]));
+	}
 	if (sm->done[idx]) {
 		res->duplicate_done++;
 		return;
@@ -267,6 +299,45 @@ static void on_timer(void *ud, int64_t when)
 		sm->timer_at = when;
 }
 
+/* Synthetic prompts for real executors: the same tokens for the same job
+ * and seed, followed by what the job generated before a requeue. */
+static int io_prompt(void *ud, uint64_t id, const uint32_t **tokens,
+		     uint32_t *n)
+{
+	sim_t *sm = ud;
+	size_t idx = sm->slot_job[id & 0xffffffffu];
+	const hs_sim_job_t *j = &sm->jobs[idx];
+	job_tokens_t *t = &sm->tokens[idx];
+	uint32_t i;
+
+	if (!t->tok) {
+		size_t cap = (size_t)j->ctx_tokens + j->gen_tokens;
+		uint64_t x = sm->opts->seed ^ (0x9e3779b97f4a7c15ull * idx);
+
+		t->tok = hs__malloc(cap * sizeof(*t->tok));
+		if (!t->tok)
+			return HS_ENOMEM;
+		t->cap = (uint32_t)cap;
+		for (i = 0; i < j->ctx_tokens; i++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			t->tok[i] = (uint32_t)(x >> 56);
+		}
+		t->n = j->ctx_tokens;
+	}
+	*tokens = t->tok;
+	*n = t->n;
+	return 0;
+}
+
+static void io_token(void *ud, uint64_t id, uint32_t token)
+{
+	sim_t *sm = ud;
+	job_tokens_t *t = &sm->tokens[sm->slot_job[id & 0xffffffffu]];
+
+	if (t->tok && t->n < t->cap)
+		t->tok[t->n++] = token;
+}
+
 /* ---- the loop --------------------------------------------------------- */
 
 /* Time a call into the core: the scheduler's own cost per decision. */
@@ -299,9 +370,12 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 		 const hs_model_catalog_t *models, const hs_device_t *devices,
 		 size_t n_devices, hs_error_t *err)
 {
+	static const hs_executor_io_t io_tmpl = { .prompt = io_prompt,
+						  .token = io_token };
 	hs_executor_opts_t eo = { .seed = sm->opts->seed,
 				  .noise = sm->opts->noise,
-				  .skew = sm->opts->skew };
+				  .skew = sm->opts->skew,
+				  .kernel_dir = sm->opts->kernel_dir };
 	hs_sched_hooks_t hooks = { .step_start = on_step_start,
 				   .job_event = on_job_event,
 				   .timer = on_timer,
@@ -310,17 +384,35 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 	size_t d;
 	int rc;
 
-	sm->ops = &hs__executor_sim;
+	sm->io = io_tmpl;
+	sm->io.ud = sm;
+	eo.io = &sm->io;
 	sm->devs = hs__calloc(n_devices, sizeof(*sm->devs));
 	sm->heap = hs__calloc(n_devices, sizeof(*sm->heap));
 	sm->done = hs__calloc(sm->n_jobs ? sm->n_jobs : 1, 1);
+	for (d = 0; sm->opts->executors && d < n_devices; d++)
+		if (sm->opts->executors[d] &&
+		    sm->opts->executors[d] != &hs__executor_sim)
+			sm->real = true;
+	if (sm->real) {
+		sm->tokens = hs__calloc(sm->n_jobs ? sm->n_jobs : 1,
+					sizeof(*sm->tokens));
+		if (!sm->tokens)
+			return hs__error_set(err, HS_ENOMEM, NULL, 0, NULL,
+					     "out of memory");
+	}
 	res->devices = hs__calloc(n_devices, sizeof(*res->devices));
 	if (!sm->devs || !sm->heap || !sm->done || !res->devices)
 		return hs__error_set(err, HS_ENOMEM, NULL, 0, NULL,
 				     "out of memory");
 	res->n_devices = n_devices;
 	for (d = 0; d < n_devices; d++) {
-		rc = sm->ops->open(&sm->devs[d].exec, &devices[d], models, &eo);
+		sm->devs[d].ops = sm->opts->executors &&
+						  sm->opts->executors[d] ?
+					  sm->opts->executors[d] :
+					  &hs__executor_sim;
+		rc = sm->devs[d].ops->open(&sm->devs[d].exec, &devices[d],
+					   models, &eo);
 		if (rc)
 			return hs__error_set(err, rc, NULL, 0, NULL,
 					     "cannot open sim device %zu: %s",
@@ -477,6 +569,19 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 			CORE(&sm, rc, hs_sched_timer(sm.core, t));
 		}
 		rc = 0;
+		/* Devices whose step failed inside a hook. */
+		while (sm.any_fail_pending) {
+			sm.any_fail_pending = false;
+			for (d = 0; d < n_devices; d++) {
+				if (!sm.devs[d].fail_pending)
+					continue;
+				sm.devs[d].fail_pending = false;
+				CORE(&sm, rc, hs_sched_device_failed(sm.core,
+								     t,
+								     (int)d));
+			}
+		}
+		rc = 0;
 		power_check(&sm);
 		if (sm.failed) {
 			rc = hs__error_set(err, sm.failed, NULL, 0, NULL,
@@ -496,6 +601,13 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 	}
 	power_advance(&sm);
 	res->end_ns = sm.now;
+	res->upper_bound_tps = -1;
+	if (sm.opts->want_upper_bound) {
+		double tps;
+
+		if (!hs_sched_upper_bound(sm.core, &tps))
+			res->upper_bound_tps = tps;
+	}
 	hs_sched_stats(sm.core, &res->stats);
 	for (d = 0; d < n_devices; d++)
 		hs_sched_device_stats(sm.core, (int)d, &res->devices[d]);
@@ -513,11 +625,14 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 out:
 	for (d = 0; sm.devs && d < n_devices; d++)
 		if (sm.devs[d].exec)
-			sm.ops->close(sm.devs[d].exec);
+			sm.devs[d].ops->close(sm.devs[d].exec);
 	hs_sched_free(sm.core);
 	hs__free(sm.devs);
 	hs__free(sm.heap);
 	hs__free(sm.done);
+	for (i = 0; sm.tokens && i < n_jobs; i++)
+		hs__free(sm.tokens[i].tok);
+	hs__free(sm.tokens);
 	hs__free(sm.slot_job);
 	if (rc)
 		hs_sim_result_release(res);

@@ -56,6 +56,13 @@ typedef struct hs_sim_opts_s {
 	int64_t time_limit_ns;   /* stop then (0: run to the end) */
 	int64_t bin_ns;          /* power/throughput bin (0: no timeline) */
 	bool keep_records;       /* fill records (one per completed job) */
+	bool want_upper_bound;   /* compute upper_bound_tps at the end */
+	/* Executors per device (NULL entries, or NULL: sim). Real ones run
+	 * each step for real, one at a time, and their measured times are
+	 * laid on the virtual timeline as if the devices ran side by side;
+	 * they get synthetic prompt tokens drawn from the seed. */
+	const struct hs_executor_ops *const *executors;
+	const char *kernel_dir;  /* for opencl executors */
 	/* Called every `progress_every` completions (0: never). */
 	void (*progress)(void *ud, int64_t now_ns, uint64_t done,
 			 uint64_t total);
@@ -85,7 +92,10 @@ typedef struct hs_sim_result_s {
 	uint64_t events;
 	uint64_t lost_jobs;           /* accepted, never finished (bug) */
 	uint64_t duplicate_done;      /* finished twice (bug) */
-	double sched_cpu_ns;          /* CPU time inside the core */
+	double sched_cpu_ns;          /* time inside the core's calls */
+	double upper_bound_tps;       /* LP bound for the mix seen; -1 if
+				       * not asked or not solvable */
+	uint64_t device_failures;     /* steps that failed on a device */
 } hs_sim_result_t;
 
 /*

@@ -15,6 +15,8 @@ static const struct {
 	{ "devices", hs__cmd_devices,
 	  "the node's inventory: CPUs (hwloc), OpenCL devices, power" },
 	{ "models", hs__cmd_models, "the model catalog and derived sizes" },
+	{ "bench", hs__cmd_bench,
+	  "replay a workload against every policy and compare them" },
 };
 
 static void usage(FILE *f)

@@ -10,11 +10,34 @@
 
 #include "hetsched.h"
 
+/*
+ * Where a real executor gets the tokens it works on and sends the tokens
+ * it makes. Called from the thread that runs the step.
+ */
+typedef struct hs_executor_io_s {
+	/* The tokens a joining job's KV cache is built from: its prompt,
+	 * then what it generated before (a requeued job). *tokens stays
+	 * valid until the step ends. 0 or HS_E*. */
+	int (*prompt)(void *ud, uint64_t job, const uint32_t **tokens,
+		      uint32_t *n);
+	/* A token generated for a job (the first one ends its prefill). */
+	void (*token)(void *ud, uint64_t job, uint32_t token);
+	void *ud;
+} hs_executor_io_t;
+
 typedef struct hs_executor_opts_s {
 	uint64_t seed;       /* for anything random (sim noise, weights) */
 	double noise;        /* sim: relative spread of step times (0: none) */
 	double skew;         /* sim: max relative error of the profile, so
 			      * that calibration has something to learn */
+	const hs_executor_io_t *io;  /* real executors: tokens in and out */
+	const char *kernel_dir;      /* opencl: where the .cl files are
+				      * (NULL: $HETSCHED_KERNELS, else
+				      * devices/kernels) */
+	unsigned threads;            /* cpu: worker threads (0: one per
+				      * core of the device's cpuset) */
+	uint64_t fail_after_steps;   /* tests: fail every step after this
+				      * many (0: never) */
 } hs_executor_opts_t;
 
 struct hs_executor_ops {
@@ -33,9 +56,17 @@ struct hs_executor_ops {
 	 */
 	int (*run_step)(void *exec, const hs_step_t *step, int64_t *duration_ns,
 			double *energy_j);
+	/* The job left this device (done, cancelled, requeued): free its KV
+	 * cache for the next. Optional. */
+	void (*release)(void *exec, uint64_t job);
 };
 
 extern const struct hs_executor_ops hs__executor_sim;
+extern const struct hs_executor_ops hs__executor_cpu;
+extern const struct hs_executor_ops hs__executor_opencl;
+
+/* The executor for a device's backend (cpu, opencl, sim). */
+const struct hs_executor_ops *hs__executor_for(const hs_device_t *dev);
 
 /* By name ("sim", ...); NULL when unknown. */
 const struct hs_executor_ops *hs__executor_find(const char *name);

@@ -8,10 +8,11 @@ extern const struct hs_policy_ops hs__policy_fifo;
 extern const struct hs_policy_ops hs__policy_rr;
 extern const struct hs_policy_ops hs__policy_eft;
 extern const struct hs_policy_ops hs__policy_tpw;
+extern const struct hs_policy_ops hs__policy_lp;
 
 const struct hs_policy_ops *const hs__policies[] = {
 	&hs__policy_fifo, &hs__policy_rr, &hs__policy_eft, &hs__policy_tpw,
-	NULL,
+	&hs__policy_lp, NULL,
 };
 
 const struct hs_policy_ops *hs__policy_find(const char *name)

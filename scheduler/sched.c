@@ -1334,18 +1334,25 @@ static void fail_job(hs_sched_t *s, uint32_t slot, int64_t now)
 static int requeue(hs_sched_t *s, uint32_t slot, int64_t now)
 {
 	hs__jobrec_t *r = rec_of(s, slot);
+	int32_t old = r->pub.device;
 	int rc;
 
 	r->pub.device = -1;
 	r->owner = -1;
 	if (!runnable(s, &r->pub)) {
+		r->pub.device = old;
 		fail_job(s, slot, now);
 		return 0;
 	}
-	if ((rc = place(s, slot, now)))
+	if ((rc = place(s, slot, now))) {
+		r->pub.device = old;
 		return rc;
+	}
 	s->st.requeued++;
+	/* The event names the device the job left. */
+	r->pub.device = old;
 	emit(s, r, HS_JOB_EV_REQUEUED);
+	r->pub.device = -1;
 	return 0;
 }
 

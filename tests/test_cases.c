@@ -2,7 +2,7 @@
  * Data-driven bad-input cases: tests/cases/<loader>-<what>/ holds an input
  * file (input.json, input.xml) and `error`, a line the loader's formatted
  * error must contain. The prefix names the loader: models, profiles,
- * inventory, topology. Every case must fail, name its file, and leak
+ * inventory, topology, trace. Every case must fail, name its file, and leak
  * nothing.
  */
 #include <dirent.h>
@@ -18,10 +18,32 @@
 
 #include "devices-internal.h"
 #include "testutil.h"
+#include "trace.h"
 
 #define CASES "tests/cases"
 
 static hs_profile_catalog_t *profiles;
+
+/* A bad trace must fail with no jobs, whatever its format. */
+static int load_trace(const char *input, hs_error_t *err)
+{
+	hs_trace_opts_t topts = { .format = HS_TRACE_AUTO, .rate_scale = 1 };
+	hs_model_catalog_t *mc = NULL;
+	hs_model_mix_t mix;
+	hs_workload_t w;
+	int rc;
+
+	assert_int_equal(hs_model_catalog_load(&mc, "data/models.json", err),
+			 0);
+	assert_int_equal(hs_model_mix_parse(&mix, "Llama-3.1-8B", mc, err), 0);
+	topts.models = mc;
+	topts.mix = &mix;
+	rc = hs_trace_load(&w, input, &topts, err);
+	assert_null(w.jobs);
+	assert_int_equal(w.n_jobs, 0);
+	hs_model_catalog_free(mc);
+	return rc;
+}
 
 static int run_loader(const char *name, const char *input, hs_error_t *err)
 {
@@ -45,6 +67,8 @@ static int run_loader(const char *name, const char *input, hs_error_t *err)
 		opts.topology_xml = input;
 		rc = hs_node_discover(&node, &opts, err);
 		assert_null(node);
+	} else if (!strncmp(name, "trace-", 6)) {
+		rc = load_trace(input, err);
 	} else {
 		fail_msg("case %s: unknown loader prefix", name);
 	}
