@@ -527,9 +527,10 @@ void hs_sched_device_stats(const hs_sched_t *s, int device,
 
 /*
  * The throughput bound (output tokens/s) of this fleet under the power
- * budget for a mix of classes: the LP of the lp policy without the demand
- * cap. mix[m] is the share of output tokens of model m with mean context
- * ctx[m]; NULL mix: the demand observed so far. HS_ESOLVER if GLPK fails.
+ * budget, for the mix of (model, context bucket) classes observed so far:
+ * the LP of the lp policy without the demand cap (GLPK). HS_ENOENT before
+ * any job arrived, HS_EINFEASIBLE when the budget is below the idle draw,
+ * HS_ESOLVER if GLPK fails.
  */
 int hs_sched_upper_bound(hs_sched_t *s, double *tokens_per_s);
 

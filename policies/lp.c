@@ -20,6 +20,11 @@
 /* Slack, relative to an optimum, that the solves after it may lose. */
 #define LP_HOLD_REL 1e-9
 
+/* Simplex iterations allowed: far more than a solve takes (tens for a few
+ * hundred variables). */
+#define LP_IT_BASE 1000
+#define LP_IT_PER 50
+
 /* Rounding allowed when a level's draw is compared with the budget. */
 #define LP_BUDGET_REL 1e-12
 
@@ -246,7 +251,7 @@ static int load_problem(glp_prob *lp, const hs__lp_problem_t *p,
 	struct lp_matrix a;
 	double mix_sum = 0;
 	unsigned c, d, l;
-	int j, rc = 0;
+	int j, term, rc = 0;
 
 	a.ne = 0;
 	a.ia = hs__calloc((size_t)lo->nnz + 1, sizeof(*a.ia));
@@ -291,6 +296,11 @@ static int load_problem(glp_prob *lp, const hs__lp_problem_t *p,
 	}
 	glp_set_obj_dir(lp, GLP_MAX);
 	glp_load_matrix(lp, a.ne, a.ia, a.ja, a.ar);
+	/* Rates run to thousands and time fractions to 1. Scaling reports
+	 * on the terminal, which is not ours to write to. */
+	term = glp_term_out(GLP_OFF);
+	glp_scale_prob(lp, GLP_SF_AUTO);
+	glp_term_out(term);
 
 out_free:
 	hs__free(a.ia);
@@ -299,13 +309,25 @@ out_free:
 	return rc;
 }
 
+/*
+ * Without the presolver: it drops bound tightenings it deems too small, so
+ * that a solution could exceed a demand cap by 1e-4 of it, and each solve
+ * after the first starts from the last basis instead of from scratch. The
+ * primal simplex stalled for minutes on some of the degenerate problems
+ * that holding an optimum makes; the dual one (falling back on the primal)
+ * did not. The iteration limit bounds an epoch's work all the same, and
+ * unlike a time limit it keeps runs deterministic.
+ */
 static int run_simplex(glp_prob *lp)
 {
 	glp_smcp parm;
 
 	glp_init_smcp(&parm);
 	parm.msg_lev = GLP_MSG_OFF;
-	parm.presolve = GLP_ON;
+	parm.presolve = GLP_OFF;
+	parm.meth = GLP_DUALP;
+	parm.it_lim = LP_IT_BASE +
+		      LP_IT_PER * (glp_get_num_rows(lp) + glp_get_num_cols(lp));
 	if (glp_simplex(lp, &parm) != 0 || glp_get_status(lp) != GLP_OPT)
 		return HS_ESOLVER;
 	return 0;
@@ -746,6 +768,13 @@ static double finish_ns(hs_sched_t *s, int d, const hs_job_t *job)
 				     batch > 0 ? (uint32_t)batch : 1);
 }
 
+/* Nothing running, nothing waiting. */
+static bool idle(const hs_sched_t *s, int d)
+{
+	return hs__sched_batch_size(s, d) == 0 &&
+	       hs__sched_backlog_ns(s, d) <= 0;
+}
+
 /* The device that would finish the job first, -1 if none can run it. */
 static int earliest(hs_sched_t *s, const hs_job_t *job, double *when)
 {
@@ -778,7 +807,10 @@ static int earliest(hs_sched_t *s, const hs_job_t *job, double *when)
  * device can fall behind its share. A job whose planned device would
  * finish it more than LP_BEHIND times later than the first device to
  * finish it goes to that one instead; the planned device's turn is used up
- * all the same, so that the plan resumes once it has caught up.
+ * all the same, so that the plan resumes once it has caught up. And unless
+ * the budget is what limits the plan, a job never waits on a busy device
+ * while another that can run it is idle: light load goes where it starts
+ * at once, as the plan's shares matter only to a busy fleet.
  *
  * A job the solution has no share for (no solve yet, a class first seen
  * this epoch, an infeasible budget) goes where it would finish first: the
@@ -818,6 +850,9 @@ static int lp_route(void *state, hs_sched_t *s, const hs_job_t *job,
 	}
 	credit[planned] -= cost;
 	if (first >= 0 && finish_ns(s, planned, job) > LP_BEHIND * first_t)
+		return first;
+	if (!st->budget_bound && !idle(s, planned) && first >= 0 &&
+	    idle(s, first))
 		return first;
 	return planned;
 }

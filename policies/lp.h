@@ -91,14 +91,14 @@ typedef struct hs__lp_solution_s {
 } hs__lp_solution_t;
 
 /*
- * Solve p with GLPK's simplex (presolver on, silent). Returns, and stores
- * in sol->status, 0; HS_EINFEASIBLE when the budget is below the sum of
- * the idle draws; HS_EINVAL for a malformed problem (a level count out of
- * range, a negative or non-finite figure, a mix with no positive share);
- * HS_ERANGE for one too large for GLPK's int indices; HS_ENOMEM;
- * HS_ESOLVER when GLPK fails. On failure x is all zero and the
- * figures are 0. A fleet that can run nothing is not an error: its optimum
- * is 0 tokens/s at idle power.
+ * Solve p with GLPK's simplex (scaled, no presolver, silent). Returns, and
+ * stores in sol->status, 0; HS_EINFEASIBLE when the budget is below the sum
+ * of the idle draws; HS_EINVAL for a malformed problem (a level count out
+ * of range, a negative or non-finite figure, a mix with no positive share);
+ * HS_ERANGE for one too large for GLPK's int indices; HS_ENOMEM; HS_ESOLVER
+ * when GLPK fails. On failure x is all zero and the figures are 0. A fleet
+ * that can run nothing is not an error: its optimum is 0 tokens/s at idle
+ * power.
  */
 int hs__lp_solve(const hs__lp_problem_t *p, hs__lp_solution_t *sol);
 

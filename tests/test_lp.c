@@ -763,6 +763,151 @@ static void test_upper_bound_budget(void **state)
 	hs_model_catalog_free(cat);
 }
 
+static uint64_t rng_state;
+
+static double unif(void)
+{
+	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return (double)((z ^ (z >> 31)) >> 11) * 0x1.0p-53;
+}
+
+/* A random fleet of up to MAX_C classes, MAX_D devices and 3 levels, with
+ * or without a budget, a demand and a mix. */
+static void random_fleet(struct fleet *f)
+{
+	unsigned c, d, l, nc = 1 + (unsigned)(unif() * MAX_C),
+			  nd = 1 + (unsigned)(unif() * MAX_D);
+	double idle_sum = 0, max_sum = 0, cap, any = 0;
+
+	fleet_init(f, nc, nd);
+	for (d = 0; d < nd; d++) {
+		f->n_levels[d] = 1 + (unsigned)(unif() * 3);
+		f->idle_w[d] = 100 * unif();
+		cap = f->idle_w[d] + 50 + 600 * unif();
+		idle_sum += f->idle_w[d];
+		max_sum += cap;
+		for (l = 0; l < f->n_levels[d]; l++) {
+			f->cap_w[d * HS_MAX_POWER_LEVELS + l] = cap;
+			for (c = 0; c < nc; c++)
+				if (unif() > 0.2)
+					set_rate(f, c, d, l,
+						 (10 + 990 * unif()) *
+							 (1 - 0.25 * l));
+			cap = f->idle_w[d] + (cap - f->idle_w[d]) * 0.7;
+		}
+	}
+	if (unif() < 0.67)
+		f->p.budget_w = idle_sum + (max_sum - idle_sum) * 1.2 * unif();
+	if (unif() < 0.5) {
+		for (c = 0; c < nc; c++)
+			f->demand[c] = unif() < 0.2 ? -1 : 2000 * unif();
+		f->p.demand = f->demand;
+	}
+	if (unif() < 0.5) {
+		for (c = 0; c < nc; c++) {
+			f->mix[c] = unif() < 0.3 ? 0 : unif();
+			any += f->mix[c];
+		}
+		if (any == 0)
+			f->mix[0] = 1;
+		f->p.mix = f->mix;
+	}
+}
+
+/*
+ * Random problems: every solution keeps every constraint, and, without a
+ * mix, is worth at least the best single variable pushed as far as the
+ * constraints let it go.
+ */
+static void test_random_problems(void **state)
+{
+	int i;
+
+	rng_state = 42;
+	for (i = 0; i < 2000; i++) {
+		double made[MAX_C] = {0}, time, power = 0, mix_sum = 0;
+		double idle_sum = 0, alone, x, r, w, best = 0, tol;
+		unsigned c, d, l;
+		struct fleet f;
+
+		random_fleet(&f);
+		assert_int_equal(solve(&f), 0);
+		tol = 1e-6 * (1 + f.sol.tokens_per_s);
+		for (d = 0; d < f.p.n_devices; d++)
+			idle_sum += f.idle_w[d];
+		power = idle_sum;
+		for (d = 0; d < f.p.n_devices; d++) {
+			time = 0;
+			for (c = 0; c < f.p.n_classes; c++) {
+				for (l = 0; l < f.n_levels[d]; l++) {
+					x = x_of(&f, c, d, l);
+					r = f.rate[hs__lp_index(&f.p, c, d, l)];
+					w = f.cap_w[d * HS_MAX_POWER_LEVELS +
+						    l] -
+					    f.idle_w[d];
+					alone = idle_sum + w;
+					assert_true(x >= 0 && x <= 1);
+					if (r == 0 ||
+					    (f.p.budget_w > 0 &&
+					     alone > f.p.budget_w * (1 + 1e-9)))
+						assert_true(x == 0);
+					time += x;
+					made[c] += x * r;
+					power += x * w;
+				}
+			}
+			assert_true(time <= 1 + 1e-7);
+		}
+		assert_near(power, f.sol.power_w, 1e-6 * power);
+		if (f.p.budget_w > 0)
+			assert_true(power <= f.p.budget_w * (1 + 1e-7));
+		for (c = 0; c < f.p.n_classes; c++) {
+			if (f.p.demand && f.demand[c] >= 0)
+				assert_true(made[c] <= f.demand[c] + tol);
+			if (f.p.mix)
+				mix_sum += f.mix[c];
+		}
+		if (f.p.mix) {
+			for (c = 0; c < f.p.n_classes; c++)
+				assert_true(made[c] >=
+					    f.sol.tokens_per_s * f.mix[c] /
+							    mix_sum -
+						    tol);
+			continue;
+		}
+		for (c = 0, r = 0; c < f.p.n_classes; c++)
+			r += made[c];
+		assert_near(r, f.sol.tokens_per_s, tol);
+		for (c = 0; c < f.p.n_classes; c++) {
+			for (d = 0; d < f.p.n_devices; d++) {
+				for (l = 0; l < f.n_levels[d]; l++) {
+					r = f.rate[hs__lp_index(&f.p, c, d, l)];
+					w = f.cap_w[d * HS_MAX_POWER_LEVELS +
+						    l] -
+					    f.idle_w[d];
+					if (r == 0)
+						continue;
+					if (f.p.budget_w > 0 &&
+					    idle_sum + w > f.p.budget_w)
+						continue;
+					x = 1;
+					if (f.p.budget_w > 0 && w > 0)
+						x = fmin(x, (f.p.budget_w -
+							     idle_sum) /
+								    w);
+					if (f.p.demand && f.demand[c] >= 0)
+						x = fmin(x, f.demand[c] / r);
+					best = fmax(best, x * r);
+				}
+			}
+		}
+		assert_true(f.sol.tokens_per_s >= best - tol);
+	}
+}
+
 /* Every allocation that fails is reported and leaks nothing. */
 static void test_alloc_failures(void **state)
 {
@@ -802,6 +947,7 @@ int main(void)
 		cmocka_unit_test(test_nothing_runs),
 		cmocka_unit_test(test_invalid),
 		cmocka_unit_test(test_constraints_hold),
+		cmocka_unit_test(test_random_problems),
 		cmocka_unit_test(test_alloc_failures),
 		cmocka_unit_test(test_upper_bound),
 		cmocka_unit_test(test_upper_bound_budget),
