@@ -16,7 +16,7 @@
 /* The default fleet under a budget below its full draw, and the trace
  * compressed to load it: the comparison is then about something. */
 #define DEFAULT_BUDGET_W 1800
-#define DEFAULT_RATE_SCALE 8
+#define DEFAULT_RATE_SCALE 4
 
 static void usage(FILE *f)
 {

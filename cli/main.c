@@ -17,6 +17,8 @@ static const struct {
 	{ "models", hs__cmd_models, "the model catalog and derived sizes" },
 	{ "bench", hs__cmd_bench,
 	  "replay a workload against every policy and compare them" },
+	{ "serve", hs__cmd_serve,
+	  "the node agent: HTTP job API, real execution, power, metrics" },
 };
 
 static void usage(FILE *f)

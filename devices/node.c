@@ -29,6 +29,25 @@ const char *hs_backend_name(hs_backend_t backend)
 	return "unknown";
 }
 
+const char *hs_job_state_name(hs_job_state_t state)
+{
+	switch (state) {
+	case HS_JOB_QUEUED:
+		return "queued";
+	case HS_JOB_RUNNING:
+		return "running";
+	case HS_JOB_DONE:
+		return "done";
+	case HS_JOB_CANCELLED:
+		return "cancelled";
+	case HS_JOB_REFUSED:
+		return "refused";
+	case HS_JOB_FAILED:
+		return "failed";
+	}
+	return "unknown";
+}
+
 const char *hs_sensor_name(hs_sensor_t sensor)
 {
 	switch (sensor) {

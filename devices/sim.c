@@ -111,16 +111,3 @@ const struct hs_executor_ops hs__executor_sim = {
 	.close = sim_close,
 	.run_step = sim_run_step,
 };
-
-const struct hs_executor_ops *hs__executor_find(const char *name)
-{
-	static const struct hs_executor_ops *const all[] = {
-		&hs__executor_sim,
-	};
-	size_t i;
-
-	for (i = 0; i < HS_ARRAY_SIZE(all); i++)
-		if (!strcmp(all[i]->name, name))
-			return all[i];
-	return NULL;
-}

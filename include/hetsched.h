@@ -385,7 +385,10 @@ typedef struct hs_sched_config_s {
 				    * max_wait_ns (default 1: never waits) */
 	int64_t max_wait_ns;       /* default 50 ms */
 	int64_t aging_ns;          /* a waiting job gains one priority level
-				    * per aging_ns (default 1 s) */
+				    * per aging_ns (default 1 s); a running
+				    * batch stops taking jobs once a job of
+				    * another class it could run has waited
+				    * that long, so that no class starves */
 	uint32_t bucket_edges[HS_MAX_BUCKETS]; /* upper context edges,
 				    * ascending; n_buckets 0: powers of two
 				    * from 128 up to 1M */

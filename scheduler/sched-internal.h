@@ -67,6 +67,8 @@ typedef struct hs__dev_s {
 	uint32_t n_members;
 	uint32_t n_joining;    /* of the running step */
 	uint32_t n_cancel;     /* members to drop at the step's end */
+	bool draining;         /* another class starves: no more joiners */
+	int64_t starve_check_ns; /* next look for a starving class */
 	uint32_t *joining;     /* slots that joined in the running step */
 	uint64_t *step_ids;    /* the running step's job ids */
 	uint64_t sum_ctx;      /* sum of prefill lengths in the batch */

@@ -492,8 +492,10 @@ static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 	r->owner = -1;
 	r->cost_ns = 0;
 	s->st.running--;
-	if (dv->n_members == 0)
+	if (dv->n_members == 0) {
 		dv->model = -1;
+		dv->draining = false;
+	}
 }
 
 /* Tokens generated so far by a running job, as of the last step end. */
@@ -651,14 +653,98 @@ static int default_select(hs_sched_t *s, int d, int64_t now, uint32_t *mo,
 	return found ? 0 : HS_ENOENT;
 }
 
-/* The better of the two heads (own queue, shared queue) that may join. */
-static uint32_t pick_joiner(hs_sched_t *s, uint32_t q_own, uint32_t q_sh)
+/*
+ * Whether a job of another model that this device could run has waited
+ * longer than aging_ns, in its own queues or the shared ones. A batch keeps
+ * taking jobs of its model at every step boundary; without this check a
+ * busy model would keep its device forever and the others starve.
+ */
+static bool other_model_starving(const hs_sched_t *s, uint32_t d, uint32_t m,
+				 int64_t now)
 {
-	const hs__qent_t *a = q_head(s, q_own), *b = q_head(s, q_sh);
+	uint32_t per = s->n_models * s->n_buckets;
+	int64_t limit = now - s->cfg.aging_ns;
+	int pass;
 
-	if (a && (!b || q_less(a, b)))
-		return q_own;
-	return b ? q_sh : NONE;
+	for (pass = 0; pass < 2; pass++) {
+		int owner = pass == 0 ? (int)d : -1;
+		const uint64_t *bits =
+			&s->nonempty[(uint32_t)(owner + 1) *
+				     s->words_per_owner];
+		uint32_t w;
+
+		if (!s->owner_queued[owner + 1])
+			continue;
+		for (w = 0; w < s->words_per_owner; w++) {
+			uint64_t word = bits[w];
+
+			while (word) {
+				uint32_t local = w * 64 +
+						 (uint32_t)__builtin_ctzll(word);
+				const hs__qent_t *h;
+				const hs_job_t *j;
+
+				word &= word - 1;
+				if (local / s->n_buckets == m)
+					continue;
+				h = q_head(s, (uint32_t)(owner + 1) * per +
+						      local);
+				j = &s->jobs[h->slot].pub;
+				if (j->arrival_ns <= limit &&
+				    fits(s, d, local / s->n_buckets,
+					 job_kv(s, j)))
+					return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* The better head of two queues (either may be empty); NONE if both are. */
+static uint32_t better_head(const hs_sched_t *s, uint32_t a, uint32_t b)
+{
+	const hs__qent_t *ha = q_head(s, a), *hb = q_head(s, b);
+
+	if (ha && (!hb || q_less(ha, hb)))
+		return a;
+	return hb ? b : NONE;
+}
+
+/*
+ * The queue whose head joins next: the smallest rank among the device's
+ * own queues and the shared ones of the batch's model, any context bucket.
+ * Iteration-level batching reads the KV cache of each job as it is, so a
+ * batch need not share a bucket; buckets order the queues and the plans.
+ */
+static uint32_t pick_joiner(const hs_sched_t *s, uint32_t d, uint32_t m)
+{
+	uint32_t per = s->n_models * s->n_buckets, lo = m * s->n_buckets;
+	const hs__qent_t *best = NULL;
+	uint32_t pick = NONE;
+	int pass;
+
+	for (pass = 0; pass < 2; pass++) {
+		uint32_t owner1 = pass == 0 ? d + 1 : 0, b;
+
+		if (!s->owner_queued[owner1])
+			continue;
+		for (b = 0; b < s->n_buckets; b++) {
+			uint32_t local = lo + b, qi = owner1 * per + local;
+			const hs__qent_t *h;
+
+			if (!((s->nonempty[owner1 * s->words_per_owner +
+					   local / 64] >>
+			       (local % 64)) &
+			      1))
+				continue;
+			h = q_head(s, qi);
+			if (!best || q_less(h, best)) {
+				best = h;
+				pick = qi;
+			}
+		}
+	}
+	return pick;
 }
 
 /*
@@ -709,17 +795,25 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 	} else {
 		m = (uint32_t)dv->model;
 		b = dv->bucket;
+		if (!dv->draining && now >= dv->starve_check_ns) {
+			dv->starve_check_ns = now + s->cfg.aging_ns / 8;
+			dv->draining = other_model_starving(s, d, m, now);
+		}
 	}
 	q_own = qindex(s, (int)d, m, b);
 	q_sh = qindex(s, -1, m, b);
 
 	dv->n_joining = 0;
 	room = kv_room(s, dv, m);
-	while (dv->n_members < s->cfg.max_batch_jobs) {
+	while (!dv->draining && dv->n_members < s->cfg.max_batch_jobs) {
 		hs__jobrec_t *r;
 		uint32_t p;
 
-		qi = pick_joiner(s, q_own, q_sh);
+		/* A new batch starts with the class chosen for it. */
+		if (dv->n_members == 0)
+			qi = better_head(s, q_own, q_sh);
+		else
+			qi = pick_joiner(s, d, m);
 		if (qi == NONE)
 			break;
 		r = rec_of(s, q_head(s, qi)->slot);
@@ -730,6 +824,14 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 		if (dv->kv_used + job_kv(s, &r->pub) > room)
 			break;
 		q_remove(s, q_head(s, qi)->slot);
+		/* A shared job's work now weighs on the device it joined:
+		 * backlogs count running work as well as bound work. */
+		if (r->owner < 0) {
+			r->owner = (int32_t)d;
+			r->cost_ns = (float)hs__sched_job_cost_ns(
+				s, (int)d, &r->pub, s->cfg.max_batch_jobs);
+			dv->backlog_ns += r->cost_ns;
+		}
 		batch_add(s, dv, (uint32_t)(r - s->jobs), now);
 		joined_tokens += p;
 	}

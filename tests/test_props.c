@@ -342,6 +342,80 @@ static void test_energy_accounting(void **state)
 	hs_model_catalog_free(models);
 }
 
+/*
+ * On steady loads the lp policy serves at least what every other policy
+ * serves (within 2 %), and no policy beats the LP upper bound.
+ */
+static void test_lp_steady(void **state)
+{
+	const char *const *policies = hs_policy_names();
+	hs_model_catalog_t *models = hs_test_models();
+	uint64_t seed, checked = 0;
+
+	for (seed = 500; seed < 512; seed++) {
+		hs_sched_config_t cfg;
+		hs_sim_opts_t opts = { 0 };
+		hs_sim_result_t res;
+		scenario_t sc;
+		hs_error_t err;
+		double tps[8] = { 0 }, bound = 0, best = 0, lp = -1, rate;
+		size_t p, i;
+
+		/* Probe the fleet's bound, then load it steadily: a quarter
+		 * of the fluid bound, which batching cannot fully reach. */
+		make_scenario(&sc, seed, 50, 300);
+		hs_sched_config_init(&cfg);
+		cfg.policy = "lp";
+		opts.seed = seed;
+		opts.want_upper_bound = true;
+		assert_int_equal(hs_sim_run(&cfg, models, sc.devs, sc.n_devs,
+					    sc.jobs, sc.n_jobs, &opts, &res,
+					    &err),
+				 0);
+		bound = res.upper_bound_tps;
+		hs_sim_result_release(&res);
+		free_scenario(&sc);
+		if (bound <= 0)
+			continue;
+		/* Mean output per job is about 150 tokens. */
+		rate = 0.25 * bound / 150.0;
+		make_scenario(&sc, seed, rate, 3000);
+		for (i = 0; i < sc.n_jobs; i++)
+			sc.jobs[i].priority = 0;
+		for (p = 0; policies[p] && p < 8; p++) {
+			cfg.policy = policies[p];
+			assert_int_equal(hs_sim_run(&cfg, models, sc.devs,
+						    sc.n_devs, sc.jobs,
+						    sc.n_jobs, &opts, &res,
+						    &err),
+					 0);
+			tps[p] = (double)res.stats.output_tokens /
+				 ((double)(res.end_ns - res.first_arrival_ns) /
+				  1e9);
+			if (res.upper_bound_tps > 0 &&
+			    tps[p] > res.upper_bound_tps * 1.0001)
+				fail_msg("seed %llu: %s at %.1f tok/s beats "
+					 "the bound %.1f",
+					 (unsigned long long)seed,
+					 policies[p], tps[p],
+					 res.upper_bound_tps);
+			if (!strcmp(policies[p], "lp"))
+				lp = tps[p];
+			else if (tps[p] > best)
+				best = tps[p];
+			hs_sim_result_release(&res);
+		}
+		assert_true(lp > 0);
+		if (lp < best * 0.98)
+			fail_msg("seed %llu: lp %.1f tok/s, best other %.1f",
+				 (unsigned long long)seed, lp, best);
+		checked++;
+		free_scenario(&sc);
+	}
+	assert_true(checked >= 10);
+	hs_model_catalog_free(models);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -349,6 +423,7 @@ int main(void)
 		cmocka_unit_test(test_light_load_wait_bound),
 		cmocka_unit_test(test_deterministic),
 		cmocka_unit_test(test_energy_accounting),
+		cmocka_unit_test(test_lp_steady),
 	};
 
 	return cmocka_run_group_tests_name("properties", tests, NULL, NULL);

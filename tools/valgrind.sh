@@ -30,4 +30,9 @@ check ok devices --inventory data/inventories/h20-910b-node.json --json
 check err devices --bogus
 check err devices --inventory tests/cases/inventory-unknown-profile/input.json
 check err models --catalog tests/cases/models-bad-type/input.json
+check ok bench --max-jobs 300 --policy all --json
+check ok bench --synthetic gamma --rate 20 --duration 10 --fleet data/inventories/h20-910b-node.json --out /tmp/hs-valgrind-report
+check err bench --trace tests/cases/trace-azure-negative/input.csv
+check err bench --model no-such-model
+check ok serve --help
 exit $status

@@ -1,0 +1,399 @@
+/*
+ * bench-exec: what the real executors do on this machine's devices, with
+ * tiny-15m (or --model NAME): decode tokens/s by batch (1, 4, 16, 32) and
+ * context (128, 1024), prefill tokens/s, the batching gain (batch 16 over
+ * batch 1), and the memory bandwidth a batch-1 decode achieves against a
+ * STREAM-style copy measured on the same device (the roofline fraction).
+ * Devices: the cpu executor on every NUMA node, and every OpenCL device
+ * (POCL_DEVICES="pthread basic" unless set). A benchmark prints figures; it
+ * does not pass or fail.
+ *
+ *   build/bench-exec [--json] [--model NAME] [--device SUBSTRING] [--quick]
+ *
+ * Decode steps start from jobs adopted at the context (a zeroed KV cache
+ * of that length): a decode step's work does not depend on what the cache
+ * holds, and a prefill of 32 x 1024 tokens would take minutes here. The
+ * context grows by one per step; contexts at the model's limit start a few
+ * tokens short of it.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "executor.h"
+#include "llm.h"
+
+/* A copy larger than any last-level cache: DRAM bandwidth. */
+#define DRAM_BYTES ((size_t)256 << 20)
+#define PREFILL_JOBS 4
+#define PREFILL_LEN 128
+
+static const uint32_t batches[] = {1, 4, 16, 32};
+static const uint32_t contexts[] = {128, 1024};
+#define N_B (sizeof(batches) / sizeof(batches[0]))
+#define N_C (sizeof(contexts) / sizeof(contexts[0]))
+
+struct result {
+	double decode[N_B][N_C]; /* tokens/s */
+	double prefill; /* tokens/s */
+	double stream_gbs; /* a copy with the weights' footprint */
+	size_t stream_bytes; /* its source (and destination) size */
+	double dram_gbs; /* a copy of DRAM_BYTES */
+	double b1_gbs; /* bytes a batch-1 step reads / its time */
+};
+
+static uint32_t prompt_buf[PREFILL_LEN];
+
+/* Every job asks for the same prompt: only its length matters here. */
+static int io_prompt(void *ud, uint64_t job, const uint32_t **tokens,
+		     uint32_t *n)
+{
+	*tokens = prompt_buf;
+	*n = PREFILL_LEN;
+	return 0;
+}
+
+static const hs_executor_io_t io = {.prompt = io_prompt};
+
+static uint64_t next_id = 1;
+static bool quick;
+
+static int step(const struct hs_executor_ops *ops, void *ex, uint32_t model,
+		const uint64_t *ids, uint32_t n, uint32_t joining, int64_t *ns)
+{
+	hs_step_t st;
+	double e;
+
+	memset(&st, 0, sizeof(st));
+	st.model = model;
+	st.batch = n;
+	st.joining = joining;
+	st.jobs = ids;
+	return ops->run_step(ex, &st, ns, &e);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Decode steps of B jobs at context about C: two to warm up, then until
+ * 0.5 s have passed (at least 5 steps, at most 40). The executor's own
+ * step times; their median gives tokens/s, so that a burst of other work
+ * on a shared machine does not decide the figure. *med_ns per step,
+ * *mean_ctx the context attended over.
+ */
+static int decode(const struct hs_executor_ops *ops, void *ex, uint32_t model,
+		  const hs__llm_shape_t *s, uint32_t B, uint32_t C, double *tps,
+		  double *med_ns, double *mean_ctx)
+{
+	enum { MAX_STEPS = 40 };
+	const int warm = 2, min_steps = 5;
+	const int max_steps = quick ? 6 : MAX_STEPS;
+	int64_t total = 0, ns, t[MAX_STEPS];
+	uint64_t ids[64];
+	uint32_t i, start = C;
+	int n = 0, k, err = 0;
+
+	if (start + warm + max_steps >= s->max_ctx)
+		start = s->max_ctx - 1 - (uint32_t)(warm + max_steps);
+	for (i = 0; i < B && !err; i++) {
+		ids[i] = next_id++;
+		err = hs__executor_adopt(ex, model, ids[i], start, 'a');
+	}
+	for (k = 0; !err && k < warm; k++)
+		err = step(ops, ex, model, ids, B, 0, &ns);
+	while (!err && n < max_steps &&
+	       (n < min_steps || total < (quick ? 100000000 : 500000000))) {
+		err = step(ops, ex, model, ids, B, 0, &ns);
+		total += ns;
+		t[n++] = ns;
+	}
+	for (i = 0; i < B; i++)
+		ops->release(ex, ids[i]);
+	if (err)
+		return err;
+	qsort(t, (size_t)n, sizeof(t[0]), cmp_i64);
+	*med_ns = n % 2 ? (double)t[n / 2]
+			: ((double)t[n / 2 - 1] + (double)t[n / 2]) / 2;
+	*tps = (double)B / (*med_ns / 1e9);
+	*mean_ctx = start + warm + (n + 1) / 2.0;
+	return 0;
+}
+
+/* One step in which PREFILL_JOBS jobs join with PREFILL_LEN tokens each;
+ * best of three. */
+static int prefill(const struct hs_executor_ops *ops, void *ex, uint32_t model,
+		   double *tps)
+{
+	int64_t best = INT64_MAX, ns;
+	uint64_t ids[PREFILL_JOBS];
+	int r, i, err = 0;
+
+	for (r = 0; r < (quick ? 1 : 3) && !err; r++) {
+		for (i = 0; i < PREFILL_JOBS; i++)
+			ids[i] = next_id++;
+		err = step(ops, ex, model, ids, PREFILL_JOBS, PREFILL_JOBS,
+			   &ns);
+		for (i = 0; i < PREFILL_JOBS; i++)
+			ops->release(ex, ids[i]);
+		if (!err && ns < best)
+			best = ns;
+	}
+	if (err)
+		return err;
+	*tps = (double)PREFILL_JOBS * PREFILL_LEN / ((double)best / 1e9);
+	return 0;
+}
+
+static int stream(const hs_device_t *dev, void *ex, size_t bytes, double *gbs)
+{
+	unsigned reps = quick ? 3 : 10;
+
+	if (dev->backend == HS_BACKEND_CPU)
+		return hs__cpu_stream_gbs(ex, bytes, reps, gbs);
+	return hs__opencl_stream_gbs(ex, bytes, reps, gbs);
+}
+
+static int bench_device(const hs_device_t *dev,
+			const hs_model_catalog_t *models, uint32_t model,
+			struct result *res)
+{
+	const struct hs_executor_ops *ops = dev->backend == HS_BACKEND_CPU
+						    ? &hs__executor_cpu
+						    : &hs__executor_opencl;
+	hs__llm_shape_t s;
+	hs_executor_opts_t opts;
+	double ns = 0, ctx = 0, n2, c2;
+	void *ex = NULL;
+	size_t b, c;
+	int err;
+
+	memset(res, 0, sizeof(*res));
+	err = hs__llm_shape(&s, hs_model_catalog_get(models, model));
+	if (err)
+		return err;
+	memset(&opts, 0, sizeof(opts));
+	opts.io = &io;
+	err = ops->open(&ex, dev, models, &opts);
+	if (err)
+		return err;
+
+	for (b = 0; b < N_B && !err; b++) {
+		for (c = 0; c < N_C && !err; c++) {
+			err = decode(ops, ex, model, &s, batches[b],
+				     contexts[c], &res->decode[b][c], &n2, &c2);
+			if (b == 0 && c == 0) {
+				ns = n2;
+				ctx = c2;
+			}
+		}
+	}
+	if (!err)
+		err = prefill(ops, ex, model, &res->prefill);
+	/*
+	 * The roofline is a copy whose source and destination together are
+	 * as large as the weights a step streams: a small model's weights
+	 * may sit partly in the last-level cache, and so does that copy, so
+	 * the two are compared at the same level of the memory hierarchy.
+	 * The DRAM copy is printed beside it.
+	 */
+	res->stream_bytes = (size_t)hs__llm_weight_bytes_read(&s) / 2;
+	if (!err)
+		err = stream(dev, ex, res->stream_bytes, &res->stream_gbs);
+	if (!err)
+		err = stream(dev, ex, DRAM_BYTES, &res->dram_gbs);
+	if (!err && ns > 0)
+		res->b1_gbs = ((double)hs__llm_weight_bytes_read(&s) +
+			       (double)hs__llm_kv_bytes_per_token(&s) * ctx) /
+			      ns;
+	ops->close(ex);
+	return err;
+}
+
+static json_t *result_json(const hs_device_t *dev, const char *model,
+			   const struct result *r)
+{
+	json_t *o = json_object(), *d = json_object();
+	char key[32];
+	size_t b, c;
+
+	for (b = 0; b < N_B; b++)
+		for (c = 0; c < N_C; c++) {
+			snprintf(key, sizeof(key), "b%u_c%u", batches[b],
+				 contexts[c]);
+			json_object_set_new(d, key, json_real(r->decode[b][c]));
+		}
+	json_object_set_new(o, "device", json_string(dev->name));
+	json_object_set_new(o, "backend",
+			    json_string(hs_backend_name(dev->backend)));
+	json_object_set_new(o, "model", json_string(model));
+	json_object_set_new(o, "decode_tokens_per_s", d);
+	json_object_set_new(o, "prefill_tokens_per_s", json_real(r->prefill));
+	json_object_set_new(o, "batching_gain_b16",
+			    json_real(r->decode[2][0] / r->decode[0][0]));
+	json_object_set_new(o, "stream_gbs", json_real(r->stream_gbs));
+	json_object_set_new(o, "stream_bytes",
+			    json_integer((json_int_t)r->stream_bytes));
+	json_object_set_new(o, "stream_dram_gbs", json_real(r->dram_gbs));
+	json_object_set_new(o, "b1_decode_gbs", json_real(r->b1_gbs));
+	json_object_set_new(o, "roofline_fraction_b1",
+			    json_real(r->b1_gbs / r->stream_gbs));
+	return o;
+}
+
+static void print_table(const hs_device_t *dev, const char *model,
+			const struct result *r)
+{
+	size_t b, c;
+
+	printf("%s (%s), %s\n", dev->name, hs_backend_name(dev->backend),
+	       model);
+	printf("  decode tokens/s ");
+	for (b = 0; b < N_B; b++)
+		printf("  %8s%-2u", "batch ", batches[b]);
+	printf("\n");
+	for (c = 0; c < N_C; c++) {
+		printf("    context %-5u", contexts[c]);
+		for (b = 0; b < N_B; b++)
+			printf("  %10.1f", r->decode[b][c]);
+		printf("\n");
+	}
+	printf("  prefill tokens/s   %10.1f  (%d jobs x %d tokens in one "
+	       "step)\n",
+	       r->prefill, PREFILL_JOBS, PREFILL_LEN);
+	printf("  batching gain      %10.2fx (batch 16 over batch 1, context "
+	       "128)\n",
+	       r->decode[2][0] / r->decode[0][0]);
+	printf("  stream copy        %10.2f GB/s (%.1f MB to %.1f MB, the "
+	       "weights' footprint)\n",
+	       r->stream_gbs, r->stream_bytes / 1e6, r->stream_bytes / 1e6);
+	printf("  stream copy, DRAM  %10.2f GB/s (%zu MiB)\n", r->dram_gbs,
+	       DRAM_BYTES >> 20);
+	printf("  batch-1 decode     %10.2f GB/s (weights + KV read per "
+	       "step): %.0f %% of stream\n\n",
+	       r->b1_gbs, 100.0 * r->b1_gbs / r->stream_gbs);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"json", no_argument, NULL, 'j'},
+		{"model", required_argument, NULL, 'm'},
+		{"quick", no_argument, NULL, 'q'},
+		{"device", required_argument, NULL, 'd'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *model_name = "tiny-15m", *only = NULL;
+	hs_model_catalog_t *models = NULL;
+	hs_profile_catalog_t *profiles = NULL;
+	hs_discover_opts_t dopts;
+	hs_node_t *node = NULL;
+	hs_error_t err;
+	const hs_model_t *m;
+	bool json = false;
+	uint32_t model;
+	size_t i;
+	int c, rc = 1;
+
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'm':
+			model_name = optarg;
+			break;
+		case 'q':
+			quick = true;
+			break;
+		case 'd':
+			only = optarg;
+			break;
+		default:
+			fprintf(stderr,
+				"usage: %s [--json] [--model NAME] "
+				"[--device SUBSTRING] [--quick]\n",
+				argv[0]);
+			return 2;
+		}
+	}
+	/* Before the ICD loader reads it, at the first OpenCL call. */
+	setenv("POCL_DEVICES", "pthread basic", 0);
+	for (i = 0; i < PREFILL_LEN; i++)
+		prompt_buf[i] = (uint32_t) "hetsched bench "[i % 15];
+
+	memset(&err, 0, sizeof(err));
+	if (hs_model_catalog_load(&models, "data/models.json", &err) ||
+	    hs_profile_catalog_load(&profiles, "data/devices.json", &err)) {
+		char buf[512];
+
+		fprintf(stderr, "bench-exec: %s\n",
+			hs_error_format(&err, buf, sizeof(buf)));
+		goto out_free;
+	}
+	for (model = 0; model < hs_model_catalog_count(models); model++)
+		if (!strcmp(hs_model_catalog_get(models, model)->name,
+			    model_name))
+			break;
+	m = hs_model_catalog_find(models, model_name);
+	if (!m || !hs__llm_runnable(m)) {
+		fprintf(stderr, "bench-exec: no runnable model %s\n",
+			model_name);
+		goto out_free;
+	}
+	memset(&dopts, 0, sizeof(dopts));
+	dopts.profiles = profiles;
+	if (hs_node_discover(&node, &dopts, &err)) {
+		char buf[512];
+
+		fprintf(stderr, "bench-exec: %s\n",
+			hs_error_format(&err, buf, sizeof(buf)));
+		goto out_free;
+	}
+
+	rc = 0;
+	for (i = 0; i < hs_node_device_count(node); i++) {
+		const hs_device_t *dev = hs_node_device(node, i);
+		struct result r;
+		int e;
+
+		if (dev->backend != HS_BACKEND_CPU &&
+		    dev->backend != HS_BACKEND_OPENCL)
+			continue;
+		if (only && !strstr(dev->name, only) &&
+		    strcmp(only, hs_backend_name(dev->backend)))
+			continue;
+		e = bench_device(dev, models, model, &r);
+		if (e) {
+			fprintf(stderr, "bench-exec: %s: %s\n", dev->name,
+				hs_strerror(e));
+			rc = 1;
+			continue;
+		}
+		if (json) {
+			json_t *o = result_json(dev, m->name, &r);
+			char *s = json_dumps(o, JSON_COMPACT |
+							JSON_REAL_PRECISION(6));
+
+			printf("%s\n", s);
+			free(s);
+			json_decref(o);
+		} else {
+			print_table(dev, m->name, &r);
+		}
+		fflush(stdout);
+	}
+
+out_free:
+	hs_node_free(node);
+	hs_profile_catalog_free(profiles);
+	hs_model_catalog_free(models);
+	return rc;
+}

@@ -1,0 +1,388 @@
+/*
+ * hetsched: the decoder of a llama-style transformer, batched over the
+ * tokens of a step (every joining job's prompt, then one token for every
+ * running job). Built at run time by the device's compiler; the host side
+ * is devices/opencl-exec.c, the reference it is checked against
+ * devices/llm.c.
+ *
+ * A step is five kernels per layer: the QKV matmul (with the RMSNorm
+ * before it, RoPE and the KV-cache store after it), attention, the output
+ * matmul (adding to the residual), the gate/up matmul (with the RMSNorm
+ * before it and SwiGLU after it), the down matmul (adding to the
+ * residual); then the logits matmul (with the final norm) and the greedy
+ * pick.
+ *
+ * Layouts (floats):
+ *   activations   [token][feature], row strides given
+ *   matrices      panels of 16 output rows, P[panel][k][16], so that one
+ *                 work-item streams its panel once per step whatever the
+ *                 batch and every load is a whole float16; a norm's gains
+ *                 are folded into the columns of the matrix after it; the
+ *                 gate/up panel p holds gate rows 8p..8p+7 in lanes 0-7
+ *                 and the matching up rows in lanes 8-15
+ *   K cache       per slot and layer, [kv_head][pos / 16][head_dim][16]:
+ *                 16 positions side by side, so a query scores them with
+ *                 float16 arithmetic
+ *   V cache       per slot and layer, [kv_head][pos][head_dim]
+ *   RoPE table    [pos][head_dim / 2][cos, sin]
+ */
+
+#define PANEL 16
+/* Tokens one matmul work-item takes: a decode step (batch <= 64) is one
+ * chunk, so its weights are read once; a long prefill is spread wider. */
+#define TCHUNK 64
+/* Attention keeps the query heads of a KV group in private memory. */
+#define GROUP_MAX 8
+#define HD_MAX 128
+/* Cache lines a matmul work-item prefetches ahead of its panel. */
+#define PREFETCH_LINES 64
+
+/*
+ * Software prefetch. A CPU's hardware prefetchers stop at every 4 KB page,
+ * and a batched matmul does too much work per cache line for the core to
+ * run far enough ahead by itself: the loads then wait on memory. Clang
+ * based compilers (PoCL's) have the builtin; elsewhere the standard
+ * prefetch() stands in.
+ */
+#if defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) prefetch((p), 16)
+#endif
+
+/* Lane sums and maxima in a fixed order: a token's result must not
+ * depend on the batch around it. */
+float hsum16(float16 v)
+{
+	float8 a = v.lo + v.hi;
+	float4 b = a.lo + a.hi;
+	float2 c = b.lo + b.hi;
+
+	return c.x + c.y;
+}
+
+/* Plain compares: scores are never NaN, and fmax's NaN rules cost. */
+float hmax16(float16 v)
+{
+	float8 a = v.lo > v.hi ? v.lo : v.hi;
+	float4 b = a.lo > a.hi ? a.lo : a.hi;
+	float2 c = b.lo > b.hi ? b.lo : b.hi;
+
+	return c.x > c.y ? c.x : c.y;
+}
+
+/* 1 / RMS of a row: the RMSNorm scale, its gains being in the weights. */
+float inv_rms(global const float *x, uint d, float eps)
+{
+	float16 s = (float16)(0.0f);
+	float r = 0.0f;
+	uint i = 0;
+
+	for (; i + 16 <= d; i += 16) {
+		float16 v = vload16(0, x + i);
+
+		s = fma(v, v, s);
+	}
+	for (; i < d; i++)
+		r = fma(x[i], x[i], r);
+	return rsqrt((hsum16(s) + r) / (float)d + eps);
+}
+
+/*
+ * One tile: NT tokens against the work-item's panel. Each output is one
+ * fma chain over k in order, the same for every NT, so that a token's
+ * result does not depend on the batch it is in. The loops over the tile
+ * are unrolled so that the accumulators live in registers. ROW(t) is the
+ * activation row of token t; with NORM the result is scaled by the row's
+ * inverse RMS; EPI(v, t) consumes the 16 results of token t.
+ */
+#define MM_TILE(NT, ROW, NORM, EPI)                                        \
+	do {                                                               \
+		float16 acc_[NT];                                          \
+		global const float *xr_[NT];                               \
+		uint j_, k_;                                               \
+		_Pragma("unroll") for (j_ = 0; j_ < NT; j_++)              \
+		{                                                          \
+			acc_[j_] = (float16)(0.0f);                        \
+			xr_[j_] = x + (size_t)(ROW(t + j_)) * ldx;         \
+		}                                                          \
+		for (k_ = 0; k_ < K; k_++) {                               \
+			float16 w_ = vload16(k_, p);                       \
+			PREFETCH(p + (size_t)(k_ + PREFETCH_LINES) * 16);  \
+			_Pragma("unroll") for (j_ = 0; j_ < NT; j_++)      \
+				acc_[j_] = fma(w_, (float16)(xr_[j_][k_]), \
+					       acc_[j_]);                  \
+		}                                                          \
+		_Pragma("unroll") for (j_ = 0; j_ < NT; j_++)              \
+		{                                                          \
+			float16 v_ = acc_[j_];                             \
+			if (NORM)                                          \
+				v_ *= inv_rms(xr_[j_], K, eps);            \
+			EPI(v_, t + j_);                                   \
+		}                                                          \
+		t += NT;                                                   \
+	} while (0)
+
+/* Tiles of 16, 8, 4 and 1 tokens over the work-item's chunk. */
+#define MM_LOOP(ROW, NORM, EPI)                      \
+	do {                                         \
+		while (end - t >= 16)                \
+			MM_TILE(16, ROW, NORM, EPI); \
+		while (end - t >= 8)                 \
+			MM_TILE(8, ROW, NORM, EPI);  \
+		while (end - t >= 4)                 \
+			MM_TILE(4, ROW, NORM, EPI);  \
+		while (end > t)                      \
+			MM_TILE(1, ROW, NORM, EPI);  \
+	} while (0)
+
+/* The work-item's panel and token chunk. */
+#define MM_SETUP                            \
+	uint pb = get_global_id(0);         \
+	uint t = get_global_id(1) * TCHUNK; \
+	uint end = min(T, t + TCHUNK);      \
+	uint r0 = pb * PANEL;               \
+	global const float *p = W + w_off + (size_t)pb * K * PANEL
+
+#define ROW_SELF(t) (t)
+#define ROW_GATHER(t) (idx[t])
+
+void store_rows(global float *y, float16 v, uint n, uint add)
+{
+	float a[PANEL];
+	uint i;
+
+	if (n >= PANEL) {
+		if (add)
+			v += vload16(0, y);
+		vstore16(v, 0, y);
+		return;
+	}
+	vstore16(v, 0, a);
+	for (i = 0; i < n; i++)
+		y[i] = add ? y[i] + a[i] : a[i];
+}
+
+/* y[t][r] (= or +=) sum_k W[r][k] x[t][k]: the batch loop is inside, so
+ * the weights stream once per step for the whole batch. */
+kernel void matmul(global const float *W, ulong w_off, global const float *x,
+		   uint ldx, global float *y, uint ldy, uint R, uint K, uint T,
+		   uint add)
+{
+	const float eps = 0.0f;
+	MM_SETUP;
+#define EPI_STORE(v, tt) store_rows(y + (size_t)(tt)*ldy + r0, v, R - r0, add)
+	MM_LOOP(ROW_SELF, 0, EPI_STORE);
+}
+
+/* The logits: RMSNorm of each job's last token (row idx[t] of x), then
+ * the output matrix. */
+kernel void matmul_norm(global const float *W, ulong w_off,
+			global const float *x, uint ldx, global const uint *idx,
+			global float *y, uint ldy, uint R, uint K, uint T,
+			float eps)
+{
+	const uint add = 0;
+	MM_SETUP;
+	MM_LOOP(ROW_GATHER, 1, EPI_STORE);
+}
+
+/*
+ * RMSNorm, Q, K and V, RoPE on Q and K, and K and V into the job's cache
+ * at the token's position. A panel lies in one of Q, K or V (their sizes
+ * are multiples of 16) and holds whole RoPE pairs.
+ */
+void qkv_out(float16 v, uint t, uint r0, global float *q, uint q_dim,
+	     uint kv_dim, uint hd, global const float *rope,
+	     global const uint *pos, global const uint *slot, global float *kv,
+	     ulong slot_floats, ulong k_off, ulong v_off, uint ctx_cap)
+{
+	float a[PANEL];
+	uint ps = pos[t], i;
+
+	vstore16(v, 0, a);
+	if (r0 < q_dim + kv_dim) {
+		global const float *cs = rope + (size_t)ps * hd;
+
+		for (i = 0; i < PANEL; i += 2) {
+			uint pair = ((r0 + i) % hd) / 2;
+			float c = cs[2 * pair], s = cs[2 * pair + 1];
+			float x0 = a[i], x1 = a[i + 1];
+
+			a[i] = x0 * c - x1 * s;
+			a[i + 1] = x0 * s + x1 * c;
+		}
+	}
+	if (r0 < q_dim) {
+		vstore16(vload16(0, a), 0, q + (size_t)t * q_dim + r0);
+		return;
+	}
+	if (r0 < q_dim + kv_dim) {
+		global float *kb = kv + slot[t] * slot_floats + k_off +
+				   (size_t)(ps / 16) * hd * 16 + ps % 16;
+
+		for (i = 0; i < PANEL; i++) {
+			uint r = r0 - q_dim + i;
+
+			kb[(size_t)(r / hd) * ctx_cap * hd +
+			   (size_t)(r % hd) * 16] = a[i];
+		}
+		return;
+	}
+	{
+		global float *vb =
+			kv + slot[t] * slot_floats + v_off + (size_t)ps * hd;
+
+		for (i = 0; i < PANEL; i++) {
+			uint r = r0 - q_dim - kv_dim + i;
+
+			vb[(size_t)(r / hd) * ctx_cap * hd + r % hd] = a[i];
+		}
+	}
+}
+
+kernel void matmul_qkv(global const float *W, ulong w_off,
+		       global const float *x, uint ldx, uint K, uint T,
+		       float eps, ulong rope_off, global const uint *pos,
+		       global const uint *slot, global float *q, uint q_dim,
+		       uint kv_dim, uint hd, global float *kv,
+		       ulong slot_floats, ulong k_off, ulong v_off,
+		       uint ctx_cap)
+{
+	global const float *rope = W + rope_off;
+	MM_SETUP;
+#define EPI_QKV(v, tt)                                                \
+	qkv_out(v, tt, r0, q, q_dim, kv_dim, hd, rope, pos, slot, kv, \
+		slot_floats, k_off, v_off, ctx_cap)
+	MM_LOOP(ROW_SELF, 1, EPI_QKV);
+}
+
+/* RMSNorm, gate and up, SwiGLU: 8 outputs per panel. */
+kernel void matmul_swiglu(global const float *W, ulong w_off,
+			  global const float *x, uint ldx, uint K, uint T,
+			  float eps, global float *g, uint d_ff)
+{
+	MM_SETUP;
+#define EPI_SWIGLU(v, tt)                                   \
+	vstore8((v).lo / (1.0f + exp(-(v).lo)) * (v).hi, 0, \
+		g + (size_t)(tt)*d_ff + r0 / 2)
+	MM_LOOP(ROW_SELF, 1, EPI_SWIGLU);
+}
+
+/* The first layer's residual stream: each token's embedding row. */
+kernel void embed(global const uint *tok, global const float *W, ulong e_off,
+		  global float *x, uint d)
+{
+	size_t gid = get_global_id(0), t = gid / d, i = gid % d;
+
+	x[gid] = W[e_off + (size_t)tok[t] * d + i];
+}
+
+/*
+ * Causal attention of one token for the query heads of one KV head: the
+ * group shares each K block and V row it reads. Online softmax over
+ * blocks of 16 positions, so one pass over the cache.
+ */
+kernel void attention(global const float *q, uint q_dim, global const float *kv,
+		      ulong slot_floats, ulong k_off, ulong v_off, uint ctx_cap,
+		      global const uint *pos, global const uint *slot,
+		      global float *out, uint ldo, uint n_heads, uint n_kv,
+		      uint hd)
+{
+	uint gid = get_global_id(0);
+	uint t = gid / n_kv, kh = gid % n_kv;
+	uint G = n_heads / n_kv, h16 = hd / 16, n = pos[t] + 1, g, i, b, j;
+	float qs[GROUP_MAX][HD_MAX], e[GROUP_MAX][16];
+	float16 acc[GROUP_MAX][HD_MAX / 16];
+	float m[GROUP_MAX], l[GROUP_MAX];
+	float scale = rsqrt((float)hd);
+	const float16 lane =
+		(float16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	size_t base = (size_t)slot[t] * slot_floats + (size_t)kh * ctx_cap * hd;
+	global const float *kb = kv + base + k_off;
+	global const float *vb = kv + base + v_off;
+
+	for (g = 0; g < G; g++) {
+		global const float *qh =
+			q + (size_t)t * q_dim + (size_t)(kh * G + g) * hd;
+
+		for (i = 0; i < hd; i++)
+			qs[g][i] = qh[i] * scale;
+		for (j = 0; j < h16; j++)
+			acc[g][j] = (float16)(0.0f);
+		m[g] = -INFINITY;
+		l[g] = 0.0f;
+	}
+	for (b = 0; b * 16 < n; b++) {
+		global const float *kblk = kb + (size_t)b * hd * 16;
+		uint left = min(16u, n - b * 16);
+		int16 valid = isless(lane, (float16)((float)left));
+
+		/* The next block's K and V: a line per 16 floats. */
+		if (left == 16 && (b + 1) * 16 < n)
+			for (i = 0; i < hd; i++) {
+				PREFETCH(kblk + (size_t)(hd + i) * 16);
+				PREFETCH(vb + (size_t)(b + 1) * 16 * hd +
+					 (size_t)i * 16);
+			}
+
+		for (g = 0; g < G; g++) {
+			float16 s0 = (float16)(0.0f), s1 = s0, s2 = s0, s3 = s0;
+			float16 s, ex;
+			float mn, c;
+
+			/* Four chains: one would wait on each fma's latency. */
+			for (i = 0; i < hd; i += 4) {
+				s0 = fma((float16)(qs[g][i]), vload16(i, kblk),
+					 s0);
+				s1 = fma((float16)(qs[g][i + 1]),
+					 vload16(i + 1, kblk), s1);
+				s2 = fma((float16)(qs[g][i + 2]),
+					 vload16(i + 2, kblk), s2);
+				s3 = fma((float16)(qs[g][i + 3]),
+					 vload16(i + 3, kblk), s3);
+			}
+			s = (s0 + s1) + (s2 + s3);
+			s = select((float16)(-INFINITY), s, valid);
+			mn = hmax16(s);
+			mn = m[g] > mn ? m[g] : mn;
+			c = exp(m[g] - mn);
+			ex = exp(s - mn);
+			l[g] = l[g] * c + hsum16(ex);
+			m[g] = mn;
+			for (j = 0; j < h16; j++)
+				acc[g][j] *= c;
+			vstore16(ex, 0, e[g]);
+		}
+		for (i = 0; i < left; i++) {
+			global const float *vr = vb + (size_t)(b * 16 + i) * hd;
+
+			for (j = 0; j < h16; j++) {
+				float16 v = vload16(j, vr);
+
+				for (g = 0; g < G; g++)
+					acc[g][j] = fma((float16)(e[g][i]), v,
+							acc[g][j]);
+			}
+		}
+	}
+	for (g = 0; g < G; g++) {
+		global float *o =
+			out + (size_t)t * ldo + (size_t)(kh * G + g) * hd;
+
+		for (j = 0; j < h16; j++)
+			vstore16(acc[g][j] / l[g], j, o);
+	}
+}
+
+/* Greedy pick; ties go to the lowest id, as in the CPU reference. */
+kernel void argmax(global const float *logits, uint vocab, global uint *out)
+{
+	uint j = get_global_id(0), v, best = 0;
+	global const float *lg = logits + (size_t)j * vocab;
+
+	for (v = 1; v < vocab; v++)
+		if (lg[v] > lg[best])
+			best = v;
+	out[j] = best;
+}
