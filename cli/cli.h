@@ -19,6 +19,7 @@ int hs__cmd_devices(int argc, char **argv);
 int hs__cmd_models(int argc, char **argv);
 int hs__cmd_bench(int argc, char **argv);
 int hs__cmd_serve(int argc, char **argv);
+int hs__cmd_plan(int argc, char **argv);
 
 /*
  * The data directory (catalogs, sample traces): $HETSCHED_DATA, else

@@ -19,6 +19,8 @@ static const struct {
 	  "replay a workload against every policy and compare them" },
 	{ "serve", hs__cmd_serve,
 	  "the node agent: HTTP job API, real execution, power, metrics" },
+	{ "plan", hs__cmd_plan,
+	  "which devices, how many, where; cost per million tokens" },
 };
 
 static void usage(FILE *f)

@@ -115,11 +115,11 @@ static void futex_wake_all(atomic_uint *addr)
 
 /*
  * Claim and run ranges of the current phase until none is left. The
- * phase's fields are read as in a seqlock: they belong to the phase that
- * claim names only if claim still names it when the claim succeeds, and a
- * thread 0 that has moved on has changed claim. Every range claimed is
- * counted in done before thread 0 starts the next phase, so no thread
- * still works on a phase whose fields are rewritten.
+ * phase's fields are read as in a seqlock, claim being its sequence: they
+ * belong to the phase that claim names if claim still names it when the
+ * claim succeeds, for thread 0 clears claim before it rewrites them. Every
+ * range claimed is counted in done before thread 0 starts the next phase,
+ * so no thread still works on a phase whose fields are rewritten.
  */
 static void help(cpu_t *c)
 {
@@ -167,6 +167,13 @@ static void pool_pfor(void *ud, size_t n, size_t grain, hs__llm_range_fn fn,
 	id = ++c->phase_id & ITEM_MASK;
 	if (id == 0)
 		id = ++c->phase_id & ITEM_MASK;
+	/*
+	 * Close the last phase before its fields change: a thread that read
+	 * its exhausted claim and then one of the new fields would otherwise
+	 * still win that claim (the seqlock writer's first increment).
+	 */
+	atomic_store_explicit(&c->claim, 0, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
 	atomic_store_explicit(&p->fn, (uintptr_t)fn, memory_order_relaxed);
 	atomic_store_explicit(&p->arg, (uintptr_t)arg, memory_order_relaxed);
 	atomic_store_explicit(&p->n, n, memory_order_relaxed);

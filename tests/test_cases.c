@@ -2,7 +2,7 @@
  * Data-driven bad-input cases: tests/cases/<loader>-<what>/ holds an input
  * file (input.json, input.xml) and `error`, a line the loader's formatted
  * error must contain. The prefix names the loader: models, profiles,
- * inventory, topology, trace. Every case must fail, name its file, and leak
+ * inventory, topology, trace, scenario. Every case must fail, name its file, and leak
  * nothing.
  */
 #include <dirent.h>
@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "devices-internal.h"
+#include "plan.h"
 #include "testutil.h"
 #include "trace.h"
 
@@ -69,6 +70,8 @@ static int run_loader(const char *name, const char *input, hs_error_t *err)
 		assert_null(node);
 	} else if (!strncmp(name, "trace-", 6)) {
 		rc = load_trace(input, err);
+	} else if (!strncmp(name, "scenario-", 9)) {
+		rc = hs_plan_scenario_check(input, "data", err);
 	} else {
 		fail_msg("case %s: unknown loader prefix", name);
 	}

@@ -35,4 +35,6 @@ check ok bench --synthetic gamma --rate 20 --duration 10 --fleet data/inventorie
 check err bench --trace tests/cases/trace-azure-negative/input.csv
 check err bench --model no-such-model
 check ok serve --help
+check ok plan --help
+check err plan tests/cases/scenario-unknown-key/input.json
 exit $status
