@@ -150,6 +150,7 @@ static int run_figures(const hs_bench_config_t *cfg, const char *policy,
 	f->sched_ns_per_decision =
 		st->decisions ? res->sched_cpu_ns / (double)st->decisions : 0;
 	f->perf_mean_rel_error = st->perf_mean_rel_error;
+	f->perf_calibrated_error = st->perf_calibrated_error;
 	f->power_waits = st->power_waits;
 	f->paused = st->paused;
 	f->lp_bound_fraction = -1;
@@ -246,6 +247,7 @@ int hs_bench_run(const hs_bench_config_t *cfg, hs_bench_report_t *rep,
 		opts.bin_ns = bin_for(w);
 		opts.keep_records = true;
 		opts.want_upper_bound = true;
+		opts.executors = cfg->executors;
 		if (cfg->progress) {
 			opts.progress = show_progress;
 			opts.progress_ud = &prog;

@@ -23,6 +23,9 @@ typedef struct hs_bench_config_s {
 	double slo_ttft_ms;            /* 0: none */
 	double slo_tpot_ms;            /* 0: none */
 	bool progress;                 /* a progress line on stderr */
+	/* Per device (NULL: all sim): real executors run each step for real
+	 * and their measured times make the timeline. */
+	const struct hs_executor_ops *const *executors;
 	hs_bench_inputs_t inputs;      /* copied into the report */
 } hs_bench_config_t;
 

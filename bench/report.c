@@ -215,6 +215,7 @@ static json_t *run_json(const hs_run_fig_t *r, bool with_series, bool *bad)
 	put(o, "sched_ns_per_decision", real(r->sched_ns_per_decision), bad);
 	put(o, "decisions", count(r->decisions), bad);
 	put(o, "perf_mean_rel_error", real(r->perf_mean_rel_error), bad);
+	put(o, "perf_calibrated_error", real(r->perf_calibrated_error), bad);
 	put(o, "power_waits", count(r->power_waits), bad);
 	put(o, "paused", count(r->paused), bad);
 	put(o, "devices", devices_json(r, bad), bad);

@@ -49,6 +49,7 @@ typedef struct hs_run_fig_s {
 	double sched_ns_per_decision;
 	uint64_t decisions;
 	double perf_mean_rel_error;
+	double perf_calibrated_error; /* after each fit's warm-up */
 	uint64_t power_waits, paused;
 	hs_device_fig_t *devices;
 	size_t n_devices;

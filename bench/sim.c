@@ -48,8 +48,14 @@ typedef struct sim_s {
 	double power_w;
 	int64_t power_since;
 	/* id -> job index, through the id's slot part */
-	uint32_t *slot_job;
+	/* id -> job index, through the id's slot part: slots are reused, so
+	 * the whole id is kept to tell a stale entry. */
+	struct slot_map {
+		uint64_t id;
+		uint32_t job;
+	} *slot_job;
 	size_t cap_slot_job;
+	int64_t submitting;       /* job being submitted, -1: none */
 	uint8_t *done;            /* per job: finished */
 	size_t pending_index;     /* job being submitted */
 	uint64_t started_steps;
@@ -196,11 +202,14 @@ static void on_step_start(void *ud, const hs_step_t *st)
 {
 	sim_t *sm = ud;
 	sim_dev_t *dv = &sm->devs[st->device];
+	int64_t ns, t0 = mono_ns();
 	double energy;
-	int64_t ns;
 	int rc;
 
 	rc = dv->ops->run_step(dv->exec, st, &ns, &energy);
+	/* A real step runs inside this hook, inside a core call: its time is
+	 * the device's, not the scheduler's. */
+	sm->res->sched_cpu_ns -= (double)(mono_ns() - t0);
 	if (rc == HS_EBACKEND) {
 		/* The device failed: the core hears of it once this hook
 		 * returns; the step never completes. */
@@ -233,8 +242,26 @@ static int note_slot(sim_t *sm, uint64_t id, size_t job)
 			return HS_ENOMEM;
 		sm->cap_slot_job = cap;
 	}
-	sm->slot_job[slot] = (uint32_t)job;
+	sm->slot_job[slot].id = id;
+	sm->slot_job[slot].job = (uint32_t)job;
 	return 0;
+}
+
+/*
+ * The workload index of a job. An id the map does not know yet can only be
+ * the job being submitted: the core may start its first step (and ask for
+ * its prompt) before hs_sched_submit returns its id.
+ */
+static size_t job_index(sim_t *sm, uint64_t id)
+{
+	size_t slot = (size_t)(id & 0xffffffffu);
+
+	if ((slot >= sm->cap_slot_job || sm->slot_job[slot].id != id) &&
+	    sm->submitting >= 0 && note_slot(sm, id, (size_t)sm->submitting)) {
+		sm->failed = HS_ENOMEM;
+		return (size_t)sm->submitting;
+	}
+	return sm->slot_job[slot].job;
 }
 
 static void on_job_event(void *ud, const hs_job_t *job, hs_job_event_t ev)
@@ -245,7 +272,7 @@ static void on_job_event(void *ud, const hs_job_t *job, hs_job_event_t ev)
 
 	if (ev == HS_JOB_EV_FIRST_TOKEN)
 		return;
-	idx = sm->slot_job[job->id & 0xffffffffu];
+	idx = job_index(sm, job->id);
 	/* It left its device: its KV cache there is free again. */
 	if (job->device >= 0 && (size_t)job->device < sm->n_devs) {
 		sim_dev_t *dv = &sm->devs[job->device];
@@ -305,7 +332,7 @@ static int io_prompt(void *ud, uint64_t id, const uint32_t **tokens,
 		     uint32_t *n)
 {
 	sim_t *sm = ud;
-	size_t idx = sm->slot_job[id & 0xffffffffu];
+	size_t idx = job_index(sm, id);
 	const hs_sim_job_t *j = &sm->jobs[idx];
 	job_tokens_t *t = &sm->tokens[idx];
 	uint32_t i;
@@ -332,7 +359,7 @@ static int io_prompt(void *ud, uint64_t id, const uint32_t **tokens,
 static void io_token(void *ud, uint64_t id, uint32_t token)
 {
 	sim_t *sm = ud;
-	job_tokens_t *t = &sm->tokens[sm->slot_job[id & 0xffffffffu]];
+	job_tokens_t *t = &sm->tokens[job_index(sm, id)];
 
 	if (t->tok && t->n < t->cap)
 		t->tok[t->n++] = token;
@@ -455,10 +482,9 @@ static void submit(sim_t *sm, size_t i)
 	uint64_t id;
 	int rc;
 
-	/* The slot is noted before the core can finish the job (a job can
-	 * complete only in a later event, but a refused one never gets an
-	 * id). */
+	sm->submitting = (int64_t)i;
 	CORE(sm, rc, hs_sched_submit(sm->core, sm->now, &spec, &id, NULL));
+	sm->submitting = -1;
 	if (rc) {
 		sm->res->submit_failures++;
 		sm->done[i] = 2;
@@ -488,6 +514,7 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 	sm.n_devs = n_devices;
 	sm.res = res;
 	sm.timer_at = -1;
+	sm.submitting = -1;
 	for (i = 1; i < n_jobs; i++)
 		if (jobs[i].arrival_ns < jobs[i - 1].arrival_ns)
 			return hs__error_set(err, HS_EINVAL, "workload", 0,

@@ -17,6 +17,8 @@
  * compressed to load it: the comparison is then about something. */
 #define DEFAULT_BUDGET_W 1800
 #define DEFAULT_RATE_SCALE 4
+#define LOCAL_MODEL "tiny-15m"
+#define LOCAL_MAX_JOBS 120
 
 static void usage(FILE *f)
 {
@@ -47,6 +49,13 @@ static void usage(FILE *f)
 "Fleet:\n"
 "  --fleet FILE.json       an inventory of sim devices (default: %s)\n"
 "  --topology FILE.xml     the GPUs of an hwloc XML topology, as sim devices\n"
+"  --local                 this machine's devices (CPU cores and OpenCL\n"
+"                          devices), running every step for real: the model\n"
+"                          must be runnable (default tiny-15m), jobs are\n"
+"                          scaled to fit it (context /16, generated /8) and\n"
+"                          the first %d are replayed unless --max-jobs says\n"
+"                          otherwise; steps run one at a time and their\n"
+"                          measured times make the virtual timeline\n"
 "  --catalog FILE          device profiles (default: data/devices.json)\n"
 "Scheduling:\n"
 "  --policy P,...|all      policies to compare (default: all)\n"
@@ -64,7 +73,7 @@ static void usage(FILE *f)
 "  --help                  this text\n",
 		DEFAULT_RATE_SCALE, DEFAULT_MODEL, DEFAULT_FLEET,
 		DEFAULT_BUDGET_W, DEFAULT_TRACE, DEFAULT_RATE_SCALE,
-		DEFAULT_FLEET, DEFAULT_BUDGET_W);
+		DEFAULT_FLEET, LOCAL_MAX_JOBS, DEFAULT_BUDGET_W);
 }
 
 typedef struct args_s {
@@ -74,7 +83,7 @@ typedef struct args_s {
 	double noise, skew, slo_ttft, slo_tpot;
 	long max_batch;
 	unsigned long long seed, max_jobs;
-	bool json, skip_bad, budget_set, rate_scale_set;
+	bool json, skip_bad, budget_set, rate_scale_set, local;
 } args_t;
 
 /* A number from a flag, or a usage error naming the flag. */
@@ -116,6 +125,7 @@ static int parse_args(int argc, char **argv, args_t *a)
 		{ "fleet", required_argument, NULL, 'f' },
 		{ "topology", required_argument, NULL, 'T' },
 		{ "catalog", required_argument, NULL, 'C' },
+		{ "local", no_argument, NULL, 'l' },
 		{ "policy", required_argument, NULL, 'p' },
 		{ "power-budget", required_argument, NULL, 'b' },
 		{ "max-batch", required_argument, NULL, 'B' },
@@ -157,6 +167,7 @@ static int parse_args(int argc, char **argv, args_t *a)
 		case 'o': a->out = optarg; break;
 		case 'j': a->json = true; break;
 		case 'k': a->skip_bad = true; break;
+		case 'l': a->local = true; break;
 		case 'r': rc = number("--rate", optarg, 1e-6, 1e9, &a->rate); break;
 		case 'd': rc = number("--duration", optarg, 1e-3, 1e9, &a->duration); break;
 		case 'v': rc = number("--cv", optarg, 0.01, 100, &a->cv); break;
@@ -212,6 +223,8 @@ static int parse_args(int argc, char **argv, args_t *a)
 	EXCLUSIVE(a->trace, a->synthetic, "--trace", "--synthetic");
 	EXCLUSIVE(a->model, a->mix, "--model", "--model-mix");
 	EXCLUSIVE(a->fleet, a->topology, "--fleet", "--topology");
+	EXCLUSIVE(a->local, a->fleet || a->topology, "--local",
+		  "--fleet/--topology");
 #undef EXCLUSIVE
 	if (a->synthetic && (a->rate <= 0 || a->duration <= 0)) {
 		fprintf(stderr, "hetsched bench: --synthetic needs --rate and "
@@ -275,7 +288,13 @@ static int load_fleet(const args_t *a, const hs_profile_catalog_t *profiles,
 	size_t i, k = 0;
 	int rc;
 
-	if (a->topology) {
+	if (a->local) {
+		/* Two genuinely different OpenCL devices when the user did
+		 * not choose: PoCL's multi-core and single-core ones. */
+		setenv("POCL_DEVICES", "pthread basic", 0);
+		opts.no_opencl = false;
+		hs__strlcpy(label, "local", size);
+	} else if (a->topology) {
 		opts.topology_xml = a->topology;
 		hs__strlcpy(label, a->topology, size);
 	} else {
@@ -303,8 +322,10 @@ static int load_fleet(const args_t *a, const hs_profile_catalog_t *profiles,
 			continue;
 		}
 		(*devs)[k] = *d;
-		(*devs)[k].backend = HS_BACKEND_SIM;
-		(*devs)[k].sensor = HS_SENSOR_NONE;
+		if (!a->local) {
+			(*devs)[k].backend = HS_BACKEND_SIM;
+			(*devs)[k].sensor = HS_SENSOR_NONE;
+		}
 		(*devs)[k].id = (int)k;
 		k++;
 	}
@@ -316,13 +337,28 @@ static int load_fleet(const args_t *a, const hs_profile_catalog_t *profiles,
 	return 0;
 }
 
+/* Jobs shrunk for the small models that run here: contexts / 16 and
+ * generated tokens / 8, so a real trace's shape fits a 1024-token model. */
+static void scale_to_fit(hs_workload_t *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->n_jobs; i++) {
+		hs_sim_job_t *j = &w->jobs[i];
+
+		j->ctx_tokens = j->ctx_tokens / 16 ? j->ctx_tokens / 16 : 1;
+		j->gen_tokens = j->gen_tokens / 8 ? j->gen_tokens / 8 : 1;
+	}
+}
+
 static int load_workload(const args_t *a, const hs_model_catalog_t *models,
 			 hs_workload_t *w, hs_bench_inputs_t *in,
 			 hs_error_t *err)
 {
 	hs_model_mix_t mix;
 	const char *mix_spec = a->mix ? a->mix :
-				       a->model ? a->model : DEFAULT_MODEL;
+			       a->model ? a->model :
+			       a->local ? LOCAL_MODEL : DEFAULT_MODEL;
 	int rc;
 
 	rc = hs_model_mix_parse(&mix, mix_spec, models, err);
@@ -385,6 +421,8 @@ static int load_workload(const args_t *a, const hs_model_catalog_t *models,
 					     "(azure, mooncake, burstgpt, "
 					     "jsonl)",
 					     a->format);
+		if (a->local && !to.max_jobs)
+			to.max_jobs = LOCAL_MAX_JOBS;
 		rc = hs_trace_load(w, path, &to, err);
 		hs__strlcpy(in->trace, path, sizeof(in->trace));
 		if (!rc) {
@@ -397,6 +435,8 @@ static int load_workload(const args_t *a, const hs_model_catalog_t *models,
 					path, w->skipped, w->skipped_failed);
 		}
 	}
+	if (!rc && a->local)
+		scale_to_fit(w);
 	return rc;
 }
 
@@ -408,6 +448,7 @@ int hs__cmd_bench(int argc, char **argv)
 	hs_model_catalog_t *models = NULL;
 	hs_profile_catalog_t *profiles = NULL;
 	hs_device_t *devs = NULL;
+	const struct hs_executor_ops **execs = NULL;
 	hs_workload_t w = { 0 };
 	hs_bench_config_t cfg = { 0 };
 	hs_bench_report_t rep = { 0 };
@@ -421,7 +462,8 @@ int hs__cmd_bench(int argc, char **argv)
 	if (parse_policies(a.policy, policies, HS_ARRAY_SIZE(policies), pbuf,
 			   sizeof(pbuf)))
 		return HS_EXIT_USAGE;
-	defaults = !a.trace && !a.synthetic && !a.fleet && !a.topology;
+	defaults = !a.trace && !a.synthetic && !a.fleet && !a.topology &&
+		   !a.local;
 	cfg.inputs.rate_scale = a.rate_scale_set ? a.rate_scale :
 				defaults ? DEFAULT_RATE_SCALE : 1;
 	cfg.inputs.power_budget_w = a.budget_set ? a.budget :
@@ -440,6 +482,20 @@ int hs__cmd_bench(int argc, char **argv)
 	if (load_workload(&a, models, &w, &cfg.inputs, &err))
 		goto out_err;
 
+	if (a.local) {
+		size_t i;
+
+		execs = hs__calloc(cfg.n_devices, sizeof(*execs));
+		if (!execs) {
+			hs__error_set(&err, HS_ENOMEM, NULL, 0, NULL,
+				      "out of memory");
+			goto out_err;
+		}
+		for (i = 0; i < cfg.n_devices; i++)
+			execs[i] = hs__executor_for(&devs[i]);
+		cfg.executors = execs;
+		cfg.noise = 0;
+	}
 	cfg.models = models;
 	cfg.devices = devs;
 	cfg.workload = &w;
@@ -447,8 +503,8 @@ int hs__cmd_bench(int argc, char **argv)
 	hs_sched_config_init(&cfg.sched);
 	cfg.sched.max_batch_jobs = (uint32_t)a.max_batch;
 	cfg.sched.power_budget_w = cfg.inputs.power_budget_w;
-	cfg.noise = a.noise;
-	cfg.skew = a.skew;
+	cfg.noise = a.local ? 0 : a.noise;
+	cfg.skew = a.local ? 0 : a.skew;
 	cfg.seed = a.seed;
 	cfg.time_limit_s = a.time_limit;
 	cfg.slo_ttft_ms = a.slo_ttft;
@@ -478,6 +534,19 @@ int hs__cmd_bench(int argc, char **argv)
 		json_decref(j);
 	} else {
 		hs_bench_report_table(&rep, stdout);
+		if (a.local) {
+			size_t i;
+
+			printf("\nperformance model: mean relative error of "
+			       "its step-time predictions against measured "
+			       "steps\n  %-5s %12s %16s\n",
+			       "", "whole run", "after warm-up");
+			for (i = 0; i < rep.n_runs; i++)
+				printf("  %-5s %11.1f%% %15.1f%%\n",
+				       rep.runs[i].policy,
+				       rep.runs[i].perf_mean_rel_error * 100,
+				       rep.runs[i].perf_calibrated_error * 100);
+		}
 		if (a.out)
 			printf("\nreport: %s/report.html, report.md, "
 			       "report.json\n",
@@ -490,6 +559,7 @@ out_err:
 out:
 	hs_bench_report_release(&rep);
 	hs_workload_release(&w);
+	hs__free(execs);
 	hs__free(devs);
 	hs_profile_catalog_free(profiles);
 	hs_model_catalog_free(models);

@@ -512,6 +512,8 @@ typedef struct hs_sched_stats_s {
 	uint64_t paused;               /* batches paused by the governor */
 	uint64_t perf_outliers;
 	double perf_mean_rel_error;    /* over every (device, model) fit */
+	double perf_calibrated_error;  /* the same, once each fit had its
+					* warm-up samples */
 } hs_sched_stats_t;
 
 void hs_sched_stats(const hs_sched_t *s, hs_sched_stats_t *out);

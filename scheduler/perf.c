@@ -223,6 +223,12 @@ bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
 	pred = hs__perf_predict_ns(p, B, C, P);
 	p->rel_err_sum += fabs(pred - measured_ns) / measured_ns;
 	p->rel_err_n++;
+	/* The error once calibrated: after the warm-up, samples judged by
+	 * a fit rather than by the roofline. */
+	if (p->samples >= HS_PERF_WARMUP) {
+		p->cal_err_sum += fabs(pred - measured_ns) / measured_ns;
+		p->cal_err_n++;
+	}
 	if (p->samples >= HS_PERF_WARMUP &&
 	    (measured_ns > HS_PERF_OUTLIER_K * pred ||
 	     measured_ns < pred / HS_PERF_OUTLIER_K)) {

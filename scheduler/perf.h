@@ -60,6 +60,8 @@ typedef struct hs__perf_s {
 	uint32_t resets;   /* fits dropped after a run of outliers */
 	double rel_err_sum; /* sum |pred - meas| / meas, pred before update */
 	uint64_t rel_err_n;
+	double cal_err_sum; /* the same, once warmed up (not saved) */
+	uint64_t cal_err_n;
 	bool dirty; /* theta needs re-solving */
 	uint32_t pending; /* samples since theta was solved */
 } hs__perf_t;

@@ -1617,6 +1617,11 @@ void hs_sched_stats(const hs_sched_t *s, hs_sched_stats_t *out)
 		}
 	}
 	out->perf_mean_rel_error = n ? sum / (double)n : 0;
+	for (i = 0, sum = 0, n = 0; i < s->n_devs * s->n_models; i++) {
+		sum += s->perf[i].cal_err_sum;
+		n += s->perf[i].cal_err_n;
+	}
+	out->perf_calibrated_error = n ? sum / (double)n : 0;
 }
 
 void hs_sched_device_stats(const hs_sched_t *s, int device,
