@@ -40,6 +40,11 @@ void hs__cli_error(const char *cmd, const hs_error_t *err);
 int hs__cli_getopt(const char *cmd, int argc, char **argv,
 		   const char *shortopts, const struct option *longopts);
 
+/* A number from a flag's value within [lo, hi], or a usage error on stderr
+ * naming the command and the flag (HS_EINVAL). */
+int hs__cli_number(const char *cmd, const char *flag, const char *s,
+		   double lo, double hi, double *out);
+
 /* Print a JSON value followed by a newline; 0 or HS_EIO/HS_ENOMEM. */
 int hs__cli_print_json(json_t *v);
 

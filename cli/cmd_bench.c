@@ -86,24 +86,10 @@ typedef struct args_s {
 	bool json, skip_bad, budget_set, rate_scale_set, local;
 } args_t;
 
-/* A number from a flag, or a usage error naming the flag. */
 static int number(const char *flag, const char *s, double lo, double hi,
 		  double *out)
 {
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
-		fprintf(stderr,
-			"hetsched bench: %s: '%s' is not a number in "
-			"[%g, %g]\n",
-			flag, s, lo, hi);
-		return HS_EINVAL;
-	}
-	*out = v;
-	return 0;
+	return hs__cli_number("bench", flag, s, lo, hi, out);
 }
 
 static int parse_args(int argc, char **argv, args_t *a)

@@ -1,5 +1,7 @@
 /* hetsched: the command-line program. */
+#include <errno.h>
 #include <libgen.h>
+#include <math.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -115,6 +117,24 @@ int hs__cli_getopt(const char *cmd, int argc, char **argv,
 		fprintf(stderr, "hetsched %s: unknown option '%s'\n", cmd, arg);
 	fprintf(stderr, "Try 'hetsched %s --help'.\n", cmd);
 	return '?';
+}
+
+int hs__cli_number(const char *cmd, const char *flag, const char *s,
+		   double lo, double hi, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
+		fprintf(stderr,
+			"hetsched %s: %s: '%s' is not a number in [%g, %g]\n",
+			cmd, flag, s, lo, hi);
+		return HS_EINVAL;
+	}
+	*out = v;
+	return 0;
 }
 
 int hs__cli_print_json(json_t *v)

@@ -127,28 +127,15 @@ static int parse_profile(hs__jv_t *jv, const json_t *o, hs_profile_t *p)
 static int parse_catalog(hs_profile_catalog_t *cat, const json_t *root,
 			 const char *source, hs_error_t *err)
 {
-	static const char *const keys[] = { "version", "profiles", NULL };
 	hs__jv_t jv = { .source = source, .err = err, .path = "$" };
 	hs__jv_t list, e;
 	json_t *arr, *o;
-	int version = 1;
 	size_t i, j;
 	int rc;
 
-	if ((rc = hs__jv_expect_object(&jv, root)) ||
-	    (rc = hs__jv_check_keys(&jv, root, keys)) ||
-	    (rc = hs__jv_int(&jv, root, "version", false, &version, 1, 1)))
+	if ((rc = hs__jv_catalog(&jv, root, "profiles", "profiles", &arr)))
 		return rc;
-	arr = json_object_get(root, "profiles");
 	hs__jv_child_key(&list, &jv, "profiles");
-	if (!arr)
-		return hs__error_set(err, HS_EMISSING, source, 0, "$",
-				     "missing required key \"profiles\"");
-	if ((rc = hs__jv_expect_array(&list, arr)))
-		return rc;
-	if (json_array_size(arr) == 0)
-		return hs__error_set(err, HS_EINVAL, source, 0, list.path,
-				     "the catalog has no profiles");
 	cat->profiles = hs__calloc(json_array_size(arr), sizeof(hs_profile_t));
 	if (!cat->profiles)
 		return hs__error_set(err, HS_ENOMEM, source, 0, NULL,

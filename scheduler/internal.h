@@ -119,6 +119,14 @@ int hs__jv_double(hs__jv_t *jv, const json_t *obj, const char *key,
 int hs__jv_bool(hs__jv_t *jv, const json_t *obj, const char *key,
 		bool required, bool *out);
 
+/*
+ * The top of a catalog file: an object with "version" (1, optional) and
+ * list_key, a non-empty array returned in *list (borrowed). Errors name
+ * the source and say "the catalog has no <what>" for an empty list.
+ */
+int hs__jv_catalog(hs__jv_t *jv, const json_t *root, const char *list_key,
+		   const char *what, json_t **list);
+
 /* Power levels: an array of {cap_w, speed}, caps strictly descending,
  * speeds in (0, 1], caps in (0, max_w]. */
 int hs__jv_power_levels(hs__jv_t *jv, const json_t *obj, const char *key,

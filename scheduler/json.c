@@ -347,3 +347,26 @@ int hs__jv_power_levels(hs__jv_t *jv, const json_t *obj, const char *key,
 	*n_levels = (unsigned)json_array_size(arr);
 	return 0;
 }
+
+int hs__jv_catalog(hs__jv_t *jv, const json_t *root, const char *list_key,
+		   const char *what, json_t **list)
+{
+	const char *const keys[] = { "version", list_key, NULL };
+	int version = 1, rc;
+	hs__jv_t c;
+
+	if ((rc = hs__jv_expect_object(jv, root)) ||
+	    (rc = hs__jv_check_keys(jv, root, keys)) ||
+	    (rc = hs__jv_int(jv, root, "version", false, &version, 1, 1)))
+		return rc;
+	*list = json_object_get(root, list_key);
+	if (!*list)
+		return jv_fail(jv, HS_EMISSING, "missing required key \"%s\"",
+			       list_key);
+	hs__jv_child_key(&c, jv, list_key);
+	if ((rc = hs__jv_expect_array(&c, *list)))
+		return rc;
+	if (json_array_size(*list) == 0)
+		return jv_fail(&c, HS_EINVAL, "the catalog has no %s", what);
+	return 0;
+}

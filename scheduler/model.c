@@ -133,28 +133,15 @@ static int parse_model(hs__jv_t *jv, const json_t *o, hs_model_t *m)
 static int parse_catalog(hs_model_catalog_t *cat, const json_t *root,
 			 const char *source, hs_error_t *err)
 {
-	static const char *const keys[] = { "version", "models", NULL };
 	hs__jv_t jv = { .source = source, .err = err, .path = "$" };
 	hs__jv_t list, e;
 	json_t *arr, *o;
-	int version = 1;
 	size_t i, j;
 	int rc;
 
-	if ((rc = hs__jv_expect_object(&jv, root)) ||
-	    (rc = hs__jv_check_keys(&jv, root, keys)) ||
-	    (rc = hs__jv_int(&jv, root, "version", false, &version, 1, 1)))
+	if ((rc = hs__jv_catalog(&jv, root, "models", "models", &arr)))
 		return rc;
-	arr = json_object_get(root, "models");
 	hs__jv_child_key(&list, &jv, "models");
-	if (!arr)
-		return hs__error_set(err, HS_EMISSING, source, 0, "$",
-				     "missing required key \"models\"");
-	if ((rc = hs__jv_expect_array(&list, arr)))
-		return rc;
-	if (json_array_size(arr) == 0)
-		return hs__error_set(err, HS_EINVAL, source, 0, list.path,
-				     "the catalog has no models");
 	cat->models = hs__calloc(json_array_size(arr), sizeof(hs_model_t));
 	if (!cat->models)
 		return hs__error_set(err, HS_ENOMEM, source, 0, NULL,
