@@ -124,6 +124,7 @@ struct hs_sched_s {
 	int64_t next_epoch_ns;
 	uint32_t kick_from;
 	uint64_t *idle;          /* bitmap: not busy, not failed */
+	uint32_t *model_devices; /* per model: devices whose batch runs it */
 
 	hs_sched_stats_t st;
 	uint64_t modeled_steps;  /* steps whose energy no sensor measured */

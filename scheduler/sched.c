@@ -495,6 +495,7 @@ static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 	r->cost_ns = 0;
 	s->st.running--;
 	if (dv->n_members == 0) {
+		s->model_devices[dv->model]--;
 		dv->model = -1;
 		dv->draining = false;
 	}
@@ -656,8 +657,9 @@ static int default_select(hs_sched_t *s, int d, int64_t now, uint32_t *mo,
 }
 
 /*
- * Whether a job of another model that this device could run has waited
- * longer than aging_ns, in its own queues or the shared ones. A batch keeps
+ * Whether a job of another model that this device could run, and that no
+ * device is running now, has waited longer than aging_ns, in its own
+ * queues or the shared ones. A batch keeps
  * taking jobs of its model at every step boundary; without this check a
  * busy model would keep its device forever and the others starve.
  */
@@ -687,7 +689,10 @@ static bool other_model_starving(const hs_sched_t *s, uint32_t d, uint32_t m,
 				const hs_job_t *j;
 
 				word &= word - 1;
-				if (local / s->n_buckets == m)
+				/* A model some device is running will be
+				 * served there. */
+				if (local / s->n_buckets == m ||
+				    s->model_devices[local / s->n_buckets])
 					continue;
 				h = q_head(s, (uint32_t)(owner + 1) * per +
 						      local);
@@ -842,6 +847,7 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 	if (dv->model < 0) {
 		dv->model = (int32_t)m;
 		dv->bucket = b;
+		s->model_devices[m]++;
 	}
 	load = load_ns(s, dv, m);
 	make_resident(s, dv, m, dv->kv_used);
@@ -1004,9 +1010,11 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 				     sizeof(uint64_t));
 	s->class_ctx = hs__calloc(n_models * s->n_buckets, sizeof(uint64_t));
 	s->idle = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
+	s->model_devices = hs__calloc(n_models, sizeof(uint32_t));
 	if (!s->models || !s->devs || !s->perf || !s->queues ||
 	    !s->nonempty || !s->owner_queued || !s->class_jobs ||
-	    !s->class_tokens || !s->class_ctx || !s->idle)
+	    !s->class_tokens || !s->class_ctx || !s->idle ||
+	    !s->model_devices)
 		goto out_nomem;
 	for (m = 0; m < n_models; m++)
 		s->models[m] = *hs_model_catalog_get(models, m);
@@ -1077,6 +1085,7 @@ void hs_sched_free(hs_sched_t *s)
 	hs__free(s->class_tokens);
 	hs__free(s->class_ctx);
 	hs__free(s->idle);
+	hs__free(s->model_devices);
 	hs__free(s->jobs);
 	hs__free(s->perf);
 	hs__free(s->devs);
