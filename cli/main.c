@@ -68,9 +68,15 @@ const char *hs__cli_data_dir(void)
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n > 0) {
 		exe[n] = '\0';
+		char real[PATH_MAX];
+
 		snprintf(dir, sizeof(dir), "%s/../data", dirname(exe));
-		if (dir_exists(dir))
+		if (dir_exists(dir)) {
+			/* Paths in reports read better without "build/..". */
+			if (realpath(dir, real))
+				hs__strlcpy(dir, real, sizeof(dir));
 			return dir;
+		}
 	}
 	hs__strlcpy(dir, "data", sizeof(dir));
 	return dir;
