@@ -1509,7 +1509,12 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 		batch_remove(s, dv, slot);
 		r->base_generated = r->pub.generated;
 		if ((rc = requeue(s, slot, now))) {
+			/* Kept in the failed device's batch for a retry. */
 			batch_add(s, dv, slot, now);
+			if (dv->model < 0) {
+				dv->model = (int32_t)r->pub.model;
+				s->model_devices[r->pub.model]++;
+			}
 			goto out;
 		}
 	}

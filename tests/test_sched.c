@@ -10,6 +10,7 @@
 
 #include "policy.h"
 #include "schedutil.h"
+#include "testutil.h"
 
 #define MS 1000000ll
 #define S 1000000000ll
@@ -744,6 +745,66 @@ static void test_perf_save_load(void **state)
 	fx_free(fx);
 }
 
+/* Every allocation of the core may fail: creation and submissions report
+ * HS_ENOMEM, accepted jobs still run, and nothing leaks. */
+static void test_alloc_failures(void **state)
+{
+	hs_device_t d[2] = {
+		hs_test_device("a", 80, 1000, 100, 50, 300, 2, lv2),
+		hs_test_device("b", 80, 1000, 100, 50, 300, 2, lv2),
+	};
+	hs_model_catalog_t *models = hs_test_models();
+	const char *const *pol = hs_policy_names();
+	long n, nomem = 0;
+	size_t p;
+
+	for (p = 0; pol[p]; p++) {
+		for (n = 0;; n++) {
+			hs_sched_config_t cfg;
+			hs_sched_stats_t st;
+			hs_sched_t *s = NULL;
+			hs_error_t err;
+			uint64_t id;
+			int i, rc, accepted = 0;
+
+			hs_sched_config_init(&cfg);
+			cfg.policy = pol[p];
+			hs_test_alloc_install(n);
+			rc = hs_sched_new(&s, &cfg, models, d, 2, NULL, &err);
+			if (rc) {
+				assert_int_equal(rc, HS_ENOMEM);
+				assert_null(s);
+				nomem++;
+				assert_int_equal(hs_test_alloc_live(), 0);
+				hs_test_alloc_uninstall();
+				continue;
+			}
+			for (i = 0; i < 40; i++) {
+				hs_job_spec_t spec = { .model = (uint32_t)(i % 2),
+						       .ctx_tokens = 100 + i,
+						       .gen_tokens = 3,
+						       .deadline_ns = -1 };
+
+				rc = hs_sched_submit(s, i, &spec, &id, &err);
+				if (rc)
+					assert_int_equal(rc, HS_ENOMEM);
+				else
+					accepted++;
+			}
+			hs_sched_stats(s, &st);
+			assert_int_equal(st.queued + st.running,
+					 (uint64_t)accepted);
+			hs_sched_free(s);
+			assert_int_equal(hs_test_alloc_live(), 0);
+			hs_test_alloc_uninstall();
+			if (accepted == 40 && n > 0)
+				break;
+		}
+	}
+	assert_true(nomem > 10);
+	hs_model_catalog_free(models);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -765,6 +826,7 @@ int main(void)
 		cmocka_unit_test(test_residency),
 		cmocka_unit_test(test_perf_save_load),
 		cmocka_unit_test(test_model_starvation),
+		cmocka_unit_test(test_alloc_failures),
 	};
 
 	return cmocka_run_group_tests_name("sched", tests, NULL, NULL);
