@@ -16,17 +16,7 @@
 #define PRICE_MAX 0.40
 #define PRICE_STEPS 40
 
-static void put(json_t *obj, const char *key, json_t *v, bool *bad)
-{
-	if (json_object_set_new(obj, key, v))
-		*bad = true;
-}
 
-static void push(json_t *arr, json_t *v, bool *bad)
-{
-	if (json_array_append_new(arr, v))
-		*bad = true;
-}
 
 static json_t *real(double v)
 {
@@ -44,13 +34,18 @@ static double site_kw(const hs_plan_result_t *r, const hs_plan_solution_t *s)
 }
 
 /* $ per million output tokens of a fleet at one electricity price. */
+/* Dollars per million output tokens at a cost per hour; NaN for none. */
+static double per_million_at(double usd_per_h, double tokens_per_s)
+{
+	return tokens_per_s > 0 ? usd_per_h / (tokens_per_s * 3600) * 1e6 :
+				  NAN;
+}
+
 static double per_million(const hs_plan_result_t *r,
 			  const hs_plan_solution_t *s, double usd_per_kwh)
 {
-	if (r->output_tokens_per_s <= 0)
-		return NAN;
-	return hs_plan_cost_at(&r->milp, s, usd_per_kwh) /
-	       (r->output_tokens_per_s * 3600) * 1e6;
+	return per_million_at(hs_plan_cost_at(&r->milp, s, usd_per_kwh),
+			      r->output_tokens_per_s);
 }
 
 /* One device of type t at site s serving the demand's mix: output tokens
@@ -92,60 +87,63 @@ json_t *hs_plan_report_json(const hs_plan_scenario_t *sc,
 
 	if (bad)
 		return NULL;
-	put(root, "scenario", json_string(sc->source), &bad);
+	hs__json_put(root, "scenario", json_string(sc->source), &bad);
 	a = json_array();
 	for (c = 0; c < sc->n_classes; c++) {
 		const hs_plan_class_t *k = &sc->classes[c];
 
 		o = json_object();
-		put(o, "name", json_string(k->name), &bad);
-		put(o, "jobs_per_s", real(k->jobs_per_s), &bad);
-		put(o, "mean_ctx", real(k->mean_ctx), &bad);
-		put(o, "mean_gen", real(k->mean_gen), &bad);
-		push(a, o, &bad);
+		hs__json_put(o, "name", json_string(k->name), &bad);
+		hs__json_put(o, "jobs_per_s", real(k->jobs_per_s), &bad);
+		hs__json_put(o, "mean_ctx", real(k->mean_ctx), &bad);
+		hs__json_put(o, "mean_gen", real(k->mean_gen), &bad);
+		hs__json_push(a, o, &bad);
 	}
 	o = json_object();
-	put(o, "classes", a, &bad);
-	put(o, "output_tokens_per_s", real(r->output_tokens_per_s), &bad);
-	put(o, "mean_output_tokens_per_s", real(sc->mean_output_tokens_per_s),
-	    &bad);
+	hs__json_put(o, "classes", a, &bad);
+	hs__json_put(o, "output_tokens_per_s",
+		     real(r->output_tokens_per_s), &bad);
+	hs__json_put(o, "mean_output_tokens_per_s",
+		     real(sc->mean_output_tokens_per_s), &bad);
 	/* What a token costs when the fleet idles off-peak. */
-	put(root, "cost_per_million_output_tokens_at_mean",
-	    real(sc->mean_output_tokens_per_s > 0 ?
-			 r->sol.cost_usd_per_h /
-				 (sc->mean_output_tokens_per_s * 3600) * 1e6 :
-			 NAN),
-	    &bad);
-	put(root, "demand", o, &bad);
+	hs__json_put(root, "cost_per_million_output_tokens_at_mean",
+		     real(per_million_at(r->sol.cost_usd_per_h,
+					 sc->mean_output_tokens_per_s)),
+		     &bad);
+	hs__json_put(root, "demand", o, &bad);
 	o = json_object();
-	put(o, "ttft_ms", real(sc->slo_ttft_ms), &bad);
-	put(o, "tpot_ms", real(sc->slo_tpot_ms), &bad);
-	put(o, "attainment", real(sc->slo_attainment), &bad);
-	put(root, "slo", o, &bad);
+	hs__json_put(o, "ttft_ms", real(sc->slo_ttft_ms), &bad);
+	hs__json_put(o, "tpot_ms", real(sc->slo_tpot_ms), &bad);
+	hs__json_put(o, "attainment", real(sc->slo_attainment), &bad);
+	hs__json_put(root, "slo", o, &bad);
 	a = json_array();
 	for (s = 0; s < m->n_sites; s++) {
 		o = json_object();
 		d = json_array();
-		put(o, "name", json_string(m->site_name[s]), &bad);
+		hs__json_put(o, "name", json_string(m->site_name[s]), &bad);
 		for (t = 0; t < m->n_types; t++) {
 			if (!r->sol.count[s][t])
 				continue;
 			v = json_object();
-			put(v, "type", json_string(sc->types[t].profile.name),
-			    &bad);
-			put(v, "count", json_integer(r->sol.count[s][t]), &bad);
-			push(d, v, &bad);
+			hs__json_put(v, "type",
+				     json_string(sc->types[t].profile.name),
+				     &bad);
+			hs__json_put(v, "count",
+				     json_integer(r->sol.count[s][t]), &bad);
+			hs__json_push(d, v, &bad);
 		}
-		put(o, "devices", d, &bad);
-		put(o, "power_kw", real(r->sol.site_w[s] / 1000), &bad);
-		put(o, "budget_kw", real(m->budget_w[s] / 1000), &bad);
-		put(o, "electricity_usd_per_kwh", real(m->usd_per_kwh[s]),
-		    &bad);
-		put(o, "pue", real(m->pue[s]), &bad);
-		put(o, "rtt_ms", real(sc->sites[s].rtt_ms), &bad);
-		push(a, o, &bad);
+		hs__json_put(o, "devices", d, &bad);
+		hs__json_put(o, "power_kw",
+			     real(r->sol.site_w[s] / 1000), &bad);
+		hs__json_put(o, "budget_kw", real(m->budget_w[s] / 1000), &bad);
+		hs__json_put(o, "electricity_usd_per_kwh",
+			     real(m->usd_per_kwh[s]),
+			     &bad);
+		hs__json_put(o, "pue", real(m->pue[s]), &bad);
+		hs__json_put(o, "rtt_ms", real(sc->sites[s].rtt_ms), &bad);
+		hs__json_push(a, o, &bad);
 	}
-	put(root, "sites", a, &bad);
+	hs__json_put(root, "sites", a, &bad);
 	a = json_array();
 	for (s = 0; s < m->n_sites; s++)
 		for (t = 0; t < m->n_types; t++)
@@ -153,74 +151,92 @@ json_t *hs_plan_report_json(const hs_plan_scenario_t *sc,
 				if (!m->allowed[s][t])
 					continue;
 				o = json_object();
-				put(o, "site", json_string(m->site_name[s]),
-				    &bad);
-				put(o, "type",
-				    json_string(sc->types[t].profile.name),
-				    &bad);
-				put(o, "class", json_string(m->class_name[c]),
-				    &bad);
-				put(o, "jobs_per_s", real(m->cap[s][t][c]),
-				    &bad);
-				put(o, "busy_w", real(m->busy_w[s][t][c]),
-				    &bad);
-				push(a, o, &bad);
+				hs__json_put(o, "site",
+					     json_string(m->site_name[s]),
+					     &bad);
+				hs__json_put(o, "type",
+					     json_string(
+						     sc->types[t].profile.name),
+					     &bad);
+				hs__json_put(o, "class",
+					     json_string(m->class_name[c]),
+					     &bad);
+				hs__json_put(o, "jobs_per_s",
+					     real(m->cap[s][t][c]),
+					     &bad);
+				hs__json_put(o, "busy_w",
+					     real(m->busy_w[s][t][c]),
+					     &bad);
+				hs__json_push(a, o, &bad);
 			}
-	put(root, "capacities", a, &bad);
-	put(root, "cost_usd_per_hour", real(r->sol.cost_usd_per_h), &bad);
-	put(root, "capital_usd_per_hour", real(r->sol.capital_usd_per_h),
-	    &bad);
-	put(root, "energy_usd_per_hour", real(r->sol.energy_usd_per_h), &bad);
-	put(root, "cost_per_million_output_tokens",
-	    real(r->cost_per_million_output_tokens), &bad);
-	put(root, "capital_share", real(r->capital_share), &bad);
-	put(root, "energy_share", real(r->energy_share), &bad);
-	put(root, "joules_per_output_token", real(r->joules_per_output_token),
-	    &bad);
-	put(root, "power_modeled", json_true(), &bad);
-	put(root, "capacity_probes", json_integer((json_int_t)r->probes), &bad);
+	hs__json_put(root, "capacities", a, &bad);
+	hs__json_put(root, "cost_usd_per_hour",
+		     real(r->sol.cost_usd_per_h), &bad);
+	hs__json_put(root, "capital_usd_per_hour",
+		     real(r->sol.capital_usd_per_h),
+		     &bad);
+	hs__json_put(root, "energy_usd_per_hour",
+		     real(r->sol.energy_usd_per_h), &bad);
+	hs__json_put(root, "cost_per_million_output_tokens",
+		     real(r->cost_per_million_output_tokens), &bad);
+	hs__json_put(root, "capital_share", real(r->capital_share), &bad);
+	hs__json_put(root, "energy_share", real(r->energy_share), &bad);
+	hs__json_put(root, "joules_per_output_token",
+		     real(r->joules_per_output_token),
+		     &bad);
+	hs__json_put(root, "power_modeled", json_true(), &bad);
+	hs__json_put(root, "capacity_probes",
+		     json_integer((json_int_t)r->probes), &bad);
 	o = json_object();
 	if (r->validated) {
-		put(o, "policy", json_string(r->validation_policy), &bad);
-		put(o, "jobs", json_integer((json_int_t)r->validation_jobs),
-		    &bad);
-		put(o, "slo_attainment", real(r->slo_attainment), &bad);
-		put(o, "meets_slo", json_boolean(r->meets_slo), &bad);
-		put(o, "peak_device_power_kw",
-		    real(r->validation_peak_w / 1000), &bad);
+		hs__json_put(o, "policy",
+			     json_string(r->validation_policy), &bad);
+		hs__json_put(o, "jobs",
+			     json_integer((json_int_t)r->validation_jobs),
+			     &bad);
+		hs__json_put(o, "slo_attainment",
+			     real(r->slo_attainment), &bad);
+		hs__json_put(o, "meets_slo", json_boolean(r->meets_slo), &bad);
+		hs__json_put(o, "peak_device_power_kw",
+			     real(r->validation_peak_w / 1000), &bad);
 	} else {
-		put(o, "slo_attainment", json_null(), &bad);
-		put(o, "meets_slo", json_null(), &bad);
+		hs__json_put(o, "slo_attainment", json_null(), &bad);
+		hs__json_put(o, "meets_slo", json_null(), &bad);
 	}
-	put(root, "validation", o, &bad);
+	hs__json_put(root, "validation", o, &bad);
 	a = json_array();
 	for (i = 0; i < r->n_candidates; i++) {
 		const hs_plan_candidate_t *k = &r->candidates[i];
 
 		o = json_object();
-		put(o, "fleet", json_string(k->name), &bad);
-		put(o, "feasible", json_boolean(k->feasible), &bad);
-		put(o, "budget_lifted", json_boolean(k->budget_lifted), &bad);
+		hs__json_put(o, "fleet", json_string(k->name), &bad);
+		hs__json_put(o, "feasible", json_boolean(k->feasible), &bad);
+		hs__json_put(o, "budget_lifted",
+			     json_boolean(k->budget_lifted), &bad);
 		if (k->feasible) {
-			put(o, "cost_per_million_output_tokens",
-			    real(k->sol.cost_usd_per_h /
-				 (r->output_tokens_per_s * 3600) * 1e6),
-			    &bad);
-			put(o, "power_kw", real(site_kw(r, &k->sol)), &bad);
+			hs__json_put(o, "cost_per_million_output_tokens",
+				     real(per_million_at(
+					     k->sol.cost_usd_per_h,
+					     r->output_tokens_per_s)),
+				     &bad);
+			hs__json_put(o, "power_kw",
+				     real(site_kw(r, &k->sol)), &bad);
 			pts = json_array();
 			for (c = 0; c <= 8; c++) {
 				double x = PRICE_MAX * (double)c / 8;
 
 				v = json_array();
-				push(v, real(x), &bad);
-				push(v, real(per_million(r, &k->sol, x)), &bad);
-				push(pts, v, &bad);
+				hs__json_push(v, real(x), &bad);
+				hs__json_push(v,
+					      real(per_million(r, &k->sol, x)),
+					      &bad);
+				hs__json_push(pts, v, &bad);
 			}
-			put(o, "cost_vs_electricity", pts, &bad);
+			hs__json_put(o, "cost_vs_electricity", pts, &bad);
 		}
-		push(a, o, &bad);
+		hs__json_push(a, o, &bad);
 	}
-	put(root, "candidates", a, &bad);
+	hs__json_put(root, "candidates", a, &bad);
 	if (bad) {
 		json_decref(root);
 		return NULL;

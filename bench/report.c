@@ -39,17 +39,7 @@ void hs_bench_report_release(hs_bench_report_t *rep)
  * frees a stolen value whatever happens and refuses a NULL one, so the
  * caller can check once, at the end, and drop the whole tree.
  */
-static void put(json_t *obj, const char *key, json_t *v, bool *bad)
-{
-	if (json_object_set_new(obj, key, v))
-		*bad = true;
-}
 
-static void push(json_t *arr, json_t *v, bool *bad)
-{
-	if (json_array_append_new(arr, v))
-		*bad = true;
-}
 
 /* jansson has no NaN or infinity, and json_real would fail on them as if
  * out of memory. */
@@ -95,10 +85,10 @@ static json_t *pct_json(const hs_pct_t *p, bool *bad)
 {
 	json_t *o = json_object();
 
-	put(o, "p50", real(p->p50), bad);
-	put(o, "p90", real(p->p90), bad);
-	put(o, "p99", real(p->p99), bad);
-	put(o, "mean", real(p->mean), bad);
+	hs__json_put(o, "p50", real(p->p50), bad);
+	hs__json_put(o, "p90", real(p->p90), bad);
+	hs__json_put(o, "p99", real(p->p99), bad);
+	hs__json_put(o, "mean", real(p->mean), bad);
 	return o;
 }
 
@@ -107,27 +97,27 @@ static json_t *inputs_json(const hs_bench_inputs_t *in, bool *bad)
 	json_t *o = json_object();
 	char seed[24];
 
-	put(o, "trace", str(in->trace), bad);
-	put(o, "format", str(in->format), bad);
-	put(o, "models", str(in->models), bad);
-	put(o, "fleet", str(in->fleet), bad);
-	put(o, "n_jobs", count(in->n_jobs), bad);
-	put(o, "n_devices", count(in->n_devices), bad);
-	put(o, "rate_scale", real(in->rate_scale), bad);
-	put(o, "power_budget_w", positive(in->power_budget_w), bad);
-	put(o, "time_limit_s", positive(in->time_limit_s), bad);
+	hs__json_put(o, "trace", str(in->trace), bad);
+	hs__json_put(o, "format", str(in->format), bad);
+	hs__json_put(o, "models", str(in->models), bad);
+	hs__json_put(o, "fleet", str(in->fleet), bad);
+	hs__json_put(o, "n_jobs", count(in->n_jobs), bad);
+	hs__json_put(o, "n_devices", count(in->n_devices), bad);
+	hs__json_put(o, "rate_scale", real(in->rate_scale), bad);
+	hs__json_put(o, "power_budget_w", positive(in->power_budget_w), bad);
+	hs__json_put(o, "time_limit_s", positive(in->time_limit_s), bad);
 	/* A seed is an identity, not a quantity: never clamp it. */
 	if (in->seed > LLONG_MAX) {
 		snprintf(seed, sizeof(seed), "%" PRIu64, in->seed);
-		put(o, "seed", json_string(seed), bad);
+		hs__json_put(o, "seed", json_string(seed), bad);
 	} else {
-		put(o, "seed", count(in->seed), bad);
+		hs__json_put(o, "seed", count(in->seed), bad);
 	}
-	put(o, "slo_ttft_ms", positive(in->slo_ttft_ms), bad);
-	put(o, "slo_tpot_ms", positive(in->slo_tpot_ms), bad);
-	put(o, "offered_output_tokens_per_s",
-	    real(in->offered_output_tokens_per_s), bad);
-	put(o, "version", str(in->version), bad);
+	hs__json_put(o, "slo_ttft_ms", positive(in->slo_ttft_ms), bad);
+	hs__json_put(o, "slo_tpot_ms", positive(in->slo_tpot_ms), bad);
+	hs__json_put(o, "offered_output_tokens_per_s",
+		     real(in->offered_output_tokens_per_s), bad);
+	hs__json_put(o, "version", str(in->version), bad);
 	return o;
 }
 
@@ -140,13 +130,13 @@ static json_t *devices_json(const hs_run_fig_t *r, bool *bad)
 		const hs_device_fig_t *d = &r->devices[i];
 		json_t *o = json_object();
 
-		put(o, "name", str(d->name), bad);
-		put(o, "profile", str(d->profile), bad);
-		put(o, "utilisation", real(d->utilisation), bad);
-		put(o, "energy_j", real(d->energy_j), bad);
-		put(o, "output_tokens", count(d->output_tokens), bad);
-		put(o, "failed", json_boolean(d->failed), bad);
-		push(a, o, bad);
+		hs__json_put(o, "name", str(d->name), bad);
+		hs__json_put(o, "profile", str(d->profile), bad);
+		hs__json_put(o, "utilisation", real(d->utilisation), bad);
+		hs__json_put(o, "energy_j", real(d->energy_j), bad);
+		hs__json_put(o, "output_tokens", count(d->output_tokens), bad);
+		hs__json_put(o, "failed", json_boolean(d->failed), bad);
+		hs__json_push(a, o, bad);
 	}
 	return a;
 }
@@ -160,12 +150,12 @@ static json_t *series_json(const hs_run_fig_t *r, bool *bad)
 		const hs_series_pt_t *p = &r->series[i];
 		json_t *o = json_object();
 
-		put(o, "t_s", real(p->t_s), bad);
-		put(o, "power_avg_w", real(p->power_avg_w), bad);
-		put(o, "power_max_w", real(p->power_max_w), bad);
-		put(o, "budget_w", positive(p->budget_w), bad);
-		put(o, "tokens_per_s", real(p->tokens_per_s), bad);
-		push(a, o, bad);
+		hs__json_put(o, "t_s", real(p->t_s), bad);
+		hs__json_put(o, "power_avg_w", real(p->power_avg_w), bad);
+		hs__json_put(o, "power_max_w", real(p->power_max_w), bad);
+		hs__json_put(o, "budget_w", positive(p->budget_w), bad);
+		hs__json_put(o, "tokens_per_s", real(p->tokens_per_s), bad);
+		hs__json_push(a, o, bad);
 	}
 	return a;
 }
@@ -176,7 +166,7 @@ static json_t *cdf_json(const hs_run_fig_t *r, bool *bad)
 	size_t i;
 
 	for (i = 0; i < r->n_cdf; i++)
-		push(a, real(r->cdf_e2e_ms[i]), bad);
+		hs__json_push(a, real(r->cdf_e2e_ms[i]), bad);
 	return a;
 }
 
@@ -186,42 +176,48 @@ static json_t *run_json(const hs_run_fig_t *r, bool with_series, bool *bad)
 	json_t *jobs = json_object();
 	json_t *power = json_object();
 
-	put(o, "policy", str(r->policy), bad);
-	put(jobs, "submitted", count(r->submitted), bad);
-	put(jobs, "completed", count(r->completed), bad);
-	put(jobs, "refused", count(r->refused), bad);
-	put(jobs, "failed", count(r->failed), bad);
-	put(o, "jobs", jobs, bad);
-	put(o, "duration_s", real(r->duration_s), bad);
-	put(o, "output_tokens_per_s", real(r->output_tokens_per_s), bad);
-	put(o, "total_tokens_per_s", real(r->total_tokens_per_s), bad);
-	put(o, "requests_per_s", real(r->requests_per_s), bad);
-	put(o, "ttft_ms", pct_json(&r->ttft_ms, bad), bad);
-	put(o, "tpot_ms", pct_json(&r->tpot_ms, bad), bad);
-	put(o, "e2e_ms", pct_json(&r->e2e_ms, bad), bad);
-	put(o, "queue_ms", pct_json(&r->queue_ms, bad), bad);
-	put(o, "slo_attainment", real_or_none(r->slo_attainment), bad);
-	put(o, "energy_j", real(r->energy_j), bad);
-	put(o, "joules_per_output_token", real(r->joules_per_output_token),
-	    bad);
-	put(o, "energy_modeled", json_boolean(r->energy_modeled), bad);
-	put(power, "budget", positive(r->budget_w), bad);
-	put(power, "avg", real(r->power_avg_w), bad);
-	put(power, "peak", real(r->power_peak_w), bad);
-	put(o, "power_w", power, bad);
-	put(o, "power_violations", count(r->power_violations), bad);
-	put(o, "max_violation_w", real(r->max_violation_w), bad);
-	put(o, "lp_bound_fraction", real_or_none(r->lp_bound_fraction), bad);
-	put(o, "sched_ns_per_decision", real(r->sched_ns_per_decision), bad);
-	put(o, "decisions", count(r->decisions), bad);
-	put(o, "perf_mean_rel_error", real(r->perf_mean_rel_error), bad);
-	put(o, "perf_calibrated_error", real(r->perf_calibrated_error), bad);
-	put(o, "power_waits", count(r->power_waits), bad);
-	put(o, "paused", count(r->paused), bad);
-	put(o, "devices", devices_json(r, bad), bad);
+	hs__json_put(o, "policy", str(r->policy), bad);
+	hs__json_put(jobs, "submitted", count(r->submitted), bad);
+	hs__json_put(jobs, "completed", count(r->completed), bad);
+	hs__json_put(jobs, "refused", count(r->refused), bad);
+	hs__json_put(jobs, "failed", count(r->failed), bad);
+	hs__json_put(o, "jobs", jobs, bad);
+	hs__json_put(o, "duration_s", real(r->duration_s), bad);
+	hs__json_put(o, "output_tokens_per_s",
+		     real(r->output_tokens_per_s), bad);
+	hs__json_put(o, "total_tokens_per_s", real(r->total_tokens_per_s), bad);
+	hs__json_put(o, "requests_per_s", real(r->requests_per_s), bad);
+	hs__json_put(o, "ttft_ms", pct_json(&r->ttft_ms, bad), bad);
+	hs__json_put(o, "tpot_ms", pct_json(&r->tpot_ms, bad), bad);
+	hs__json_put(o, "e2e_ms", pct_json(&r->e2e_ms, bad), bad);
+	hs__json_put(o, "queue_ms", pct_json(&r->queue_ms, bad), bad);
+	hs__json_put(o, "slo_attainment", real_or_none(r->slo_attainment), bad);
+	hs__json_put(o, "energy_j", real(r->energy_j), bad);
+	hs__json_put(o, "joules_per_output_token",
+		     real(r->joules_per_output_token),
+		     bad);
+	hs__json_put(o, "energy_modeled", json_boolean(r->energy_modeled), bad);
+	hs__json_put(power, "budget", positive(r->budget_w), bad);
+	hs__json_put(power, "avg", real(r->power_avg_w), bad);
+	hs__json_put(power, "peak", real(r->power_peak_w), bad);
+	hs__json_put(o, "power_w", power, bad);
+	hs__json_put(o, "power_violations", count(r->power_violations), bad);
+	hs__json_put(o, "max_violation_w", real(r->max_violation_w), bad);
+	hs__json_put(o, "lp_bound_fraction",
+		     real_or_none(r->lp_bound_fraction), bad);
+	hs__json_put(o, "sched_ns_per_decision",
+		     real(r->sched_ns_per_decision), bad);
+	hs__json_put(o, "decisions", count(r->decisions), bad);
+	hs__json_put(o, "perf_mean_rel_error",
+		     real(r->perf_mean_rel_error), bad);
+	hs__json_put(o, "perf_calibrated_error",
+		     real(r->perf_calibrated_error), bad);
+	hs__json_put(o, "power_waits", count(r->power_waits), bad);
+	hs__json_put(o, "paused", count(r->paused), bad);
+	hs__json_put(o, "devices", devices_json(r, bad), bad);
 	if (with_series) {
-		put(o, "series", series_json(r, bad), bad);
-		put(o, "cdf_e2e_ms", cdf_json(r, bad), bad);
+		hs__json_put(o, "series", series_json(r, bad), bad);
+		hs__json_put(o, "cdf_e2e_ms", cdf_json(r, bad), bad);
 	}
 	return o;
 }
@@ -233,12 +229,13 @@ json_t *hs_bench_report_json(const hs_bench_report_t *rep, bool with_series)
 	bool bad = false;
 	size_t i;
 
-	put(root, "inputs", inputs_json(&rep->in, &bad), &bad);
-	put(root, "upper_bound_tokens_per_s",
-	    real_or_none(rep->upper_bound_tokens_per_s), &bad);
+	hs__json_put(root, "inputs", inputs_json(&rep->in, &bad), &bad);
+	hs__json_put(root, "upper_bound_tokens_per_s",
+		     real_or_none(rep->upper_bound_tokens_per_s), &bad);
 	for (i = 0; i < rep->n_runs; i++)
-		push(runs, run_json(&rep->runs[i], with_series, &bad), &bad);
-	put(root, "runs", runs, &bad);
+		hs__json_push(runs,
+			      run_json(&rep->runs[i], with_series, &bad), &bad);
+	hs__json_put(root, "runs", runs, &bad);
 	if (bad) {
 		json_decref(root);
 		return NULL;

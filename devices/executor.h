@@ -1,7 +1,7 @@
 /*
  * For authors of device backends: the executor interface. Each executor
- * in devices/ exports one const struct hs_executor_ops, chosen by name
- * (hs__executor_find). The core never calls an executor: a driver does,
+ * in devices/ exports one const struct hs_executor_ops, chosen by the
+ * device's backend (hs__executor_for). The core never calls an executor: a driver does,
  * when the core's step_start hook tells it to run a step, and reports the
  * measured time back with hs_sched_step_done.
  */
@@ -68,7 +68,5 @@ extern const struct hs_executor_ops hs__executor_opencl;
 /* The executor for a device's backend (cpu, opencl, sim). */
 const struct hs_executor_ops *hs__executor_for(const hs_device_t *dev);
 
-/* By name ("sim", ...); NULL when unknown. */
-const struct hs_executor_ops *hs__executor_find(const char *name);
 
 #endif /* HS_EXECUTOR_H */

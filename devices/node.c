@@ -217,13 +217,6 @@ const char *hs_node_warning(const hs_node_t *node, size_t i)
 	return i < node->n_warnings ? node->warnings[i] : NULL;
 }
 
-/* json_object_set_new that remembers a failure instead of returning it. */
-static void put(json_t *o, const char *key, json_t *v, bool *failed)
-{
-	if (!v || json_object_set_new(o, key, v))
-		*failed = true;
-}
-
 static json_t *str_or_null(const char *s)
 {
 	return s[0] ? json_string(s) : json_null();
@@ -233,50 +226,54 @@ json_t *hs__device_to_json(const hs_device_t *d)
 {
 	json_t *o = json_object(), *power = json_object(),
 	       *levels = json_array();
-	bool failed = !o || !power || !levels;
+	bool failed = !o || !power || !levels, *bad = &failed;
 	unsigned i;
 
-	for (i = 0; !failed && i < d->n_levels; i++) {
-		json_t *l = json_pack("{s:f, s:f}", "cap_w", d->levels[i].cap_w,
-				      "speed", d->levels[i].speed);
-		if (!l || json_array_append_new(levels, l))
-			failed = true;
-	}
+	for (i = 0; !failed && i < d->n_levels; i++)
+		hs__json_push(levels,
+			      json_pack("{s:f, s:f}", "cap_w",
+					d->levels[i].cap_w, "speed",
+					d->levels[i].speed),
+			      bad);
 	if (failed)
 		goto out_fail;
-	put(power, "idle_w", json_real(d->idle_w), &failed);
-	put(power, "max_w", json_real(d->max_w), &failed);
-	put(power, "levels", levels, &failed);
+	hs__json_put(power, "idle_w", json_real(d->idle_w), bad);
+	hs__json_put(power, "max_w", json_real(d->max_w), bad);
+	hs__json_put(power, "levels", levels, bad);
 	levels = NULL;
-	put(power, "sensor", json_string(hs_sensor_name(d->sensor)), &failed);
-	put(power, "modeled", json_boolean(d->sensor == HS_SENSOR_NONE),
-	    &failed);
+	hs__json_put(power, "sensor", json_string(hs_sensor_name(d->sensor)),
+		     bad);
+	hs__json_put(power, "modeled",
+		     json_boolean(d->sensor == HS_SENSOR_NONE), bad);
 
-	put(o, "id", json_integer(d->id), &failed);
-	put(o, "name", json_string(d->name), &failed);
-	put(o, "kind", json_string(hs_device_kind_name(d->kind)), &failed);
-	put(o, "backend", json_string(hs_backend_name(d->backend)), &failed);
-	put(o, "vendor", json_string(d->vendor), &failed);
-	put(o, "compute_units", json_integer(d->compute_units), &failed);
-	put(o, "clock_mhz", json_integer(d->clock_mhz), &failed);
-	put(o, "memory_bytes", json_integer((json_int_t)d->memory_bytes),
-	    &failed);
-	put(o, "max_alloc_bytes", json_integer((json_int_t)d->max_alloc_bytes),
-	    &failed);
-	put(o, "numa_node", d->numa_node >= 0 ? json_integer(d->numa_node) :
-						json_null(),
-	    &failed);
-	put(o, "cpuset", str_or_null(d->cpuset), &failed);
-	put(o, "pci_busid", str_or_null(d->pci_busid), &failed);
-	put(o, "version", str_or_null(d->version), &failed);
-	put(o, "driver_version", str_or_null(d->driver_version), &failed);
-	put(o, "peak_tflops", json_real(d->peak_tflops), &failed);
-	put(o, "mem_bw_gbs", json_real(d->mem_bw_gbs), &failed);
-	put(o, "host_link_gbs", json_real(d->host_link_gbs), &failed);
-	put(o, "price_usd", json_real(d->price_usd), &failed);
-	put(o, "power", power, &failed);
+	hs__json_put(o, "id", json_integer(d->id), bad);
+	hs__json_put(o, "name", json_string(d->name), bad);
+	hs__json_put(o, "kind", json_string(hs_device_kind_name(d->kind)),
+		     bad);
+	hs__json_put(o, "backend", json_string(hs_backend_name(d->backend)),
+		     bad);
+	hs__json_put(o, "vendor", json_string(d->vendor), bad);
+	hs__json_put(o, "compute_units", json_integer(d->compute_units), bad);
+	hs__json_put(o, "clock_mhz", json_integer(d->clock_mhz), bad);
+	hs__json_put(o, "memory_bytes",
+		     json_integer((json_int_t)d->memory_bytes), bad);
+	hs__json_put(o, "max_alloc_bytes",
+		     json_integer((json_int_t)d->max_alloc_bytes), bad);
+	hs__json_put(o, "numa_node",
+		     d->numa_node >= 0 ? json_integer(d->numa_node) :
+					 json_null(),
+		     bad);
+	hs__json_put(o, "cpuset", str_or_null(d->cpuset), bad);
+	hs__json_put(o, "pci_busid", str_or_null(d->pci_busid), bad);
+	hs__json_put(o, "version", str_or_null(d->version), bad);
+	hs__json_put(o, "driver_version", str_or_null(d->driver_version), bad);
+	hs__json_put(o, "peak_tflops", json_real(d->peak_tflops), bad);
+	hs__json_put(o, "mem_bw_gbs", json_real(d->mem_bw_gbs), bad);
+	hs__json_put(o, "host_link_gbs", json_real(d->host_link_gbs), bad);
+	hs__json_put(o, "price_usd", json_real(d->price_usd), bad);
+	hs__json_put(o, "power", power, bad);
 	power = NULL;
-	put(o, "profile", str_or_null(d->profile), &failed);
+	hs__json_put(o, "profile", str_or_null(d->profile), bad);
 	if (failed)
 		goto out_fail;
 	return o;
@@ -320,9 +317,9 @@ json_t *hs__node_to_json(const hs_node_t *node)
 		return NULL;
 	}
 	failed = false;
-	put(root, "topology", topo, &failed);
-	put(root, "devices", devs, &failed);
-	put(root, "warnings", warns, &failed);
+	hs__json_put(root, "topology", topo, &failed);
+	hs__json_put(root, "devices", devs, &failed);
+	hs__json_put(root, "warnings", warns, &failed);
 	if (failed) {
 		json_decref(root);
 		return NULL;

@@ -91,6 +91,15 @@ void hs__jv_child_index(hs__jv_t *child, const hs__jv_t *parent,
 json_t *hs__json_load_file(const char *path, hs_error_t *err);
 json_t *hs__json_loads(const char *text, const char *source, hs_error_t *err);
 
+/*
+ * Build JSON and remember a failure instead of returning it: set obj[key]
+ * or append to arr, stealing v (NULL v, from a failed allocation, counts
+ * as a failure too); *bad becomes true on any failure. The caller checks
+ * *bad once at the end.
+ */
+void hs__json_put(json_t *obj, const char *key, json_t *v, bool *bad);
+void hs__json_push(json_t *arr, json_t *v, bool *bad);
+
 /* Fail with "expected an object/array" unless v has that type. */
 int hs__jv_expect_object(hs__jv_t *jv, const json_t *v);
 int hs__jv_expect_array(hs__jv_t *jv, const json_t *v);

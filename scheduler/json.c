@@ -370,3 +370,16 @@ int hs__jv_catalog(hs__jv_t *jv, const json_t *root, const char *list_key,
 		return jv_fail(&c, HS_EINVAL, "the catalog has no %s", what);
 	return 0;
 }
+
+void hs__json_put(json_t *obj, const char *key, json_t *v, bool *bad)
+{
+	/* jansson frees v when it fails, and fails on a NULL obj or v. */
+	if (json_object_set_new(obj, key, v))
+		*bad = true;
+}
+
+void hs__json_push(json_t *arr, json_t *v, bool *bad)
+{
+	if (json_array_append_new(arr, v))
+		*bad = true;
+}

@@ -601,6 +601,56 @@ static bool ready_to_start(hs_sched_t *s, uint32_t qi, const hs__qent_t *h,
 }
 
 /*
+ * A walk over the non-empty queues a device draws from: its own, then the
+ * shared ones, through the bitmaps of non-empty queues.
+ */
+typedef struct qwalk_s {
+	uint32_t d;
+	int pass;     /* 0: the device's own queues, 1: the shared ones */
+	uint32_t w;   /* bitmap word */
+	uint64_t word; /* its bits not yet visited */
+} qwalk_t;
+
+static void qwalk_init(qwalk_t *it, const hs_sched_t *s, uint32_t d)
+{
+	it->d = d;
+	it->pass = -1;
+	it->w = s->words_per_owner;
+	it->word = 0;
+}
+
+/* The next non-empty queue's index, or NONE at the end. */
+static uint32_t qwalk_next(const hs_sched_t *s, qwalk_t *it)
+{
+	uint32_t per = s->n_models * s->n_buckets;
+
+	for (;;) {
+		uint32_t owner1 = it->pass == 0 ? it->d + 1 : 0;
+
+		if (it->word) {
+			uint32_t local = it->w * 64 +
+					 (uint32_t)__builtin_ctzll(it->word);
+
+			it->word &= it->word - 1;
+			return owner1 * per + local;
+		}
+		if (++it->w < s->words_per_owner) {
+			it->word = s->nonempty[owner1 * s->words_per_owner +
+					       it->w];
+			continue;
+		}
+		if (++it->pass > 1)
+			return NONE;
+		owner1 = it->pass == 0 ? it->d + 1 : 0;
+		it->word = 0;
+		/* An owner with nothing queued is skipped whole. */
+		it->w = s->owner_queued[owner1] ? 0 : s->words_per_owner;
+		if (!it->w)
+			it->word = s->nonempty[owner1 * s->words_per_owner];
+	}
+}
+
+/*
  * The default choice of class for an empty device: the head with the
  * smallest rank (longest wait for its priority) among the device's own
  * queues and the shared ones; ties go to a model already resident.
@@ -609,48 +659,29 @@ static int default_select(hs_sched_t *s, int d, int64_t now, uint32_t *mo,
 			  uint32_t *bo)
 {
 	const hs__dev_t *dv = &s->devs[d];
-	uint32_t per = s->n_models * s->n_buckets;
-	bool found = false;
+	uint32_t per = s->n_models * s->n_buckets, qi;
+	bool found = false, best_res = false;
 	int64_t best = 0;
-	bool best_res = false;
-	int pass;
+	qwalk_t it;
 
-	for (pass = 0; pass < 2; pass++) {
-		int owner = pass == 0 ? d : -1;
-		const uint64_t *bits =
-			&s->nonempty[(uint32_t)(owner + 1) *
-				     s->words_per_owner];
-		uint32_t w;
+	qwalk_init(&it, s, (uint32_t)d);
+	while ((qi = qwalk_next(s, &it)) != NONE) {
+		uint32_t local = qi % per, m = local / s->n_buckets;
+		const hs__qent_t *h = q_head(s, qi);
+		bool res = (dv->resident >> m) & 1;
 
-		if (!s->owner_queued[owner + 1])
+		if (!fits(s, (uint32_t)d, m,
+			  job_kv(s, &rec_of(s, h->slot)->pub)))
 			continue;
-		for (w = 0; w < s->words_per_owner; w++) {
-			uint64_t word = bits[w];
-
-			while (word) {
-				uint32_t local = w * 64 +
-						 (uint32_t)__builtin_ctzll(word);
-				uint32_t qi = (uint32_t)(owner + 1) * per +
-					      local;
-				uint32_t m = local / s->n_buckets;
-				const hs__qent_t *h = q_head(s, qi);
-				bool res = (dv->resident >> m) & 1;
-
-				word &= word - 1;
-				if (!fits(s, (uint32_t)d, m,
-					  job_kv(s, &rec_of(s, h->slot)->pub)))
-					continue;
-				if (!ready_to_start(s, qi, h, now))
-					continue;
-				if (!found || h->rank < best ||
-				    (h->rank == best && res && !best_res)) {
-					found = true;
-					best = h->rank;
-					best_res = res;
-					*mo = m;
-					*bo = local % s->n_buckets;
-				}
-			}
+		if (!ready_to_start(s, qi, h, now))
+			continue;
+		if (!found || h->rank < best ||
+		    (h->rank == best && res && !best_res)) {
+			found = true;
+			best = h->rank;
+			best_res = res;
+			*mo = m;
+			*bo = local % s->n_buckets;
 		}
 	}
 	return found ? 0 : HS_ENOENT;
@@ -659,50 +690,28 @@ static int default_select(hs_sched_t *s, int d, int64_t now, uint32_t *mo,
 /*
  * Whether a job of another model that this device could run, and that no
  * device is running now, has waited longer than aging_ns, in its own
- * queues or the shared ones. A batch keeps
- * taking jobs of its model at every step boundary; without this check a
- * busy model would keep its device forever and the others starve.
+ * queues or the shared ones. A batch keeps taking jobs of its model at
+ * every step boundary; without this check a busy model would keep its
+ * device forever and the others starve.
  */
 static bool other_model_starving(const hs_sched_t *s, uint32_t d, uint32_t m,
 				 int64_t now)
 {
-	uint32_t per = s->n_models * s->n_buckets;
+	uint32_t per = s->n_models * s->n_buckets, qi;
 	int64_t limit = now - s->cfg.aging_ns;
-	int pass;
+	qwalk_t it;
 
-	for (pass = 0; pass < 2; pass++) {
-		int owner = pass == 0 ? (int)d : -1;
-		const uint64_t *bits =
-			&s->nonempty[(uint32_t)(owner + 1) *
-				     s->words_per_owner];
-		uint32_t w;
+	qwalk_init(&it, s, d);
+	while ((qi = qwalk_next(s, &it)) != NONE) {
+		uint32_t qm = qi % per / s->n_buckets;
+		const hs_job_t *j;
 
-		if (!s->owner_queued[owner + 1])
+		/* A model some device is running will be served there. */
+		if (qm == m || s->model_devices[qm])
 			continue;
-		for (w = 0; w < s->words_per_owner; w++) {
-			uint64_t word = bits[w];
-
-			while (word) {
-				uint32_t local = w * 64 +
-						 (uint32_t)__builtin_ctzll(word);
-				const hs__qent_t *h;
-				const hs_job_t *j;
-
-				word &= word - 1;
-				/* A model some device is running will be
-				 * served there. */
-				if (local / s->n_buckets == m ||
-				    s->model_devices[local / s->n_buckets])
-					continue;
-				h = q_head(s, (uint32_t)(owner + 1) * per +
-						      local);
-				j = &s->jobs[h->slot].pub;
-				if (j->arrival_ns <= limit &&
-				    fits(s, d, local / s->n_buckets,
-					 job_kv(s, j)))
-					return true;
-			}
-		}
+		j = &s->jobs[q_head(s, qi)->slot].pub;
+		if (j->arrival_ns <= limit && fits(s, d, qm, job_kv(s, j)))
+			return true;
 	}
 	return false;
 }
