@@ -4,7 +4,8 @@
  * devices of 4 kinds under a power budget, in virtual time, on one core.
  * A benchmark prints figures; it does not pass or fail.
  *
- *   build/bench-sched [--jobs N] [--devices N] [--policy NAME] [--json]
+ *   build/bench-sched [--jobs N] [--devices N] [--policy NAME]
+ *                     [--max-batch N] [--json]
  */
 #include <getopt.h>
 #include <math.h>
@@ -168,6 +169,7 @@ int main(int argc, char **argv)
 		{ "jobs", required_argument, NULL, 'n' },
 		{ "devices", required_argument, NULL, 'd' },
 		{ "policy", required_argument, NULL, 'p' },
+		{ "max-batch", required_argument, NULL, 'b' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -184,6 +186,7 @@ int main(int argc, char **argv)
 	struct rusage ru;
 	double max_w, idle_w, t0, wall, rate, per_pending, t = 0;
 	bool json = false;
+	unsigned long max_batch = 0;
 	uint32_t m8 = 0, mq = 0;
 	int c;
 
@@ -198,12 +201,15 @@ int main(int argc, char **argv)
 		case 'p':
 			policy = optarg;
 			break;
+		case 'b':
+			max_batch = strtoul(optarg, NULL, 10);
+			break;
 		case 'j':
 			json = true;
 			break;
 		case 'h':
 			printf("usage: bench-sched [--jobs N] [--devices N] "
-			       "[--policy NAME] [--json]\n");
+			       "[--policy NAME] [--max-batch N] [--json]\n");
 			return 0;
 		default:
 			return 2;
@@ -247,6 +253,8 @@ int main(int argc, char **argv)
 	hs_sched_config_init(&cfg);
 	cfg.policy = policy;
 	cfg.power_budget_w = idle_w + 0.7 * (max_w - idle_w);
+	if (max_batch)
+		cfg.max_batch_jobs = (uint32_t)max_batch;
 	opts.seed = 1;
 	opts.noise = 0.05;
 

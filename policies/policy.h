@@ -97,6 +97,13 @@ double hs__sched_predict_ns(hs_sched_t *s, int d, uint32_t m, double B,
  */
 double hs__sched_job_cost_ns(hs_sched_t *s, int d, const hs_job_t *job,
 			     uint32_t batch);
+/*
+ * For every device at once: when the job would finish there, its backlog
+ * plus hs__sched_job_cost_ns; HUGE_VAL where the device failed or the job
+ * does not fit. The array is the core's, valid until the next call.
+ */
+const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
+				  uint32_t batch);
 
 /* Demand seen so far for a class: jobs and output tokens per second of
  * driver time, and mean context. */

@@ -5,6 +5,8 @@
  * every such device is that full, to the one that would finish it first.
  * Steps run at the most energy-efficient level the budget allows.
  */
+#include <math.h>
+
 #include "policy.h"
 
 /* How much work a device may hold before the next most efficient one is
@@ -46,19 +48,17 @@ static double job_energy(hs_sched_t *s, int d, const hs_job_t *job)
 static int tpw_route(void *state, hs_sched_t *s, const hs_job_t *job,
 		     int64_t now)
 {
-	uint32_t batch = hs__sched_config(s)->max_batch_jobs;
 	size_t n = hs__sched_n_devices(s);
+	const double *finish = hs__sched_finish_ns(
+		s, job, hs__sched_config(s)->max_batch_jobs);
 	double best_e = 0, best_f = 0;
 	int d, pick = -1, fallback = -1;
 
 	for (d = 0; d < (int)n; d++) {
-		double e, f;
+		double e, f = finish[d];
 
-		if (!hs__sched_device_usable(s, d) ||
-		    !hs__sched_job_fits(s, d, job))
+		if (f == HUGE_VAL)
 			continue;
-		f = hs__sched_backlog_ns(s, d) +
-		    hs__sched_job_cost_ns(s, d, job, batch);
 		if (fallback < 0 || f < best_f) {
 			best_f = f;
 			fallback = d;

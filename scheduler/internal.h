@@ -90,6 +90,15 @@ void hs__jv_child_index(hs__jv_t *child, const hs__jv_t *parent,
  */
 json_t *hs__json_load_file(const char *path, hs_error_t *err);
 json_t *hs__json_loads(const char *text, const char *source, hs_error_t *err);
+/*
+ * An object built from a parsed document: size bytes, zeroed, filled by
+ * parse; freed with free_fn if parse fails. Takes the reference to root
+ * (NULL: the load failed and err says why). 0 with *out set, or HS_E*.
+ */
+int hs__json_build(void **out, size_t size, json_t *root, const char *source,
+		   int (*parse)(void *obj, const json_t *root,
+				const char *source, hs_error_t *err),
+		   void (*free_fn)(void *obj), hs_error_t *err);
 
 /*
  * Build JSON and remember a failure instead of returning it: set obj[key]

@@ -91,6 +91,30 @@ json_t *hs__json_loads(const char *text, const char *source, hs_error_t *err)
 	return root;
 }
 
+int hs__json_build(void **out, size_t size, json_t *root, const char *source,
+		   int (*parse)(void *obj, const json_t *root,
+				const char *source, hs_error_t *err),
+		   void (*free_fn)(void *obj), hs_error_t *err)
+{
+	void *obj;
+	int rc;
+
+	*out = NULL;
+	if (!root)
+		return err ? err->code : HS_EPARSE;
+	obj = hs__calloc(1, size);
+	if (!obj) {
+		rc = hs__error_set(err, HS_ENOMEM, source, 0, NULL,
+				   "out of memory");
+	} else if ((rc = parse(obj, root, source, err))) {
+		free_fn(obj);
+	} else {
+		*out = obj;
+	}
+	json_decref(root);
+	return rc;
+}
+
 static const char *type_name(const json_t *v)
 {
 	switch (json_typeof(v)) {

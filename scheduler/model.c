@@ -162,29 +162,25 @@ static int parse_catalog(hs_model_catalog_t *cat, const json_t *root,
 	return 0;
 }
 
+static int parse_any(void *cat, const json_t *root, const char *source,
+		     hs_error_t *err)
+{
+	return parse_catalog(cat, root, source, err);
+}
+
+static void free_any(void *cat)
+{
+	hs_model_catalog_free(cat);
+}
+
 static int catalog_from_json(hs_model_catalog_t **out, json_t *root,
 			     const char *source, hs_error_t *err)
 {
-	hs_model_catalog_t *cat;
-	int rc;
+	void *cat = NULL;
+	int rc = hs__json_build(&cat, sizeof(**out), root, source, parse_any,
+				free_any, err);
 
-	*out = NULL;
-	if (!root)
-		return err ? err->code : HS_EPARSE;
-	cat = hs__calloc(1, sizeof(*cat));
-	if (!cat) {
-		rc = hs__error_set(err, HS_ENOMEM, source, 0, NULL,
-				   "out of memory");
-		goto out_put;
-	}
-	rc = parse_catalog(cat, root, source, err);
-	if (rc) {
-		hs_model_catalog_free(cat);
-		goto out_put;
-	}
 	*out = cat;
-out_put:
-	json_decref(root);
 	return rc;
 }
 

@@ -30,6 +30,7 @@ typedef struct hs__jobrec_s {
 	uint32_t gen;          /* slot generation: ids are gen << 32 | slot */
 	uint32_t queue;        /* queue index while queued, else NO_QUEUE */
 	uint32_t pos;          /* heap position in its queue or batch */
+	uint32_t id_pos;       /* index in its device's ids while running */
 	uint32_t base_generated; /* tokens made before it (re)joined */
 	uint64_t finish_seq;   /* device step at whose end it finishes */
 	uint64_t join_seq;     /* device step it joined at */
@@ -70,7 +71,9 @@ typedef struct hs__dev_s {
 	bool draining;         /* another class starves: no more joiners */
 	int64_t starve_check_ns; /* next look for a starving class */
 	uint32_t *joining;     /* slots that joined in the running step */
-	uint64_t *step_ids;    /* the running step's job ids */
+	uint64_t *step_ids;    /* the running step's job ids, joining first */
+	uint64_t *ids;         /* the batch's job ids, in joining order
+				* but for removals (swapped from the end) */
 	uint64_t sum_ctx;      /* sum of prefill lengths in the batch */
 	uint64_t sum_join;     /* sum of join_seq in the batch */
 	uint64_t kv_used;      /* KV bytes reserved by the batch */
@@ -125,6 +128,7 @@ struct hs_sched_s {
 	uint32_t kick_from;
 	uint64_t *idle;          /* bitmap: not busy, not failed */
 	uint32_t *model_devices; /* per model: devices whose batch runs it */
+	double *finish;          /* n_devs: hs__sched_finish_ns's answer */
 
 	hs_sched_stats_t st;
 	uint64_t modeled_steps;  /* steps whose energy no sensor measured */

@@ -462,6 +462,8 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot,
 	e.finish_seq = r->finish_seq;
 	e.slot = slot;
 	e.pad = 0;
+	r->id_pos = dv->n_members;
+	dv->ids[dv->n_members] = r->pub.id;
 	dv->members[dv->n_members++] = e;
 	b_up(s, dv, dv->n_members - 1);
 	dv->sum_ctx += prefill_len(r);
@@ -477,6 +479,12 @@ static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 	uint32_t i = r->pos;
 
 	dv->n_members--;
+	if (r->id_pos < dv->n_members) {
+		uint64_t last = dv->ids[dv->n_members];
+
+		dv->ids[r->id_pos] = last;
+		rec_of(s, slot_of_id(last))->id_pos = r->id_pos;
+	}
 	if (i < dv->n_members) {
 		hs__member_t last = dv->members[dv->n_members];
 
@@ -771,7 +779,7 @@ static uint32_t pick_joiner(const hs_sched_t *s, uint32_t d, uint32_t m)
 static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 {
 	hs__dev_t *dv = &s->devs[d];
-	uint32_t m, b, q_own, q_sh, qi, i, joined_tokens = 0;
+	uint32_t m, b, q_own, q_sh, qi, joined_tokens = 0;
 	uint64_t room;
 	double full_ns, step_ns;
 	int lo, level;
@@ -886,17 +894,17 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 	dv->step_load_ns = load;
 	set_draw(s, dv, level_cap(dv, level));
 
-	for (i = 0; i < dv->n_joining; i++)
-		dv->step_ids[i] = rec_of(s, dv->joining[i])->pub.id;
-	{
-		uint32_t k = dv->n_joining;
+	/* Joining ones first: they are the last ids added. */
+	if (dv->n_joining) {
+		uint32_t stay = dv->n_members - dv->n_joining;
 
-		for (i = 0; i < dv->n_members; i++) {
-			hs__jobrec_t *r = rec_of(s, dv->members[i].slot);
-
-			if (r->join_seq != dv->seq)
-				dv->step_ids[k++] = r->pub.id;
-		}
+		memcpy(dv->step_ids, dv->ids + stay,
+		       dv->n_joining * sizeof(*dv->ids));
+		memcpy(dv->step_ids + dv->n_joining, dv->ids,
+		       stay * sizeof(*dv->ids));
+		st.jobs = dv->step_ids;
+	} else {
+		st.jobs = dv->ids;
 	}
 	st.device = (int)d;
 	st.seq = dv->seq;
@@ -904,7 +912,6 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 	st.bucket = b;
 	st.batch = dv->n_members;
 	st.joining = dv->n_joining;
-	st.jobs = dv->step_ids;
 	st.prefill_tokens = joined_tokens;
 	st.level = level;
 	st.power_w = level_cap(dv, level);
@@ -1020,10 +1027,11 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->class_ctx = hs__calloc(n_models * s->n_buckets, sizeof(uint64_t));
 	s->idle = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
 	s->model_devices = hs__calloc(n_models, sizeof(uint32_t));
+	s->finish = hs__calloc(n_devices ? n_devices : 1, sizeof(double));
 	if (!s->models || !s->devs || !s->perf || !s->queues ||
 	    !s->nonempty || !s->owner_queued || !s->class_jobs ||
 	    !s->class_tokens || !s->class_ctx || !s->idle ||
-	    !s->model_devices)
+	    !s->model_devices || !s->finish)
 		goto out_nomem;
 	for (m = 0; m < n_models; m++)
 		s->models[m] = *hs_model_catalog_get(models, m);
@@ -1044,7 +1052,10 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 					 sizeof(*dv->joining));
 		dv->step_ids = hs__calloc(s->cfg.max_batch_jobs,
 					  sizeof(*dv->step_ids));
-		if (!dv->members || !dv->joining || !dv->step_ids)
+		dv->ids = hs__calloc(s->cfg.max_batch_jobs,
+				     sizeof(*dv->ids));
+		if (!dv->members || !dv->joining || !dv->step_ids ||
+		    !dv->ids)
 			goto out_nomem;
 		for (m = 0; m < n_models; m++)
 			hs__perf_init(&s->perf[d * n_models + m], &dv->d,
@@ -1084,6 +1095,7 @@ void hs_sched_free(hs_sched_t *s)
 		hs__free(s->devs[i].members);
 		hs__free(s->devs[i].joining);
 		hs__free(s->devs[i].step_ids);
+		hs__free(s->devs[i].ids);
 	}
 	for (i = 0; s->queues && i < s->n_queues; i++)
 		hs__free(s->queues[i].heap);
@@ -1095,6 +1107,7 @@ void hs_sched_free(hs_sched_t *s)
 	hs__free(s->class_ctx);
 	hs__free(s->idle);
 	hs__free(s->model_devices);
+	hs__free(s->finish);
 	hs__free(s->jobs);
 	hs__free(s->perf);
 	hs__free(s->devs);
@@ -1757,12 +1770,12 @@ double hs__sched_predict_ns(hs_sched_t *s, int d, uint32_t m, double B,
 	       level_speed(dv, level);
 }
 
-double hs__sched_job_cost_ns(hs_sched_t *s, int d, const hs_job_t *job,
-			     uint32_t batch)
+/* The job's cost on device d (batch B as a double, never 0). */
+static double job_cost(hs_sched_t *s, uint32_t d, const hs_job_t *job,
+		       double B)
 {
-	hs__perf_t *p = &s->perf[(uint32_t)d * s->n_models + job->model];
-	double B = batch ? batch : 1, ctx = job->ctx_tokens,
-	       gen = job->gen_tokens;
+	hs__perf_t *p = &s->perf[d * s->n_models + job->model];
+	double ctx = job->ctx_tokens, gen = job->gen_tokens;
 	/* The model is linear: its coefficients give the cost without
 	 * three predictions per device per job. */
 	double step = hs__perf_predict_ns(p, B, B * (ctx + gen / 2), 0);
@@ -1770,6 +1783,28 @@ double hs__sched_job_cost_ns(hs_sched_t *s, int d, const hs_job_t *job,
 
 	return prefill + gen * step / B +
 	       (double)load_ns(s, &s->devs[d], job->model) / B;
+}
+
+double hs__sched_job_cost_ns(hs_sched_t *s, int d, const hs_job_t *job,
+			     uint32_t batch)
+{
+	return job_cost(s, (uint32_t)d, job, batch ? batch : 1);
+}
+
+const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
+				  uint32_t batch)
+{
+	double B = batch ? batch : 1;
+	uint64_t kv = job_kv(s, job);
+	uint32_t d;
+
+	for (d = 0; d < s->n_devs; d++)
+		s->finish[d] = s->devs[d].failed ||
+					       !fits(s, d, job->model, kv) ?
+				       HUGE_VAL :
+				       s->devs[d].backlog_ns +
+					       job_cost(s, d, job, B);
+	return s->finish;
 }
 
 void hs__sched_class_demand(const hs_sched_t *s, uint32_t model,
