@@ -14,7 +14,9 @@
  * of that length): a decode step's work does not depend on what the cache
  * holds, and a prefill of 32 x 1024 tokens would take minutes here. The
  * context grows by one per step; contexts at the model's limit start a few
- * tokens short of it.
+ * tokens short of it. Every (batch, context) pair is sampled in each of
+ * several interleaved rounds, and its figure is the median step over all
+ * of them (see decode_round).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -83,20 +85,38 @@ static int cmp_i64(const void *a, const void *b)
 }
 
 /*
- * Decode steps of B jobs at context about C: two to warm up, then until
- * 0.5 s have passed (at least 5 steps, at most 40). The executor's own
- * step times; their median gives tokens/s, so that a burst of other work
- * on a shared machine does not decide the figure. *med_ns per step,
- * *mean_ctx the context attended over.
+ * Decode is measured in rounds: every round runs every (batch, context)
+ * pair in turn, so that the pairs a figure compares (batch 16 against
+ * batch 1 for the batching gain) are sampled side by side, and a burst of
+ * other work on a shared machine falls on all of them alike rather than
+ * on whichever pair ran at that moment. A pair's figure is the median of
+ * all its steps over all rounds.
  */
-static int decode(const struct hs_executor_ops *ops, void *ex, uint32_t model,
-		  const hs__llm_shape_t *s, uint32_t B, uint32_t C, double *tps,
-		  double *med_ns, double *mean_ctx)
+#define ROUNDS 7
+#define ROUND_STEPS 12 /* at most, per pair and round */
+#define MAX_STEPS (ROUNDS * ROUND_STEPS)
+
+struct samples {
+	int64_t t[MAX_STEPS]; /* the executor's own step times */
+	double ctx_sum; /* contexts attended over, summed */
+	int n;
+};
+
+/*
+ * One round of a pair: B jobs adopted at context about C, two steps to
+ * warm up (the pair before may have evicted the weights from the caches),
+ * then steps until 60 ms have passed (at least 3, at most ROUND_STEPS).
+ * The context grows by one per step; contexts at the model's limit start
+ * a few tokens short of it.
+ */
+static int decode_round(const struct hs_executor_ops *ops, void *ex,
+			uint32_t model, const hs__llm_shape_t *s, uint32_t B,
+			uint32_t C, struct samples *sm)
 {
-	enum { MAX_STEPS = 40 };
-	const int warm = 2, min_steps = 5;
-	const int max_steps = quick ? 6 : MAX_STEPS;
-	int64_t total = 0, ns, t[MAX_STEPS];
+	const int warm = 2, min_steps = 3;
+	const int max_steps = quick ? min_steps : ROUND_STEPS;
+	const int64_t window = quick ? 20000000 : 60000000;
+	int64_t total = 0, ns;
 	uint64_t ids[64];
 	uint32_t i, start = C;
 	int n = 0, k, err = 0;
@@ -109,22 +129,30 @@ static int decode(const struct hs_executor_ops *ops, void *ex, uint32_t model,
 	}
 	for (k = 0; !err && k < warm; k++)
 		err = step(ops, ex, model, ids, B, 0, &ns);
-	while (!err && n < max_steps &&
-	       (n < min_steps || total < (quick ? 100000000 : 500000000))) {
+	while (!err && n < max_steps && (n < min_steps || total < window)) {
 		err = step(ops, ex, model, ids, B, 0, &ns);
 		total += ns;
-		t[n++] = ns;
+		sm->t[sm->n++] = ns;
+		sm->ctx_sum += start + warm + n;
+		n++;
 	}
 	for (i = 0; i < B; i++)
 		ops->release(ex, ids[i]);
-	if (err)
-		return err;
-	qsort(t, (size_t)n, sizeof(t[0]), cmp_i64);
-	*med_ns = n % 2 ? (double)t[n / 2]
-			: ((double)t[n / 2 - 1] + (double)t[n / 2]) / 2;
+	return err;
+}
+
+/* Tokens/s of a pair from the median step; *med_ns that step's time and
+ * *mean_ctx the mean context attended over. */
+static void decode_figure(struct samples *sm, uint32_t B, double *tps,
+			  double *med_ns, double *mean_ctx)
+{
+	int n = sm->n;
+
+	qsort(sm->t, (size_t)n, sizeof(sm->t[0]), cmp_i64);
+	*med_ns = n % 2 ? (double)sm->t[n / 2]
+			: ((double)sm->t[n / 2 - 1] + (double)sm->t[n / 2]) / 2;
 	*tps = (double)B / (*med_ns / 1e9);
-	*mean_ctx = start + warm + (n + 1) / 2.0;
-	return 0;
+	*mean_ctx = sm->ctx_sum / n;
 }
 
 /* One step in which PREFILL_JOBS jobs join with PREFILL_LEN tokens each;
@@ -171,9 +199,10 @@ static int bench_device(const hs_device_t *dev,
 	hs__llm_shape_t s;
 	hs_executor_opts_t opts;
 	double ns = 0, ctx = 0, n2, c2;
+	struct samples *sm;
 	void *ex = NULL;
 	size_t b, c;
-	int err;
+	int r, err;
 
 	memset(res, 0, sizeof(*res));
 	err = hs__llm_shape(&s, hs_model_catalog_get(models, model));
@@ -185,16 +214,27 @@ static int bench_device(const hs_device_t *dev,
 	if (err)
 		return err;
 
-	for (b = 0; b < N_B && !err; b++) {
-		for (c = 0; c < N_C && !err; c++) {
-			err = decode(ops, ex, model, &s, batches[b],
-				     contexts[c], &res->decode[b][c], &n2, &c2);
+	sm = calloc(N_B * N_C, sizeof(*sm));
+	if (!sm) {
+		ops->close(ex);
+		return HS_ENOMEM;
+	}
+	for (r = 0; r < (quick ? 2 : ROUNDS) && !err; r++)
+		for (b = 0; b < N_B && !err; b++)
+			for (c = 0; c < N_C && !err; c++)
+				err = decode_round(ops, ex, model, &s,
+						   batches[b], contexts[c],
+						   &sm[b * N_C + c]);
+	for (b = 0; b < N_B && !err; b++)
+		for (c = 0; c < N_C; c++) {
+			decode_figure(&sm[b * N_C + c], batches[b],
+				      &res->decode[b][c], &n2, &c2);
 			if (b == 0 && c == 0) {
 				ns = n2;
 				ctx = c2;
 			}
 		}
-	}
+	free(sm);
 	if (!err)
 		err = prefill(ops, ex, model, &res->prefill);
 	/*

@@ -182,16 +182,9 @@ static bool solve(hs__perf_t *p)
 	return ok;
 }
 
-double hs__perf_predict_ns(hs__perf_t *p, double B, double C, double P)
+void hs__perf_solve(hs__perf_t *p)
 {
-	double t;
-
-	if (p->dirty)
-		solve(p);
-	t = p->theta[HS_PERF_STEP] + p->theta[HS_PERF_JOB] * B +
-	    p->theta[HS_PERF_CTX] * C + p->theta[HS_PERF_PREFILL] * P;
-	/* Written so that NaN lands on the floor too. */
-	return t >= HS_PERF_MIN_NS ? t : HS_PERF_MIN_NS;
+	solve(p);
 }
 
 static bool valid_feature(double v)

@@ -74,14 +74,29 @@ typedef struct hs__perf_s {
 void hs__perf_init(hs__perf_t *p, const hs_device_t *dev,
 		   const hs_model_t *m);
 
+/* Re-solve theta from the samples (predictions do it when they need to). */
+void hs__perf_solve(hs__perf_t *p);
+
 /*
  * Predicted time in ns of a step with B jobs, C context tokens and P
  * prefill tokens, at full speed: the caller divides by the speed of the
  * device's power level. Never below HS_PERF_MIN_NS, never NaN. Re-solves
  * the fit when samples came in since the last call (hence not const);
- * p->theta is current after it returns.
+ * p->theta is current after it returns. Inline: policies call it for
+ * every device on every arrival.
  */
-double hs__perf_predict_ns(hs__perf_t *p, double B, double C, double P);
+static inline double hs__perf_predict_ns(hs__perf_t *p, double B, double C,
+					 double P)
+{
+	double t;
+
+	if (p->dirty)
+		hs__perf_solve(p);
+	t = p->theta[HS_PERF_STEP] + p->theta[HS_PERF_JOB] * B +
+	    p->theta[HS_PERF_CTX] * C + p->theta[HS_PERF_PREFILL] * P;
+	/* Written so that NaN lands on the floor too. */
+	return t >= HS_PERF_MIN_NS ? t : HS_PERF_MIN_NS;
+}
 
 /*
  * Record a step measured at full speed. Its prediction error counts

@@ -748,7 +748,12 @@ static void test_fault_requeue(void **state)
 		"hotel", "india juliet",  "kilo",  "lima mike november",
 	};
 	hs_device_t devs[2] = {*cpu_dev, *pthread_dev};
-	hs_sched_hooks_t hooks = {on_step, on_job, on_timer, &fx};
+	hs_sched_hooks_t hooks = {
+		.step_start = on_step,
+		.job_event = on_job,
+		.timer = on_timer,
+		.ud = &fx,
+	};
 	hs_sched_config_t cfg;
 	hs_sched_stats_t st;
 	hs_error_t err = {0};
