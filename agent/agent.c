@@ -945,9 +945,11 @@ static void init_handles(hs__agent_t *a)
 	uv_timer_init(&a->loop, &a->tick);
 	uv_idle_init(&a->loop, &a->idle);
 	uv_check_init(&a->loop, &a->check);
+	uv_timer_init(&a->loop, &a->journal.sync_timer);
 	uv_signal_init(&a->loop, &a->sigterm);
 	uv_signal_init(&a->loop, &a->sigint);
 	a->wake.data = a->tick.data = a->idle.data = a->check.data = a;
+	a->journal.sync_timer.data = a;
 	a->sigterm.data = a->sigint.data = a->async.data = a;
 	a->handles_up = true;
 }

@@ -43,6 +43,8 @@ typedef struct hs__agent_config_s {
 	char *state_dir;
 	char *journal;
 	uint64_t journal_max_bytes;
+	char *journal_sync; /* "always" or "interval" */
+	uint64_t journal_sync_ms;
 	uint64_t keep_finished;
 	char *policy;
 	double power_budget;
@@ -268,6 +270,8 @@ typedef struct hs__jsync_s {
 typedef struct hs__journal_s {
 	int fd; /* -1: journal off */
 	char *path;
+	bool relaxed; /* journal-sync interval: responses wait for the write */
+	uv_timer_t sync_timer; /* relaxed: the fdatasync every interval */
 	hs__strbuf_t buf; /* appended, not yet written */
 	uint64_t appended; /* sequence number of the last line */
 	uint64_t written;
@@ -471,9 +475,11 @@ int hs__journal_open(hs__agent_t *a, const char *path, hs__ajob_t ***pending,
 uint64_t hs__journal_accept(hs__agent_t *a, const hs__ajob_t *job);
 uint64_t hs__journal_end(hs__agent_t *a, const hs__ajob_t *job);
 uint64_t hs__journal_cancel(hs__agent_t *a, const hs__ajob_t *job);
-/* Write what was appended; fsync if a response waits for it. */
+/* Write what was appended; fsync if a response waits for it (with
+ * journal-sync interval, answer those waiting for the write). */
 void hs__journal_flush(hs__agent_t *a);
-/* A response waits for line seq to be durable. */
+/* A response waits for line seq to be durable (journal-sync interval:
+ * written). */
 void hs__journal_want(hs__agent_t *a, uint64_t seq);
 /* At exit: write, fsync, close. */
 void hs__journal_close(hs__agent_t *a);

@@ -736,8 +736,8 @@ static void get_stats(hs__agent_t *a, hs__conn_t *c)
 		st.perf_mean_rel_error);
 	root = json_pack(
 		"{s:f, s:s, s:b, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-		"s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:s?, s:I, s:I, "
-		"s:I, s:I, s:I, s:I, s:b}, s:o}",
+		"s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:s?, s:s, s:I, "
+		"s:I, s:I, s:I, s:I, s:I, s:b}, s:o}",
 		"uptime_s", (double)(hs__unix_ms() - a->started_ms) / 1e3,
 		"policy", a->cfg->policy, "draining", a->draining, "listen",
 		a->listen_addr, "jobs", "live", (json_int_t)a->live, "accepted",
@@ -753,7 +753,8 @@ static void get_stats(hs__agent_t *a, hs__conn_t *c)
 		(json_int_t)a->http_accepted_conns, "open",
 		(json_int_t)a->n_conns, "errors_4xx", (json_int_t)a->http_4xx,
 		"errors_5xx", (json_int_t)a->http_5xx, "journal", "path",
-		a->journal.path, "bytes", (json_int_t)a->journal.bytes, "lines",
+		a->journal.path, "sync", a->cfg->journal_sync, "bytes",
+		(json_int_t)a->journal.bytes, "lines",
 		(json_int_t)a->journal.lines, "syncs",
 		(json_int_t)a->journal.syncs, "compactions",
 		(json_int_t)a->journal.compactions, "replayed_pending",

@@ -35,6 +35,15 @@ const hs__agent_key_t hs__agent_keys[] = {
 	 U64MAX, "N",
 	 "compact the journal when it grows past N bytes "
 	 "(default 268435456)"},
+	{"journal-sync", HS__KEY_STR, OFF(journal_sync), 0, 0, "MODE",
+	 "when a job's 202 goes out: 'always' (default) once its accept line "
+	 "is written and fdatasync'ed, so it survives a power cut; "
+	 "'interval' once the line is written, so it survives kill -9 and a "
+	 "crash of the agent, with an fdatasync every journal-sync-ms: a "
+	 "power cut may lose the jobs accepted in the last interval"},
+	{"journal-sync-ms", HS__KEY_UINT, OFF(journal_sync_ms), 1, 10000, "MS",
+	 "with journal-sync 'interval': fdatasync the journal every MS "
+	 "milliseconds (default 10)"},
 	{"keep-finished", HS__KEY_UINT, OFF(keep_finished), 1, 1e9, "N",
 	 "finished jobs kept for GET /v1/jobs/{id} (default 10000)"},
 	{"policy", HS__KEY_STR, OFF(policy), 0, 0, "P",
@@ -111,6 +120,7 @@ int hs__agent_config_init(hs__agent_config_t *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->journal_max_bytes = 256ull << 20;
+	cfg->journal_sync_ms = 10;
 	cfg->keep_finished = 10000;
 	cfg->max_batch = 32;
 	cfg->max_wait_ms = 50;
@@ -125,6 +135,7 @@ int hs__agent_config_init(hs__agent_config_t *cfg)
 	if (set_str(cfg, "listen", "127.0.0.1:8080") ||
 	    set_str(cfg, "state-dir", "./hetsched-state") ||
 	    set_str(cfg, "policy", "eft") ||
+	    set_str(cfg, "journal-sync", "always") ||
 	    set_str(cfg, "sim-mode", "timer")) {
 		hs__agent_config_release(cfg);
 		return HS_ENOMEM;
@@ -281,6 +292,12 @@ int hs__agent_config_check(const hs__agent_config_t *cfg, hs_error_t *err)
 		return hs__error_set(err, HS_EINVAL, "settings", 0, "sim-mode",
 				     "'%s' is neither 'timer' nor 'thread'",
 				     cfg->sim_mode);
+	if (strcmp(cfg->journal_sync, "always") &&
+	    strcmp(cfg->journal_sync, "interval"))
+		return hs__error_set(err, HS_EINVAL, "settings", 0,
+				     "journal-sync",
+				     "'%s' is neither 'always' nor 'interval'",
+				     cfg->journal_sync);
 	if (!strchr(cfg->listen, ':'))
 		return hs__error_set(err, HS_EINVAL, "settings", 0, "listen",
 				     "'%s' is not HOST:PORT", cfg->listen);

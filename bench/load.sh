@@ -6,6 +6,9 @@
 #   sh bench/load.sh                     (build/hetsched, 10 s, 2 threads,
 #                                         64 connections)
 #   BUILD=/tmp/b DURATION=30s CONNS=128 sh bench/load.sh
+#   JOURNAL_SYNC=interval sh bench/load.sh   (202 after the journal's
+#                                         write, fdatasync every 10 ms;
+#                                         default: always, 202 after it)
 #
 # A benchmark is a program that prints figures: it does not pass or fail
 # on them (the target on a 2-core machine: >= 20k/s, p99 < 10 ms).
@@ -16,6 +19,7 @@ DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
 FLEET=${FLEET:-data/fleets/default.json}
+JOURNAL_SYNC=${JOURNAL_SYNC:-always}
 HETSCHED=${HETSCHED:-$BUILD/hetsched}
 
 cd "$(dirname "$0")/.."
@@ -49,7 +53,8 @@ trap cleanup EXIT INT TERM
 # not back-pressure (429s would be counted as errors).
 "$HETSCHED" serve --listen 127.0.0.1:0 --fleet "$FLEET" \
 	--state-dir "$state" --max-queue 10000000 --keep-finished 1000 \
-	--drain-timeout 5 >"$state/out" 2>"$state/err" &
+	--drain-timeout 5 --journal-sync "$JOURNAL_SYNC" \
+	>"$state/out" 2>"$state/err" &
 pid=$!
 i=0
 while ! grep -q "^listening on" "$state/out" 2>/dev/null; do
@@ -63,7 +68,8 @@ while ! grep -q "^listening on" "$state/out" 2>/dev/null; do
 done
 addr=$(sed -n 's/^listening on //p' "$state/out")
 
-echo "hetsched serve on $addr ($FLEET, sim devices in real time);" \
+echo "hetsched serve on $addr ($FLEET, sim devices in real time," \
+	"journal-sync $JOURNAL_SYNC);" \
 	"wrk -t$THREADS -c$CONNS -d$DURATION POST /v1/jobs"
 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
 	-s bench/wrk-submit.lua "http://$addr/v1/jobs"

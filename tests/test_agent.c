@@ -993,6 +993,74 @@ static void test_kill9_restart(void **state)
 	agent_cleanup(&ag);
 }
 
+/* GET /v1/stats' journal object (owned). */
+static json_t *journal_stats(int port)
+{
+	json_t *v, *j;
+	resp_t r;
+
+	assert_int_equal(http(port, "GET", "/v1/stats", NULL, &r), 200);
+	v = body_json(&r);
+	resp_free(&r);
+	j = json_incref(json_object_get(v, "journal"));
+	json_decref(v);
+	assert_true(json_is_object(j));
+	return j;
+}
+
+static void test_kill9_interval(void **state)
+{
+	enum { N = 12 };
+	agent_t ag = {0};
+	char ids[N][32];
+	json_t *j;
+	int i;
+
+	(void)state;
+	/* journal-sync interval: the 202 waits for the line's write only,
+	 * and no fdatasync comes for 10 s. A kill -9 keeps what was
+	 * written: every job answered 202 runs after the restart. */
+	assert_int_equal(agent_start(&ag, "--journal-sync", "interval",
+				     "--journal-sync-ms", "10000",
+				     (char *)NULL),
+			 0);
+	j = journal_stats(ag.port);
+	assert_string_equal(json_string_value(json_object_get(j, "sync")),
+			    "interval");
+	json_decref(j);
+	for (i = 0; i < N; i++)
+		submit(ag.port,
+		       "{\"model\":\"Llama-3.1-8B\",\"prompt\":"
+		       "\"persist me too\",\"max_tokens\":120}",
+		       ids[i], sizeof(ids[i]));
+	j = journal_stats(ag.port);
+	assert_int_equal(json_integer_value(json_object_get(j, "syncs")), 0);
+	json_decref(j);
+	assert_int_equal(agent_stop(&ag, SIGKILL), -1);
+
+	/* Again with a short interval: the end lines, which no response
+	 * waits for, are synced by the timer. */
+	assert_int_equal(agent_start(&ag, "--journal-sync", "interval",
+				     "--journal-sync-ms", "20", (char *)NULL),
+			 0);
+	for (i = 0; i < N; i++) {
+		json_t *v = wait_job(ag.port, ids[i], 15000);
+
+		assert_string_equal(
+			json_string_value(json_object_get(v, "state")), "done");
+		assert_int_equal(
+			json_integer_value(json_object_get(v, "generated")),
+			120);
+		json_decref(v);
+	}
+	now_sleep_ms(200);
+	j = journal_stats(ag.port);
+	assert_true(json_integer_value(json_object_get(j, "syncs")) >= 1);
+	json_decref(j);
+	assert_int_equal(agent_stop(&ag, SIGTERM), 0);
+	agent_cleanup(&ag);
+}
+
 /* ---- the command line
  * -------------------------------------------------------- */
 
@@ -1046,7 +1114,7 @@ static void test_cli(void **state)
 		"--topology",	    "--state-dir",    "--journal",
 		"--policy",	    "--power-budget", "--max-queue",
 		"--max-body",	    "--config",	      "--drain-timeout",
-		"--header-timeout",
+		"--header-timeout", "--journal-sync", "--journal-sync-ms",
 	};
 	char out[16384], path[128];
 	size_t i;
@@ -1079,6 +1147,42 @@ static void test_cli(void **state)
 	assert_int_equal(
 		run_cli(out, sizeof(out), "--config", path, (char *)NULL), 2);
 	assert_non_null(strstr(out, "max-queue"));
+
+	/* journal-sync: a mode by name, an interval in range. */
+	assert_int_equal(run_cli(out, sizeof(out), "--journal-sync",
+				 "sometimes", (char *)NULL),
+			 2);
+	assert_non_null(strstr(out, "journal-sync"));
+	assert_non_null(strstr(out, "sometimes"));
+	assert_int_equal(run_cli(out, sizeof(out), "--journal-sync-ms", "0",
+				 (char *)NULL),
+			 2);
+	assert_non_null(strstr(out, "journal-sync-ms"));
+	assert_int_equal(run_cli(out, sizeof(out), "--journal-sync-ms", "1.5",
+				 (char *)NULL),
+			 2);
+	assert_non_null(strstr(out, "journal-sync-ms"));
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("{\"journal-sync\": \"never\"}\n", f);
+	fclose(f);
+	assert_int_equal(
+		run_cli(out, sizeof(out), "--config", path, (char *)NULL), 2);
+	assert_non_null(strstr(out, "journal-sync"));
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("{\"journal-sync\": true}\n", f);
+	fclose(f);
+	assert_int_equal(
+		run_cli(out, sizeof(out), "--config", path, (char *)NULL), 2);
+	assert_non_null(strstr(out, "journal-sync"));
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("{\"journal-sync-ms\": 20000}\n", f);
+	fclose(f);
+	assert_int_equal(
+		run_cli(out, sizeof(out), "--config", path, (char *)NULL), 2);
+	assert_non_null(strstr(out, "journal-sync-ms"));
 }
 
 int main(int argc, char **argv)
@@ -1099,6 +1203,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_slow_client),
 		cmocka_unit_test(test_queue_full_and_drain),
 		cmocka_unit_test(test_kill9_restart),
+		cmocka_unit_test(test_kill9_interval),
 		cmocka_unit_test(test_cli),
 	};
 	char dir[PATH_MAX];
