@@ -32,6 +32,12 @@
  * starved until the next epoch measures it. */
 #define LP_DEMAND_HEADROOM 1.1
 
+/* An epoch re-plans only when a class's demand or a rate moved by more
+ * than this (relative) since the plan was made, or the budget or the
+ * fleet changed: a solve costs O(classes x devices x levels) simplex
+ * work, and most epochs of a steady load would find the same plan. */
+#define LP_REPLAN_REL 0.05
+
 /* A solution drawing this close to the budget is limited by it. */
 #define LP_BOUND_REL 1e-6
 
@@ -666,6 +672,11 @@ struct lp_state {
 	/* [c * n_devices + d]: smooth weighted round-robin counters, in
 	 * output tokens owed to the device */
 	double *credit;
+	/* What the plan was made from: demand per class, every rate, the
+	 * budget (see LP_REPLAN_REL). */
+	double *plan_observed;
+	double *plan_rate;
+	double plan_budget_w;
 	bool solved;
 	bool budget_bound; /* the solution draws all the budget */
 };
@@ -680,6 +691,8 @@ static void lp_fini(void *state)
 	hs__free(st->demand);
 	hs__free(st->share);
 	hs__free(st->credit);
+	hs__free(st->plan_observed);
+	hs__free(st->plan_rate);
 	hs__free(st);
 }
 
@@ -702,13 +715,47 @@ static int lp_init(hs_sched_t *s, void **state)
 	st->demand = hs__calloc(st->fleet.prob.n_classes, sizeof(*st->demand));
 	st->share = hs__calloc(n, sizeof(*st->share));
 	st->credit = hs__calloc(n, sizeof(*st->credit));
-	if (!st->demand || !st->share || !st->credit) {
+	st->plan_observed = hs__calloc(st->fleet.prob.n_classes,
+				       sizeof(*st->plan_observed));
+	st->plan_rate = hs__calloc(fleet_n_x(&st->fleet),
+				   sizeof(*st->plan_rate));
+	if (!st->demand || !st->share || !st->credit || !st->plan_observed ||
+	    !st->plan_rate) {
 		lp_fini(st);
 		return HS_ENOMEM;
 	}
 	st->fleet.prob.demand = st->demand;
 	*state = st;
 	return 0;
+}
+
+/* Whether a figure moved from the one the plan used: zero to non-zero (a
+ * class appears, a device fails) always counts. */
+static bool moved(double was, double now)
+{
+	if (was == now)
+		return false;
+	if (was == 0 || now == 0)
+		return true;
+	return fabs(now - was) > LP_REPLAN_REL * fabs(was);
+}
+
+/* Whether the plan in force was made for about what the core sees now. */
+static bool plan_current(const struct lp_state *st, double budget_w)
+{
+	const struct lp_fleet *f = &st->fleet;
+	size_t i, n_x = fleet_n_x(f);
+	unsigned c;
+
+	if (!st->solved || budget_w != st->plan_budget_w)
+		return false;
+	for (c = 0; c < f->prob.n_classes; c++)
+		if (moved(st->plan_observed[c], f->observed[c]))
+			return false;
+	for (i = 0; i < n_x; i++)
+		if (moved(st->plan_rate[i], f->rate[i]))
+			return false;
+	return true;
 }
 
 static void lp_on_change(void *state, hs_sched_t *s, int64_t now)
@@ -720,6 +767,12 @@ static void lp_on_change(void *state, hs_sched_t *s, int64_t now)
 	double *share, total = 0;
 
 	fleet_fill(f, s);
+	if (plan_current(st, hs__sched_budget(s)))
+		return;
+	memcpy(st->plan_observed, f->observed,
+	       f->prob.n_classes * sizeof(*f->observed));
+	memcpy(st->plan_rate, f->rate, fleet_n_x(f) * sizeof(*f->rate));
+	st->plan_budget_w = hs__sched_budget(s);
 	for (c = 0; c < f->prob.n_classes; c++) {
 		st->demand[c] = f->observed[c] * LP_DEMAND_HEADROOM;
 		total += f->observed[c];
