@@ -496,6 +496,7 @@ typedef struct hs_sched_stats_s {
 					* them (hs_sched_device_failed) */
 	uint64_t queued, running;      /* now */
 	uint64_t decisions;            /* policy calls */
+	uint64_t replans;              /* plans the policy solved (lp) */
 	uint64_t steps;
 	uint64_t output_tokens;        /* generated */
 	uint64_t prefill_tokens;

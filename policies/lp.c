@@ -773,6 +773,7 @@ static void lp_on_change(void *state, hs_sched_t *s, int64_t now)
 	       f->prob.n_classes * sizeof(*f->observed));
 	memcpy(st->plan_rate, f->rate, fleet_n_x(f) * sizeof(*f->rate));
 	st->plan_budget_w = hs__sched_budget(s);
+	hs__sched_count_replan(s);
 	for (c = 0; c < f->prob.n_classes; c++) {
 		st->demand[c] = f->observed[c] * LP_DEMAND_HEADROOM;
 		total += f->observed[c];

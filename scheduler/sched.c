@@ -1739,6 +1739,11 @@ uint32_t hs__sched_batch_size(const hs_sched_t *s, int d)
 	return s->devs[d].n_members;
 }
 
+void hs__sched_count_replan(hs_sched_t *s)
+{
+	s->st.replans++;
+}
+
 double hs__sched_backlog_ns(const hs_sched_t *s, int d)
 {
 	return s->devs[d].backlog_ns;

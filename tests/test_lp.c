@@ -729,6 +729,71 @@ static void test_upper_bound(void **state)
 	hs_model_catalog_free(cat);
 }
 
+/*
+ * lp re-plans when what it plans for moves: a steady stream of arrivals
+ * settles its observed demand and the plan stays; a budget change, or a
+ * new class, makes a new one.
+ */
+static void test_replan(void **state)
+{
+	hs_model_catalog_t *cat;
+	hs_device_t dev[N_SIM_DEV];
+	hs_sched_hooks_t hooks;
+	hs_sched_config_t cfg;
+	hs_sched_stats_t st;
+	struct driver dr;
+	hs_error_t err;
+	uint64_t settled = 0, epoch;
+
+	assert_int_equal(hs_model_catalog_load(&cat, "data/models.json", &err),
+			 0);
+	sim_devices(dev);
+	driver_init(&dr, &hooks, model_index(cat, "Llama-3.1-8B"), 0);
+	hs_sched_config_init(&cfg);
+	cfg.policy = "lp";
+	assert_int_equal(
+		hs_sched_new(&dr.s, &cfg, cat, dev, N_SIM_DEV, &hooks, &err),
+		0);
+	/* Three jobs a second (one long prompt in three), epochs of 1 s, no
+	 * step ever ends: only the demand moves, less and less. */
+	for (epoch = 0; epoch < 40; epoch++) {
+		int k;
+
+		for (k = 0; k < 3; k++) {
+			dr.now = (int64_t)epoch * 1000000000 + k * 333333333;
+			submit_next(&dr);
+		}
+		assert_int_equal(hs_sched_timer(dr.s, dr.now + 400000000), 0);
+		if (epoch == 19) {
+			hs_sched_stats(dr.s, &st);
+			settled = st.replans;
+		}
+	}
+	hs_sched_stats(dr.s, &st);
+	assert_true(settled >= 1);
+	/* The second half changed nothing worth a plan. */
+	assert_int_equal(st.replans, settled);
+	assert_true(st.decisions > st.replans + 40);
+	/* A budget is new input; the same budget again is not. */
+	assert_int_equal(hs_sched_set_budget(dr.s, dr.now + 500000000, 600),
+			 0);
+	hs_sched_stats(dr.s, &st);
+	assert_int_equal(st.replans, settled + 1);
+	assert_int_equal(hs_sched_set_budget(dr.s, dr.now + 600000000, 600),
+			 0);
+	hs_sched_stats(dr.s, &st);
+	assert_int_equal(st.replans, settled + 1);
+	/* A model not seen before is a new class. */
+	dr.model = model_index(cat, "Qwen2.5-7B");
+	dr.now += 700000000;
+	submit_next(&dr);
+	assert_int_equal(hs_sched_timer(dr.s, dr.now + 1000000000), 0);
+	hs_sched_stats(dr.s, &st);
+	assert_int_equal(st.replans, settled + 2);
+	hs_sched_free(dr.s);
+	hs_model_catalog_free(cat);
+}
+
 /* Budgets the bound answers without running anything. */
 static void test_upper_bound_budget(void **state)
 {
@@ -951,6 +1016,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_failures),
 		cmocka_unit_test(test_upper_bound),
 		cmocka_unit_test(test_upper_bound_budget),
+		cmocka_unit_test(test_replan),
 	};
 
 	return cmocka_run_group_tests_name("lp", tests, NULL, NULL);
