@@ -310,6 +310,9 @@ int main(int argc, char **argv)
 		       (double)res.stats.decisions / wall);
 		printf("  core time/decision     %10.1f ns\n",
 		       res.sched_cpu_ns / (double)res.stats.decisions);
+		if (res.stats.replans)
+			printf("  plans solved           %10llu\n",
+			       (unsigned long long)res.stats.replans);
 		printf("  bytes per pending job  %10.1f\n", per_pending);
 		printf("  peak RSS               %10.1f MiB\n",
 		       ru.ru_maxrss / 1024.0);

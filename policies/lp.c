@@ -32,10 +32,11 @@
  * starved until the next epoch measures it. */
 #define LP_DEMAND_HEADROOM 1.1
 
-/* An epoch re-plans only when a class's demand or a rate moved by more
- * than this (relative) since the plan was made, or the budget or the
- * fleet changed: a solve costs O(classes x devices x levels) simplex
- * work, and most epochs of a steady load would find the same plan. */
+/* An epoch re-plans only when a class's demand or the plan's output moved
+ * by more than this (relative) since the plan was made, or the budget or
+ * the fleet changed (see plan_current): a solve costs O(classes x devices
+ * x levels) simplex work, and most epochs of a steady load would find the
+ * same plan. */
 #define LP_REPLAN_REL 0.05
 
 /* A solution drawing this close to the budget is limited by it. */
@@ -740,11 +741,19 @@ static bool moved(double was, double now)
 	return fabs(now - was) > LP_REPLAN_REL * fabs(was);
 }
 
-/* Whether the plan in force was made for about what the core sees now. */
+/*
+ * Whether the plan in force was made for about what the core sees now: the
+ * same budget, the same classes and runnable (device, level) pairs, every
+ * class's demand within LP_REPLAN_REL, and the plan's output at today's
+ * rates within LP_REPLAN_REL of its output at the rates it was made with.
+ * Single rates wander with each refit of a device's model; what matters is
+ * whether the plan still delivers what it promised.
+ */
 static bool plan_current(const struct lp_state *st, double budget_w)
 {
 	const struct lp_fleet *f = &st->fleet;
 	size_t i, n_x = fleet_n_x(f);
+	double then = 0, now = 0;
 	unsigned c;
 
 	if (!st->solved || budget_w != st->plan_budget_w)
@@ -752,10 +761,13 @@ static bool plan_current(const struct lp_state *st, double budget_w)
 	for (c = 0; c < f->prob.n_classes; c++)
 		if (moved(st->plan_observed[c], f->observed[c]))
 			return false;
-	for (i = 0; i < n_x; i++)
-		if (moved(st->plan_rate[i], f->rate[i]))
+	for (i = 0; i < n_x; i++) {
+		if ((st->plan_rate[i] > 0) != (f->rate[i] > 0))
 			return false;
-	return true;
+		then += f->x[i] * st->plan_rate[i];
+		now += f->x[i] * f->rate[i];
+	}
+	return !moved(then, now);
 }
 
 static void lp_on_change(void *state, hs_sched_t *s, int64_t now)
