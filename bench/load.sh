@@ -71,8 +71,18 @@ addr=$(sed -n 's/^listening on //p' "$state/out")
 echo "hetsched serve on $addr ($FLEET, sim devices in real time," \
 	"journal-sync $JOURNAL_SYNC);" \
 	"wrk -t$THREADS -c$CONNS -d$DURATION POST /v1/jobs"
+# CPU time the hypervisor took from this VM while wrk ran (the "steal"
+# column of /proc/stat): on a shared VM it, not the agent, sets the tail.
+cpu_ticks() {
+	awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i;
+		       print t, $9 }' /proc/stat 2>/dev/null || echo "0 0"
+}
+before=$(cpu_ticks)
 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
 	-s bench/wrk-submit.lua "http://$addr/v1/jobs"
+after=$(cpu_ticks)
+echo "$before $after" | awk '{ t = $3 - $1; s = $4 - $2;
+	if (t > 0) printf "hypervisor steal during the run: %.1f %% of the CPU time\n", 100 * s / t }'
 
 # What the agent saw (its journal, its jobs), then a clean drain.
 if command -v curl >/dev/null 2>&1; then
