@@ -24,6 +24,8 @@
  * hundred variables). */
 #define LP_IT_BASE 1000
 #define LP_IT_PER 50
+/* The primal simplex's leash in a refinement (see run_refine). */
+#define LP_IT_PER_REFINE 2
 
 /* Rounding allowed when a level's draw is compared with the budget. */
 #define LP_BUDGET_REL 1e-12
@@ -320,24 +322,43 @@ out_free:
  * Without the presolver: it drops bound tightenings it deems too small, so
  * that a solution could exceed a demand cap by 1e-4 of it, and each solve
  * after the first starts from the last basis instead of from scratch. The
- * primal simplex stalled for minutes on some of the degenerate problems
- * that holding an optimum makes; the dual one (falling back on the primal)
- * did not. The iteration limit bounds an epoch's work all the same, and
- * unlike a time limit it keeps runs deterministic.
+ * first solve uses the dual simplex (falling back on the primal). The
+ * iteration limit bounds an epoch's work, and unlike a time limit it keeps
+ * runs deterministic.
  */
-static int run_simplex(glp_prob *lp)
+static int simplex(glp_prob *lp, int meth, int it_per)
 {
 	glp_smcp parm;
 
 	glp_init_smcp(&parm);
 	parm.msg_lev = GLP_MSG_OFF;
 	parm.presolve = GLP_OFF;
-	parm.meth = GLP_DUALP;
+	parm.meth = meth;
 	parm.it_lim = LP_IT_BASE +
-		      LP_IT_PER * (glp_get_num_rows(lp) + glp_get_num_cols(lp));
+		      it_per * (glp_get_num_rows(lp) + glp_get_num_cols(lp));
 	if (glp_simplex(lp, &parm) != 0 || glp_get_status(lp) != GLP_OPT)
 		return HS_ESOLVER;
 	return 0;
+}
+
+static int run_simplex(glp_prob *lp)
+{
+	return simplex(lp, GLP_DUALP, LP_IT_PER);
+}
+
+/*
+ * A refinement starts from an optimal basis, still primal feasible under
+ * the new objective: the primal simplex goes on from there, where the dual
+ * one first has to regain dual feasibility (with 64 devices, thousands of
+ * iterations against tens). On the degenerate problems that holding an
+ * optimum makes it can stall, so it gets a short leash, and the dual
+ * simplex the rest.
+ */
+static int run_refine(glp_prob *lp)
+{
+	if (simplex(lp, GLP_PRIMAL, LP_IT_PER_REFINE) == 0)
+		return 0;
+	return run_simplex(lp);
 }
 
 static void read_x(glp_prob *lp, const struct lp_layout *lo, double *x)
@@ -373,7 +394,7 @@ static void refine(glp_prob *lp, const hs__lp_problem_t *p,
 		for (j = 1; j <= lo->n_x; j++)
 			glp_set_obj_coef(lp, j, p->rate[lo->col_x[j - 1]]);
 		glp_set_obj_coef(lp, lo->lambda_col, 0);
-		if (run_simplex(lp))
+		if (run_refine(lp))
 			return;
 		read_x(lp, lo, x);
 		hold(lp, lo->total_row, glp_get_obj_val(lp));
@@ -383,7 +404,7 @@ static void refine(glp_prob *lp, const hs__lp_problem_t *p,
 		glp_set_obj_coef(lp, j, marginal_w(p, d, l));
 	}
 	glp_set_obj_dir(lp, GLP_MIN);
-	if (run_simplex(lp) == 0)
+	if (run_refine(lp) == 0)
 		read_x(lp, lo, x);
 }
 
