@@ -420,6 +420,19 @@ static void extend(hs__agent_t *a)
 	}
 }
 
+/* How far ahead of the lines the zeros should reach: EXT_AHEAD, but not
+ * much past the size at which the journal is compacted (a small
+ * journal-max-bytes would otherwise write megabytes of zeros after every
+ * compaction). */
+static uint64_t zeros_ahead(const hs__journal_t *j, uint64_t end)
+{
+	uint64_t ahead = EXT_AHEAD;
+
+	if (j->compact_at > end && j->compact_at - end < ahead)
+		ahead = j->compact_at - end;
+	return ahead > EXT_SIZE / 2 ? ahead : EXT_SIZE / 2;
+}
+
 void hs__journal_flush(hs__agent_t *a)
 {
 	hs__journal_t *j = &a->journal;
@@ -443,7 +456,7 @@ void hs__journal_flush(hs__agent_t *a)
 		return;
 	}
 	end = j->bytes + j->buf.len;
-	if (end + EXT_AHEAD > j->alloc)
+	if (end + zeros_ahead(j, end) > j->alloc)
 		extend(a);
 	/* Never into the region being zeroed: wait for it. */
 	if (j->buf.len && (end <= j->alloc || !j->ext_size)) {
@@ -760,7 +773,7 @@ int hs__journal_open(hs__agent_t *a, const char *path, hs__ajob_t ***pending,
 	hs__journal_t *j = &a->journal;
 	size_t i;
 	FILE *f;
-	int rc;
+	int rc = 0;
 
 	*pending = NULL;
 	*n_pending = 0;

@@ -133,7 +133,7 @@ static int decode_round(const struct hs_executor_ops *ops, void *ex,
 		err = step(ops, ex, model, ids, B, 0, &ns);
 		total += ns;
 		sm->t[sm->n++] = ns;
-		sm->ctx_sum += start + warm + n;
+		sm->ctx_sum += start + warm + n + 1;
 		n++;
 	}
 	for (i = 0; i < B; i++)

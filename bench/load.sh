@@ -74,7 +74,9 @@ echo "hetsched serve on $addr ($FLEET, sim devices in real time," \
 # CPU time the hypervisor took from this VM while wrk ran (the "steal"
 # column of /proc/stat): on a shared VM it, not the agent, sets the tail.
 cpu_ticks() {
-	awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i;
+	# user nice system idle iowait irq softirq steal: guest time is
+	# already in user and nice.
+	awk '/^cpu / { t = 0; for (i = 2; i <= 9 && i <= NF; i++) t += $i;
 		       print t, $9 }' /proc/stat 2>/dev/null || echo "0 0"
 }
 before=$(cpu_ticks)

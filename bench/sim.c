@@ -3,6 +3,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "policy.h"
 #include "sim.h"
 
 #define POWER_EPS 1e-6
@@ -67,7 +68,8 @@ typedef struct sim_s {
 	size_t cap_records;
 	int failed;               /* first error inside a hook */
 	uint64_t core_calls;
-	bool timing;              /* inside a timed core call */
+	unsigned sample;          /* core calls timed: one in this many */
+	unsigned timing;          /* inside a timed core call: its weight */
 } sim_t;
 
 static int64_t mono_ns(void)
@@ -214,8 +216,7 @@ static void on_step_start(void *ud, const hs_step_t *st)
 	/* A real step runs inside this hook, inside a core call: its time is
 	 * the device's, not the scheduler's. */
 	if (sm->timing)
-		sm->res->sched_cpu_ns -=
-			(double)(mono_ns() - t0) * CORE_SAMPLE;
+		sm->res->sched_cpu_ns -= (double)(mono_ns() - t0) * sm->timing;
 	if (rc == HS_EBACKEND) {
 		/* The device failed: the core hears of it once this hook
 		 * returns; the step never completes. */
@@ -374,21 +375,24 @@ static void io_token(void *ud, uint64_t id, uint32_t token)
 /* ---- the loop --------------------------------------------------------- */
 
 /*
- * Time a call into the core: the scheduler's own cost per decision. One
- * call in CORE_SAMPLE is timed, and counts for CORE_SAMPLE: reading the
- * clock around every call would cost more than many of the calls.
+ * Time a call into the core: the scheduler's own cost per decision. With a
+ * policy whose cost is even (no re-plans), one call in CORE_SAMPLE is
+ * timed and counts for CORE_SAMPLE: reading the clock around every call
+ * would cost more than many of the calls. A policy that re-plans (lp)
+ * spends most of its time in a few calls, which sampling would catch or
+ * miss by chance: every call is timed.
  */
 #define CORE(sm, rc, call)                                                 \
 	do {                                                               \
-		if (++(sm)->core_calls % CORE_SAMPLE) {                    \
+		if (++(sm)->core_calls % (sm)->sample) {                   \
 			(rc) = (call);                                     \
 		} else {                                                   \
 			int64_t t0_ = mono_ns();                           \
-			(sm)->timing = true;                               \
+			(sm)->timing = (sm)->sample;                       \
 			(rc) = (call);                                     \
-			(sm)->timing = false;                              \
+			(sm)->timing = 0;                                  \
 			(sm)->res->sched_cpu_ns +=                         \
-				(double)(mono_ns() - t0_) * CORE_SAMPLE;   \
+				(double)(mono_ns() - t0_) * (sm)->sample;  \
 		}                                                          \
 	} while (0)
 
@@ -532,6 +536,12 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 	sm.res = res;
 	sm.timer_at = -1;
 	sm.submitting = -1;
+	{
+		const struct hs_policy_ops *pol =
+			hs__policy_find(cfg->policy ? cfg->policy : "eft");
+
+		sm.sample = pol && pol->on_change ? 1 : CORE_SAMPLE;
+	}
 	for (i = 1; i < n_jobs; i++)
 		if (jobs[i].arrival_ns < jobs[i - 1].arrival_ns)
 			return hs__error_set(err, HS_EINVAL, "workload", 0,

@@ -93,7 +93,8 @@ typedef struct hs_sim_result_s {
 	uint64_t lost_jobs;           /* accepted, never finished (bug) */
 	uint64_t duplicate_done;      /* finished twice (bug) */
 	double sched_cpu_ns;          /* time inside the core's calls,
-				       * estimated from one call in 16 */
+				       * estimated from one call in 16
+				       * unless the policy re-plans (lp) */
 	double upper_bound_tps;       /* LP bound for the mix seen; -1 if
 				       * not asked or not solvable */
 	uint64_t device_failures;     /* steps that failed on a device */

@@ -40,6 +40,8 @@
  * x levels) simplex work, and most epochs of a steady load would find the
  * same plan. */
 #define LP_REPLAN_REL 0.05
+/* ... and at least this often (epochs). */
+#define LP_REPLAN_MAX_EPOCHS 30
 
 /* A solution drawing this close to the budget is limited by it. */
 #define LP_BOUND_REL 1e-6
@@ -699,6 +701,7 @@ struct lp_state {
 	double *plan_observed;
 	double *plan_rate;
 	double plan_budget_w;
+	unsigned plan_epochs;   /* epochs the plan has been kept */
 	bool solved;
 	bool budget_bound; /* the solution draws all the budget */
 };
@@ -764,31 +767,40 @@ static bool moved(double was, double now)
 
 /*
  * Whether the plan in force was made for about what the core sees now: the
- * same budget, the same classes and runnable (device, level) pairs, every
- * class's demand within LP_REPLAN_REL, and the plan's output at today's
- * rates within LP_REPLAN_REL of its output at the rates it was made with.
- * Single rates wander with each refit of a device's model; what matters is
- * whether the plan still delivers what it promised.
+ * same budget, the same classes and runnable (device, level) pairs, and for
+ * every class its demand, and the output the plan gives it at today's
+ * rates, within LP_REPLAN_REL of what they were. Single rates wander with
+ * each refit of a device's model; what matters is whether the plan still
+ * delivers what it promised each class. Every LP_REPLAN_MAX_EPOCHS epochs
+ * it is made again all the same, so that a device the plan leaves out is
+ * looked at again when its rates improve.
  */
-static bool plan_current(const struct lp_state *st, double budget_w)
+static bool plan_current(struct lp_state *st, double budget_w)
 {
 	const struct lp_fleet *f = &st->fleet;
-	size_t i, n_x = fleet_n_x(f);
-	double then = 0, now = 0;
-	unsigned c;
+	unsigned c, nd = f->prob.n_devices, d, l;
 
-	if (!st->solved || budget_w != st->plan_budget_w)
+	if (!st->solved || budget_w != st->plan_budget_w ||
+	    ++st->plan_epochs >= LP_REPLAN_MAX_EPOCHS)
 		return false;
-	for (c = 0; c < f->prob.n_classes; c++)
+	for (c = 0; c < f->prob.n_classes; c++) {
+		double then = 0, now = 0;
+
 		if (moved(st->plan_observed[c], f->observed[c]))
 			return false;
-	for (i = 0; i < n_x; i++) {
-		if ((st->plan_rate[i] > 0) != (f->rate[i] > 0))
+		for (d = 0; d < nd; d++)
+			for (l = 0; l < HS_MAX_POWER_LEVELS; l++) {
+				size_t i = hs__lp_index(&f->prob, c, d, l);
+
+				if ((st->plan_rate[i] > 0) != (f->rate[i] > 0))
+					return false;
+				then += f->x[i] * st->plan_rate[i];
+				now += f->x[i] * f->rate[i];
+			}
+		if (moved(then, now))
 			return false;
-		then += f->x[i] * st->plan_rate[i];
-		now += f->x[i] * f->rate[i];
 	}
-	return !moved(then, now);
+	return true;
 }
 
 static void lp_on_change(void *state, hs_sched_t *s, int64_t now)
@@ -806,7 +818,7 @@ static void lp_on_change(void *state, hs_sched_t *s, int64_t now)
 	       f->prob.n_classes * sizeof(*f->observed));
 	memcpy(st->plan_rate, f->rate, fleet_n_x(f) * sizeof(*f->rate));
 	st->plan_budget_w = hs__sched_budget(s);
-	hs__sched_count_replan(s);
+	st->plan_epochs = 0;
 	for (c = 0; c < f->prob.n_classes; c++) {
 		st->demand[c] = f->observed[c] * LP_DEMAND_HEADROOM;
 		total += f->observed[c];
@@ -818,6 +830,8 @@ static void lp_on_change(void *state, hs_sched_t *s, int64_t now)
 	f->prob.budget_w = hs__sched_budget(s);
 	sol.x = f->x;
 	st->solved = hs__lp_solve(&f->prob, &sol) == 0;
+	if (st->solved)
+		hs__sched_count_replan(s);
 	st->budget_bound = st->solved && f->prob.budget_w > 0 &&
 			   sol.power_w >= f->prob.budget_w * (1 - LP_BOUND_REL);
 

@@ -771,8 +771,10 @@ static void test_replan(void **state)
 	}
 	hs_sched_stats(dr.s, &st);
 	assert_true(settled >= 1);
-	/* The second half changed nothing worth a plan. */
-	assert_int_equal(st.replans, settled);
+	/* The second half changed nothing worth a plan, but for the one
+	 * made every 30 epochs regardless. */
+	assert_true(st.replans <= settled + 1);
+	settled = st.replans;
 	assert_true(st.decisions > st.replans + 40);
 	/* A budget is new input; the same budget again is not. */
 	assert_int_equal(hs_sched_set_budget(dr.s, dr.now + 500000000, 600),
