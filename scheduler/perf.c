@@ -39,10 +39,15 @@
  * after 150 samples, below 0.5 fits to 10 samples with 30% noise
  * extrapolated markedly worse. Columns are divided by s_i before solving,
  * which makes the ridge term w * I and brings C (up to 1e6) and B (1..64)
- * to similar scales.
+ * to similar scales. When the samples' own magnitudes are smaller than
+ * these (a tiny model on a CPU), theirs are used (ridge_scale).
  */
 #define PRIOR_WEIGHT 1.0
 static const double feat_scale[N] = { 1.0, 8.0, 8192.0, 512.0 };
+/* The smallest magnitude the prior is weighed at (see ridge_scale),
+ * relative to the typical one: it keeps a feature the samples never vary
+ * (a device that only ever sees one shape) at its prior. */
+#define SCALE_MIN 1e-3
 
 /* A Cholesky pivot this small relative to its diagonal means the sums are
  * not those of any sample set (the ridge alone keeps pivots >= w). */
@@ -131,12 +136,37 @@ static bool cholesky_solve(double a[N][N], double *b, int n)
  * produce). When the system is not positive definite, which sums of real
  * samples cannot be, theta falls back to the prior and false is returned.
  */
+/*
+ * The magnitude at which feature i's prior weighs as one sample: the
+ * typical one, or the samples' own (root mean square) when they are
+ * smaller. A tiny model's steps (prompts of tens of tokens, contexts of
+ * hundreds) would otherwise see the prior's guess at what a prefill token
+ * costs outweigh a hundred measured prefills, and the step's intercept
+ * take what the prefills cost.
+ */
+static void ridge_scale(const hs__perf_t *p, double *scale)
+{
+	int i;
+
+	for (i = 0; i < N; i++) {
+		double rms = p->samples ? sqrt(p->xtx[i * N + i] /
+					       (double)p->samples) :
+					  feat_scale[i];
+
+		scale[i] = rms < feat_scale[i] ? rms : feat_scale[i];
+		if (!(scale[i] >= feat_scale[i] * SCALE_MIN))
+			scale[i] = feat_scale[i] * SCALE_MIN;
+	}
+}
+
 static bool solve(hs__perf_t *p)
 {
-	double phi[N] = { 0 };
+	double phi[N] = { 0 }, sc[N];
 	bool pinned[N] = { false };
 	bool ok = true;
 	int i, j;
+
+	ridge_scale(p, sc);
 
 	for (;;) {
 		double a[N][N], b[N];
@@ -154,12 +184,11 @@ static bool solve(hs__perf_t *p)
 			for (j = 0; j < n; j++) {
 				int c = idx[j];
 
-				a[i][j] = p->xtx[r * N + c] /
-					  (feat_scale[r] * feat_scale[c]);
+				a[i][j] = p->xtx[r * N + c] / (sc[r] * sc[c]);
 			}
 			a[i][i] += PRIOR_WEIGHT;
-			b[i] = p->xty[r] / feat_scale[r] +
-			       PRIOR_WEIGHT * p->prior[r] * feat_scale[r];
+			b[i] = p->xty[r] / sc[r] +
+			       PRIOR_WEIGHT * p->prior[r] * sc[r];
 		}
 		if (!cholesky_solve(a, b, n)) {
 			ok = false;
@@ -176,7 +205,7 @@ static bool solve(hs__perf_t *p)
 		phi[worst] = 0;
 	}
 	for (i = 0; i < N; i++)
-		p->theta[i] = ok ? phi[i] / feat_scale[i] : p->prior[i];
+		p->theta[i] = ok ? phi[i] / sc[i] : p->prior[i];
 	p->dirty = false;
 	p->pending = 0;
 	return ok;

@@ -297,6 +297,41 @@ static void test_outlier_rejected(void **state)
 	assert_int_equal(p.outliers, 0);
 }
 
+/*
+ * A tiny model on a CPU: prompts of tens of tokens that cost far more per
+ * token than the roofline says, contexts of hundreds. The prior weighs as
+ * one sample at the magnitudes the samples have, not at those of a big
+ * model's batches: after a few dozen steps the prefills' cost is on the
+ * prefill coefficient, and decode steps are predicted right.
+ */
+static void test_small_features(void **state)
+{
+	const law_t law = { 2.0e6, 0, 2000, 800000 };
+	double err = 0;
+	hs__perf_t p;
+	int i;
+
+	small_pair(&p);
+	rng_seed(31);
+	for (i = 0; i < 60; i++) {
+		double C = uniform(50, 300), P = i % 6 ? 0 : uniform_int(20, 80);
+
+		hs__perf_observe(&p, 1, C + P, P, noisy(law_ns(&law, 1, C + P, P)));
+	}
+	for (i = 0; i < 100; i++) {
+		double C = uniform(50, 300);
+
+		err += fabs(hs__perf_predict_ns(&p, 1, C, 0) -
+			    law_ns(&law, 1, C, 0)) /
+		       law_ns(&law, 1, C, 0);
+	}
+	print_message("decode error after 60 steps: %.3f\n", err / 100);
+	assert_true(err / 100 < 0.1);
+	/* And a prefill of 50 tokens. */
+	assert_close(hs__perf_predict_ns(&p, 1, 250, 50),
+		     law_ns(&law, 1, 250, 50), 0.1);
+}
+
 static void test_regime_change(void **state)
 {
 	hs__perf_t p;
@@ -651,6 +686,7 @@ int main(void)
 		cmocka_unit_test(test_prior_moe_and_missing_figures),
 		cmocka_unit_test(test_fit_recovers_law),
 		cmocka_unit_test(test_outlier_rejected),
+		cmocka_unit_test(test_small_features),
 		cmocka_unit_test(test_regime_change),
 		cmocka_unit_test(test_degenerate_design),
 		cmocka_unit_test(test_negative_coefficient_pinned),
