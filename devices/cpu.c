@@ -500,6 +500,8 @@ static int cpu_open(void **exec, const hs_device_t *dev,
 			goto out_close;
 	}
 	err = pool_start(c, dev, opts->threads);
+	if (!err)
+		err = hs__executor_warm_up(&hs__executor_cpu, c);
 	if (err)
 		goto out_close;
 	*exec = c;

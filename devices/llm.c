@@ -545,7 +545,7 @@ void hs__llm_exec_end(hs__llm_exec_t *ex)
 	}
 	pthread_mutex_unlock(&ex->lock);
 
-	if (!ex->io.token)
+	if (!ex->io.token || ex->warming)
 		return;
 	for (j = 0; j < b->n_jobs; j++)
 		if (b->ids[j] != UINT64_MAX)
@@ -560,15 +560,24 @@ int hs__llm_scratch_reserve(hs__llm_scratch_t *s, const hs__llm_shape_t *sh,
 			    size_t n_tokens, size_t n_jobs)
 {
 	size_t xn = sh->d > sh->q_dim ? sh->d : sh->q_dim;
+	size_t nx = n_tokens * sh->d, nxn = n_tokens * xn,
+	       nqkv = n_tokens * sh->qkv_dim, nh = n_tokens * 2 * sh->d_ff,
+	       ng = n_tokens * sh->d_ff, nlx = n_jobs * sh->d;
 	float *x, *xnb, *qkv, *h, *g, *lx;
 
 	/* All or nothing, so that a failure leaves s as it was. */
-	if (n_tokens > s->cap_tokens) {
-		x = hs__malloc(n_tokens * sh->d * sizeof(float));
-		xnb = hs__malloc(n_tokens * xn * sizeof(float));
-		qkv = hs__malloc(n_tokens * sh->qkv_dim * sizeof(float));
-		h = hs__malloc(n_tokens * 2 * sh->d_ff * sizeof(float));
-		g = hs__malloc(n_tokens * sh->d_ff * sizeof(float));
+	if (nx > s->cap_x || nxn > s->cap_xn || nqkv > s->cap_qkv ||
+	    nh > s->cap_h || ng > s->cap_g) {
+		nx = nx > s->cap_x ? nx : s->cap_x;
+		nxn = nxn > s->cap_xn ? nxn : s->cap_xn;
+		nqkv = nqkv > s->cap_qkv ? nqkv : s->cap_qkv;
+		nh = nh > s->cap_h ? nh : s->cap_h;
+		ng = ng > s->cap_g ? ng : s->cap_g;
+		x = hs__malloc(nx * sizeof(float));
+		xnb = hs__malloc(nxn * sizeof(float));
+		qkv = hs__malloc(nqkv * sizeof(float));
+		h = hs__malloc(nh * sizeof(float));
+		g = hs__malloc(ng * sizeof(float));
 		if (!x || !xnb || !qkv || !h || !g) {
 			hs__free(x);
 			hs__free(xnb);
@@ -587,15 +596,19 @@ int hs__llm_scratch_reserve(hs__llm_scratch_t *s, const hs__llm_shape_t *sh,
 		s->qkv = qkv;
 		s->h = h;
 		s->g = g;
-		s->cap_tokens = n_tokens;
+		s->cap_x = nx;
+		s->cap_xn = nxn;
+		s->cap_qkv = nqkv;
+		s->cap_h = nh;
+		s->cap_g = ng;
 	}
-	if (n_jobs > s->cap_jobs) {
-		lx = hs__malloc(n_jobs * sh->d * sizeof(float));
+	if (nlx > s->cap_lx) {
+		lx = hs__malloc(nlx * sizeof(float));
 		if (!lx)
 			return HS_ENOMEM;
 		hs__free(s->lx);
 		s->lx = lx;
-		s->cap_jobs = n_jobs;
+		s->cap_lx = nlx;
 	}
 	return 0;
 }
@@ -1073,6 +1086,51 @@ int hs__executor_adopt(void *exec, uint32_t model, uint64_t id, uint32_t len,
 		job_remove(ex, job);
 
 out_unlock:
+	pthread_mutex_unlock(&ex->lock);
+	return err;
+}
+
+/* The scratch job's context; its id, one per model, is none the core
+ * hands out (ids there are a slot's generation and index). */
+#define WARM_CONTEXT 32
+#define WARM_JOB(m) (UINT64_MAX - (m))
+
+int hs__executor_warm_up(const struct hs_executor_ops *ops, void *exec)
+{
+	hs__llm_exec_t *ex = exec;
+	uint64_t fail_after = ex->fail_after;
+	uint32_t m;
+	int err = 0;
+
+	pthread_mutex_lock(&ex->lock);
+	ex->fail_after = 0;
+	ex->warming = true;
+	pthread_mutex_unlock(&ex->lock);
+	for (m = 0; !err && m < ex->n_models; m++) {
+		uint64_t id = WARM_JOB(m);
+		unsigned s;
+
+		if (!ex->runnable[m] || ex->shapes[m].max_ctx <=
+						WARM_CONTEXT + HS__WARM_STEPS)
+			continue;
+		err = hs__executor_adopt(exec, m, id, WARM_CONTEXT, 'a');
+		for (s = 0; !err && s < HS__WARM_STEPS; s++) {
+			hs_step_t st;
+			int64_t ns;
+			double e;
+
+			memset(&st, 0, sizeof(st));
+			st.model = m;
+			st.batch = 1;
+			st.jobs = &id;
+			err = ops->run_step(exec, &st, &ns, &e);
+		}
+		ops->release(exec, id);
+	}
+	pthread_mutex_lock(&ex->lock);
+	ex->fail_after = fail_after;
+	ex->warming = false;
+	ex->steps = 0;
 	pthread_mutex_unlock(&ex->lock);
 	return err;
 }

@@ -188,6 +188,7 @@ typedef struct hs__llm_exec_s {
 	hs__llm_batch_t batch;
 	hs_executor_io_t io;
 	uint64_t fail_after; /* steps before injected faults; 0: none */
+	bool warming;        /* hs__executor_warm_up runs: no io calls */
 	uint64_t steps; /* run_step calls so far */
 	bool failed; /* the last step failed */
 	/* The backend's part of hs__executor_adopt: make room for the slot
@@ -241,8 +242,9 @@ typedef struct hs__llm_scratch_s {
 	float *h; /* [T][2 d_ff] gate and up */
 	float *g; /* [T][d_ff] SwiGLU */
 	float *lx; /* [B][d] normed last tokens */
-	size_t cap_tokens;
-	size_t cap_jobs;
+	/* Floats each holds: a step of another model (other widths) may
+	 * need more with fewer tokens. */
+	size_t cap_x, cap_xn, cap_qkv, cap_h, cap_g, cap_lx;
 } hs__llm_scratch_t;
 
 /* Grow s for a step of n_tokens tokens and n_jobs jobs. 0 or HS_ENOMEM
@@ -301,6 +303,17 @@ uint32_t hs__executor_kv_slots(void *exec, uint32_t model);
  */
 int hs__executor_adopt(void *exec, uint32_t model, uint64_t job, uint32_t len,
 		       uint32_t next);
+
+/*
+ * Warm an executor that just opened: HS__WARM_STEPS decode steps of a
+ * scratch job for each runnable model. A device's first steps run far
+ * slower than the rest (code and caches cold, clocks ramping: 7 ms down to
+ * 2 ms a step over the first dozen on PoCL's pthread device), and measured
+ * steps calibrate the scheduler's model, which those would mislead. The
+ * steps count toward no injected fault. 0 or the step's error.
+ */
+#define HS__WARM_STEPS 16
+int hs__executor_warm_up(const struct hs_executor_ops *ops, void *exec);
 
 /*
  * STREAM-style copy bandwidth of the device an executor runs on, in GB/s

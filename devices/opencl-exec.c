@@ -667,6 +667,9 @@ static int ocl_open(void **exec, const hs_device_t *dev,
 		if (s->vocab > o->max_vocab)
 			o->max_vocab = s->vocab;
 	}
+	err = hs__executor_warm_up(&hs__executor_opencl, o);
+	if (err)
+		goto out_close;
 	*exec = o;
 	return 0;
 
