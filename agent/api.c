@@ -718,14 +718,15 @@ static void get_stats(hs__agent_t *a, hs__conn_t *c)
 	hs_sched_stats(a->core, &st);
 	core = json_pack(
 		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-		"s:f, s:b, s:f, s:f, s:f, s:f, s:I, s:I, s:f}",
+		"s:I, s:f, s:b, s:f, s:f, s:f, s:f, s:I, s:I, s:f}",
 		"submitted", (json_int_t)st.submitted, "refused",
 		(json_int_t)st.refused, "completed", (json_int_t)st.completed,
 		"cancelled", (json_int_t)st.cancelled, "requeued",
 		(json_int_t)st.requeued, "failed", (json_int_t)st.failed,
 		"queued", (json_int_t)st.queued, "running",
 		(json_int_t)st.running, "decisions", (json_int_t)st.decisions,
-		"steps", (json_int_t)st.steps, "output_tokens",
+		"replans", (json_int_t)st.replans, "steps",
+		(json_int_t)st.steps, "output_tokens",
 		(json_int_t)st.output_tokens, "prefill_tokens",
 		(json_int_t)st.prefill_tokens, "energy_j", st.energy_j,
 		"energy_measured", st.energy_measured, "budget_w", st.budget_w,

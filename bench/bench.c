@@ -147,6 +147,7 @@ static int run_figures(const hs_bench_config_t *cfg, const char *policy,
 	f->power_violations = res->power_violations;
 	f->max_violation_w = res->max_violation_w;
 	f->decisions = st->decisions;
+	f->replans = st->replans;
 	f->sched_ns_per_decision =
 		st->decisions ? res->sched_cpu_ns / (double)st->decisions : 0;
 	f->perf_mean_rel_error = st->perf_mean_rel_error;

@@ -208,6 +208,7 @@ static json_t *run_json(const hs_run_fig_t *r, bool with_series, bool *bad)
 	hs__json_put(o, "sched_ns_per_decision",
 		     real(r->sched_ns_per_decision), bad);
 	hs__json_put(o, "decisions", count(r->decisions), bad);
+	hs__json_put(o, "replans", count(r->replans), bad);
 	hs__json_put(o, "perf_mean_rel_error",
 		     real(r->perf_mean_rel_error), bad);
 	hs__json_put(o, "perf_calibrated_error",

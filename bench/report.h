@@ -48,6 +48,7 @@ typedef struct hs_run_fig_s {
 	double lp_bound_fraction;    /* -1 when no bound */
 	double sched_ns_per_decision;
 	uint64_t decisions;
+	uint64_t replans;            /* plans the policy solved (lp) */
 	double perf_mean_rel_error;
 	double perf_calibrated_error; /* after each fit's warm-up */
 	uint64_t power_waits, paused;

@@ -188,8 +188,8 @@ static void test_json(void **state)
 		"energy_modeled", "power_w", "power_violations",
 		"max_violation_w", "lp_bound_fraction",
 		"sched_ns_per_decision", "devices", "duration_s", "decisions",
-		"perf_mean_rel_error", "perf_calibrated_error", "power_waits",
-		"paused",
+		"replans", "perf_mean_rel_error", "perf_calibrated_error",
+		"power_waits", "paused",
 	};
 	static const char *const input_keys[] = {
 		"trace", "format", "models", "fleet", "n_jobs", "n_devices",
