@@ -1102,6 +1102,21 @@ int hs__agent_run(const hs__agent_config_t *cfg, hs_error_t *err)
 			      &n_pending, err);
 	if (rc)
 		goto out_loop;
+	/* A budget set over the API before the restart: the lower of it and
+	 * the configured one holds (0: none), so that neither authority's
+	 * cap is ever exceeded. */
+	if (a->api_budget) {
+		double w = a->api_budget_w, c = cfg->power_budget;
+
+		if (w <= 0 || (c > 0 && c < w))
+			w = c;
+		if (w != cfg->power_budget)
+			hs__agent_set_budget(a, w);
+		fprintf(stderr,
+			"hetsched serve: journal: budget %.0f W set over the "
+			"API; %.0f W in force (0: none)\n",
+			a->api_budget_w, w);
+	}
 	resubmit(a, pending, n_pending);
 	hs__free(pending);
 	if (n_pending)

@@ -239,6 +239,7 @@ struct hs__conn_s {
 	int timeout_status; /* at the deadline: 408, or 0 to close */
 	uint64_t commit_seq; /* journal line the response waits for */
 	uint64_t commit_job; /* the job that line accepts, 0 if none */
+	bool commit_budget; /* that line is a budget (PUT /v1/power) */
 	hs__strbuf_t pending; /* response sent once that line is durable */
 	hs__ajob_t *job; /* the completion it waits for */
 	bool stream; /* that completion streams */
@@ -381,6 +382,8 @@ struct hs__agent_s {
 	hs__list_t finished;
 	size_t n_finished;
 	uint64_t next_id;
+	bool api_budget;      /* a budget was set over the API (journaled) */
+	double api_budget_w;  /* that budget; 0: none */
 	uint64_t live;
 	uint64_t *live_by_model;
 	uint64_t *running_by_model;
@@ -475,6 +478,8 @@ int hs__journal_open(hs__agent_t *a, const char *path, hs__ajob_t ***pending,
 uint64_t hs__journal_accept(hs__agent_t *a, const hs__ajob_t *job);
 uint64_t hs__journal_end(hs__agent_t *a, const hs__ajob_t *job);
 uint64_t hs__journal_cancel(hs__agent_t *a, const hs__ajob_t *job);
+/* A budget set over the API (a->api_budget_w), to survive restarts. */
+uint64_t hs__journal_budget(hs__agent_t *a);
 /* Write what was appended; fsync if a response waits for it (with
  * journal-sync interval, answer those waiting for the write). */
 void hs__journal_flush(hs__agent_t *a);

@@ -324,6 +324,7 @@ static void respond_after(hs__agent_t *a, hs__conn_t *c, uint64_t seq,
 	hs__http_prepare(c, status, body, len);
 	c->commit_seq = seq;
 	c->commit_job = job;
+	c->commit_budget = false;
 	hs__list_add_tail(&a->commit_waiters, &c->commit_node);
 	hs__journal_want(a, seq);
 }
@@ -692,8 +693,10 @@ static void put_power(hs__agent_t *a, hs__conn_t *c)
 	static const char *const keys[] = {"budget_w", NULL};
 	hs_error_t err;
 	hs__jv_t jv = {.source = "request", .err = &err, .path = "$"};
+	json_t *root, *power_json_owned;
 	double w = 0;
-	json_t *root;
+	uint64_t seq;
+	char *body;
 
 	hs__error_clear(&err);
 	root = body_object(c);
@@ -706,8 +709,24 @@ static void put_power(hs__agent_t *a, hs__conn_t *c)
 		return;
 	}
 	json_decref(root);
+	/* In force at once; journaled, so that a restart keeps it. */
 	hs__agent_set_budget(a, w);
-	hs__http_json(c, 200, power_json(a), NULL);
+	a->api_budget = true;
+	a->api_budget_w = w;
+	seq = hs__journal_budget(a);
+	power_json_owned = power_json(a);
+	body = power_json_owned ?
+		       json_dumps(power_json_owned,
+				  JSON_COMPACT | JSON_REAL_PRECISION(10)) :
+		       NULL;
+	json_decref(power_json_owned);
+	if (!body) {
+		hs__http_error(c, 500, "internal", "out of memory");
+		return;
+	}
+	respond_after(a, c, seq, 0, 200, body, strlen(body));
+	c->commit_budget = seq != 0;
+	hs__free(body);
 }
 
 static void get_stats(hs__agent_t *a, hs__conn_t *c)

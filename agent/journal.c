@@ -7,6 +7,7 @@
  *   {"op":"cancel","id":N,"t":MS}
  *   {"op":"end","id":N,"t":MS,"state":"done|cancelled|failed",
  *    "device":D,"output":[TOKENS]}
+ *   {"op":"budget","w":W,"t":MS}     (PUT /v1/power; 0: none)
  *
  * A job is accepted (202) only once its accept line is on disk: lines are
  * written as they come and fsync'ed in groups, one fdatasync (on the
@@ -33,7 +34,9 @@
  * when it grows past journal-max-bytes.
  */
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -121,6 +124,18 @@ static void format_cancel(hs__strbuf_t *sb, const hs__ajob_t *job)
 	HS__SB_LIT(sb, "}\n");
 }
 
+static void format_budget(hs__agent_t *a, hs__strbuf_t *sb)
+{
+	char w[32];
+
+	snprintf(w, sizeof(w), "%.17g", a->api_budget_w);
+	HS__SB_LIT(sb, "{\"op\":\"budget\",\"w\":");
+	hs__sb_addn(sb, w, strlen(w));
+	HS__SB_LIT(sb, ",\"t\":");
+	add_i64(sb, hs__unix_ms());
+	HS__SB_LIT(sb, "}\n");
+}
+
 static void format_meta(hs__agent_t *a, hs__strbuf_t *sb)
 {
 	HS__SB_LIT(sb, "{\"op\":\"meta\",\"version\":");
@@ -156,6 +171,14 @@ uint64_t hs__journal_end(hs__agent_t *a, const hs__ajob_t *job)
 	if (a->journal.fd < 0 || job->completion)
 		return 0;
 	format_end(&a->journal.buf, job);
+	return appended(a);
+}
+
+uint64_t hs__journal_budget(hs__agent_t *a)
+{
+	if (a->journal.fd < 0)
+		return 0;
+	format_budget(a, &a->journal.buf);
 	return appended(a);
 }
 
@@ -228,7 +251,14 @@ static void release_waiters(hs__agent_t *a)
 		    c->commit_seq > (j->relaxed ? j->written : j->committed))
 			break;
 		hs__list_del(&c->commit_node);
-		if (j->failed) {
+		if (j->failed && c->commit_budget) {
+			hs__strbuf_release(&c->pending);
+			hs__http_error(c, 503, "journal_failed",
+				       "the journal cannot be written (%s): "
+				       "the budget is in force, but a "
+				       "restart will not keep it",
+				       hs_strerror(j->failed));
+		} else if (j->failed) {
 			hs__strbuf_release(&c->pending);
 			hs__http_error(c, 503, "journal_failed",
 				       "the job journal cannot be written "
@@ -270,6 +300,8 @@ static int compact(hs__agent_t *a)
 	snprintf(tmp, n, "%s.tmp", j->path);
 	hs__strbuf_init(&sb);
 	format_meta(a, &sb);
+	if (a->api_budget)
+		format_budget(a, &sb);
 	for (i = 0; i < a->by_id.cap; i++) {
 		hs__ajob_t *job = a->by_id.vals[i];
 
@@ -631,6 +663,16 @@ static int replay_line(hs__agent_t *a, hs__map_t *seen, const char *line,
 
 		if (next > 0 && (uint64_t)next > a->next_id)
 			a->next_id = (uint64_t)next;
+	} else if (!strcmp(op, "budget")) {
+		json_t *w = json_object_get(o, "w");
+
+		if (!json_is_number(w) || !(json_number_value(w) >= 0) ||
+		    !isfinite(json_number_value(w))) {
+			rc = HS_EPARSE;
+		} else {
+			a->api_budget = true;
+			a->api_budget_w = json_number_value(w);
+		}
 	} else if (id <= 0) {
 		rc = HS_EPARSE;
 	} else if (!strcmp(op, "accept")) {

@@ -669,6 +669,71 @@ static void test_power(void **state)
 	resp_free(&r);
 }
 
+/* The budget GET /v1/power reports (0: none). */
+static double budget_now(int port)
+{
+	resp_t r;
+	json_t *v;
+	double w;
+
+	assert_int_equal(http(port, "GET", "/v1/power", NULL, &r), 200);
+	v = body_json(&r);
+	resp_free(&r);
+	w = json_number_value(json_object_get(v, "budget_w"));
+	json_decref(v);
+	return w;
+}
+
+static void put_budget(int port, const char *body)
+{
+	resp_t r;
+
+	assert_int_equal(http(port, "PUT", "/v1/power", body, &r), 200);
+	resp_free(&r);
+}
+
+/*
+ * A budget set over the API survives a restart, kill -9 included (it is
+ * journaled); the lower of it and the configured one holds, so that no
+ * restart ever lifts a cap that either set.
+ */
+static void test_power_restart(void **state)
+{
+	agent_t ag = {0};
+
+	(void)state;
+	assert_int_equal(agent_start(&ag, "--power-budget", "3000",
+				     (char *)NULL),
+			 0);
+	assert_true(budget_now(ag.port) == 3000);
+	put_budget(ag.port, "{\"budget_w\":2000}");
+	assert_int_equal(agent_stop(&ag, SIGKILL), -1);
+	assert_int_equal(agent_start(&ag, "--power-budget", "3000",
+				     (char *)NULL),
+			 0);
+	assert_true(budget_now(ag.port) == 2000);
+	/* A lower configured budget wins over the journaled one. */
+	assert_int_equal(agent_stop(&ag, SIGTERM), 0);
+	assert_int_equal(agent_start(&ag, "--power-budget", "1500",
+				     (char *)NULL),
+			 0);
+	assert_true(budget_now(ag.port) == 1500);
+	/* No budget over the API: the configured one, after a compaction
+	 * too (a clean stop rewrites the journal). */
+	put_budget(ag.port, "{\"budget_w\":0}");
+	assert_int_equal(agent_stop(&ag, SIGTERM), 0);
+	assert_int_equal(agent_start(&ag, "--power-budget", "3000",
+				     (char *)NULL),
+			 0);
+	assert_true(budget_now(ag.port) == 3000);
+	put_budget(ag.port, "{\"budget_w\":2500}");
+	assert_int_equal(agent_stop(&ag, SIGTERM), 0);
+	assert_int_equal(agent_start(&ag, (char *)NULL), 0);
+	assert_true(budget_now(ag.port) == 2500);
+	assert_int_equal(agent_stop(&ag, SIGTERM), 0);
+	agent_cleanup(&ag);
+}
+
 static void test_metrics(void **state)
 {
 	static const char *const must[] = {
@@ -1179,6 +1244,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_completion),
 		cmocka_unit_test(test_stream),
 		cmocka_unit_test(test_power),
+		cmocka_unit_test(test_power_restart),
 		cmocka_unit_test(test_metrics),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_oversized),
