@@ -50,7 +50,8 @@ const hs__agent_key_t hs__agent_keys[] = {
 	 "scheduling policy: fifo, rr, eft, tpw, lp (default eft)"},
 	{"power-budget", HS__KEY_NUM, OFF(power_budget), 0, 1e9, "W",
 	 "node power budget in watts, 0 for none (default 0); PUT /v1/power "
-	 "changes it live"},
+	 "changes it live and is journaled: after a restart the lower of "
+	 "the two holds"},
 	{"max-batch", HS__KEY_UINT, OFF(max_batch), 1, 65536, "N",
 	 "jobs per device batch (default 32)"},
 	{"max-wait-ms", HS__KEY_NUM, OFF(max_wait_ms), 0, 3.6e6, "MS",
