@@ -238,8 +238,9 @@ struct hs__conn_s {
 	uint64_t deadline_ms; /* uv_now() deadline, 0: none */
 	int timeout_status; /* at the deadline: 408, or 0 to close */
 	uint64_t commit_seq; /* journal line the response waits for */
-	uint64_t commit_job; /* the job that line accepts, 0 if none */
-	bool commit_budget; /* that line is a budget (PUT /v1/power) */
+	/* What the answer is if the journal fails instead: what came of the
+	 * request (after "the journal cannot be written (error)"). */
+	const char *commit_failed;
 	hs__strbuf_t pending; /* response sent once that line is durable */
 	hs__ajob_t *job; /* the completion it waits for */
 	bool stream; /* that completion streams */

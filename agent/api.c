@@ -311,9 +311,13 @@ static hs__ajob_t *start_job(hs__agent_t *a, hs__conn_t *c, job_req_t *jr,
 	return job;
 }
 
-/* Answer once the journal has the line (at once without a journal). */
+/* What a journal failure means for a job or a cancel request. */
+#define NOT_ACCEPTED "nothing was accepted"
+
+/* Answer once the journal has the line (at once without a journal); if the
+ * journal fails, a 503 saying `failed` instead. */
 static void respond_after(hs__agent_t *a, hs__conn_t *c, uint64_t seq,
-			  uint64_t job, int status, const char *body,
+			  const char *failed, int status, const char *body,
 			  size_t len)
 {
 	if (!seq) {
@@ -323,8 +327,7 @@ static void respond_after(hs__agent_t *a, hs__conn_t *c, uint64_t seq,
 	}
 	hs__http_prepare(c, status, body, len);
 	c->commit_seq = seq;
-	c->commit_job = job;
-	c->commit_budget = false;
+	c->commit_failed = failed;
 	hs__list_add_tail(&a->commit_waiters, &c->commit_node);
 	hs__journal_want(a, seq);
 }
@@ -370,7 +373,7 @@ static void post_job(hs__agent_t *a, hs__conn_t *c)
 	if (sb.failed)
 		hs__http_error(c, 500, "internal", "out of memory");
 	else
-		respond_after(a, c, seq, job->id, 202, sb.buf, sb.len);
+		respond_after(a, c, seq, NOT_ACCEPTED, 202, sb.buf, sb.len);
 	hs__strbuf_release(&sb);
 out:
 	hs__free(jr.tokens);
@@ -421,7 +424,7 @@ static void delete_job(hs__agent_t *a, hs__conn_t *c, const char *id)
 		 job->state == HS_JOB_CANCELLED ? "cancelled"
 		 : job->core_id			? "cancelling"
 				: hs_job_state_name(job->state));
-	respond_after(a, c, seq, 0, 200, buf, strlen(buf));
+	respond_after(a, c, seq, NOT_ACCEPTED, 200, buf, strlen(buf));
 }
 
 /* ---- completions (OpenAI) -------------------------------------------------
@@ -693,7 +696,7 @@ static void put_power(hs__agent_t *a, hs__conn_t *c)
 	static const char *const keys[] = {"budget_w", NULL};
 	hs_error_t err;
 	hs__jv_t jv = {.source = "request", .err = &err, .path = "$"};
-	json_t *root, *power_json_owned;
+	json_t *root, *v;
 	double w = 0;
 	uint64_t seq;
 	char *body;
@@ -714,18 +717,16 @@ static void put_power(hs__agent_t *a, hs__conn_t *c)
 	a->api_budget = true;
 	a->api_budget_w = w;
 	seq = hs__journal_budget(a);
-	power_json_owned = power_json(a);
-	body = power_json_owned ?
-		       json_dumps(power_json_owned,
-				  JSON_COMPACT | JSON_REAL_PRECISION(10)) :
-		       NULL;
-	json_decref(power_json_owned);
+	v = power_json(a);
+	body = v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+	json_decref(v);
 	if (!body) {
 		hs__http_error(c, 500, "internal", "out of memory");
 		return;
 	}
-	respond_after(a, c, seq, 0, 200, body, strlen(body));
-	c->commit_budget = seq != 0;
+	respond_after(a, c, seq,
+		      "the budget is in force, but a restart will not keep it",
+		      200, body, strlen(body));
 	hs__free(body);
 }
 

@@ -251,19 +251,12 @@ static void release_waiters(hs__agent_t *a)
 		    c->commit_seq > (j->relaxed ? j->written : j->committed))
 			break;
 		hs__list_del(&c->commit_node);
-		if (j->failed && c->commit_budget) {
+		if (j->failed) {
 			hs__strbuf_release(&c->pending);
 			hs__http_error(c, 503, "journal_failed",
-				       "the journal cannot be written (%s): "
-				       "the budget is in force, but a "
-				       "restart will not keep it",
-				       hs_strerror(j->failed));
-		} else if (j->failed) {
-			hs__strbuf_release(&c->pending);
-			hs__http_error(c, 503, "journal_failed",
-				       "the job journal cannot be written "
-				       "(%s); nothing was accepted",
-				       hs_strerror(j->failed));
+				       "the journal cannot be written (%s); %s",
+				       hs_strerror(j->failed),
+				       c->commit_failed);
 		} else {
 			hs__http_send_pending(c);
 		}

@@ -63,19 +63,6 @@ static const hs_executor_io_t io = {.prompt = io_prompt};
 static uint64_t next_id = 1;
 static bool quick;
 
-static int step(const struct hs_executor_ops *ops, void *ex, uint32_t model,
-		const uint64_t *ids, uint32_t n, uint32_t joining, int64_t *ns)
-{
-	hs_step_t st;
-	double e;
-
-	memset(&st, 0, sizeof(st));
-	st.model = model;
-	st.batch = n;
-	st.joining = joining;
-	st.jobs = ids;
-	return ops->run_step(ex, &st, ns, &e);
-}
 
 static int cmp_i64(const void *a, const void *b)
 {
@@ -128,9 +115,9 @@ static int decode_round(const struct hs_executor_ops *ops, void *ex,
 		err = hs__executor_adopt(ex, model, ids[i], start, 'a');
 	}
 	for (k = 0; !err && k < warm; k++)
-		err = step(ops, ex, model, ids, B, 0, &ns);
+		err = hs__executor_step(ops, ex, model, ids, B, 0, &ns);
 	while (!err && n < max_steps && (n < min_steps || total < window)) {
-		err = step(ops, ex, model, ids, B, 0, &ns);
+		err = hs__executor_step(ops, ex, model, ids, B, 0, &ns);
 		total += ns;
 		sm->t[sm->n++] = ns;
 		sm->ctx_sum += start + warm + n + 1;
@@ -167,8 +154,8 @@ static int prefill(const struct hs_executor_ops *ops, void *ex, uint32_t model,
 	for (r = 0; r < (quick ? 1 : 3) && !err; r++) {
 		for (i = 0; i < PREFILL_JOBS; i++)
 			ids[i] = next_id++;
-		err = step(ops, ex, model, ids, PREFILL_JOBS, PREFILL_JOBS,
-			   &ns);
+		err = hs__executor_step(ops, ex, model, ids, PREFILL_JOBS,
+					PREFILL_JOBS, &ns);
 		for (i = 0; i < PREFILL_JOBS; i++)
 			ops->release(ex, ids[i]);
 		if (!err && ns < best)

@@ -536,12 +536,6 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 	sm.res = res;
 	sm.timer_at = -1;
 	sm.submitting = -1;
-	{
-		const struct hs_policy_ops *pol =
-			hs__policy_find(cfg->policy ? cfg->policy : "eft");
-
-		sm.sample = pol && pol->on_change ? 1 : CORE_SAMPLE;
-	}
 	for (i = 1; i < n_jobs; i++)
 		if (jobs[i].arrival_ns < jobs[i - 1].arrival_ns)
 			return hs__error_set(err, HS_EINVAL, "workload", 0,
@@ -552,6 +546,7 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 	rc = setup(&sm, cfg, models, devices, n_devices, err);
 	if (rc)
 		goto out;
+	sm.sample = hs__sched_policy(sm.core)->on_change ? 1 : CORE_SAMPLE;
 	progress_next = sm.opts->progress_every;
 
 	for (;;) {

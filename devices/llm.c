@@ -556,60 +556,35 @@ void hs__llm_exec_end(hs__llm_exec_t *ex)
 /* The CPU reference forward pass                                           */
 /* ------------------------------------------------------------------------ */
 
+/* Room for need floats in *buf; its contents need not survive. */
+static int scratch_grow(float **buf, size_t *cap, size_t need)
+{
+	float *p;
+
+	if (need <= *cap)
+		return 0;
+	p = hs__malloc(need * sizeof(float));
+	if (!p)
+		return HS_ENOMEM;
+	hs__free(*buf);
+	*buf = p;
+	*cap = need;
+	return 0;
+}
+
 int hs__llm_scratch_reserve(hs__llm_scratch_t *s, const hs__llm_shape_t *sh,
 			    size_t n_tokens, size_t n_jobs)
 {
 	size_t xn = sh->d > sh->q_dim ? sh->d : sh->q_dim;
-	size_t nx = n_tokens * sh->d, nxn = n_tokens * xn,
-	       nqkv = n_tokens * sh->qkv_dim, nh = n_tokens * 2 * sh->d_ff,
-	       ng = n_tokens * sh->d_ff, nlx = n_jobs * sh->d;
-	float *x, *xnb, *qkv, *h, *g, *lx;
 
-	/* All or nothing, so that a failure leaves s as it was. */
-	if (nx > s->cap_x || nxn > s->cap_xn || nqkv > s->cap_qkv ||
-	    nh > s->cap_h || ng > s->cap_g) {
-		nx = nx > s->cap_x ? nx : s->cap_x;
-		nxn = nxn > s->cap_xn ? nxn : s->cap_xn;
-		nqkv = nqkv > s->cap_qkv ? nqkv : s->cap_qkv;
-		nh = nh > s->cap_h ? nh : s->cap_h;
-		ng = ng > s->cap_g ? ng : s->cap_g;
-		x = hs__malloc(nx * sizeof(float));
-		xnb = hs__malloc(nxn * sizeof(float));
-		qkv = hs__malloc(nqkv * sizeof(float));
-		h = hs__malloc(nh * sizeof(float));
-		g = hs__malloc(ng * sizeof(float));
-		if (!x || !xnb || !qkv || !h || !g) {
-			hs__free(x);
-			hs__free(xnb);
-			hs__free(qkv);
-			hs__free(h);
-			hs__free(g);
-			return HS_ENOMEM;
-		}
-		hs__free(s->x);
-		hs__free(s->xn);
-		hs__free(s->qkv);
-		hs__free(s->h);
-		hs__free(s->g);
-		s->x = x;
-		s->xn = xnb;
-		s->qkv = qkv;
-		s->h = h;
-		s->g = g;
-		s->cap_x = nx;
-		s->cap_xn = nxn;
-		s->cap_qkv = nqkv;
-		s->cap_h = nh;
-		s->cap_g = ng;
-	}
-	if (nlx > s->cap_lx) {
-		lx = hs__malloc(nlx * sizeof(float));
-		if (!lx)
-			return HS_ENOMEM;
-		hs__free(s->lx);
-		s->lx = lx;
-		s->cap_lx = nlx;
-	}
+	/* Each buffer grows alone: a failure leaves s valid, if bigger. */
+	if (scratch_grow(&s->x, &s->cap_x, n_tokens * sh->d) ||
+	    scratch_grow(&s->xn, &s->cap_xn, n_tokens * xn) ||
+	    scratch_grow(&s->qkv, &s->cap_qkv, n_tokens * sh->qkv_dim) ||
+	    scratch_grow(&s->h, &s->cap_h, n_tokens * 2 * sh->d_ff) ||
+	    scratch_grow(&s->g, &s->cap_g, n_tokens * sh->d_ff) ||
+	    scratch_grow(&s->lx, &s->cap_lx, n_jobs * sh->d))
+		return HS_ENOMEM;
 	return 0;
 }
 
@@ -1093,7 +1068,22 @@ out_unlock:
 /* The scratch job's context; its id, one per model, is none the core
  * hands out (ids there are a slot's generation and index). */
 #define WARM_CONTEXT 32
-#define WARM_JOB(m) (UINT64_MAX - (m))
+#define WARM_JOB(m) (UINT64_MAX - 1 - (m)) /* UINT64_MAX: dropped */
+
+int hs__executor_step(const struct hs_executor_ops *ops, void *exec,
+		      uint32_t model, const uint64_t *ids, uint32_t n,
+		      uint32_t joining, int64_t *ns)
+{
+	hs_step_t st;
+	double e;
+
+	memset(&st, 0, sizeof(st));
+	st.model = model;
+	st.batch = n;
+	st.joining = joining;
+	st.jobs = ids;
+	return ops->run_step(exec, &st, ns, &e);
+}
 
 int hs__executor_warm_up(const struct hs_executor_ops *ops, void *exec)
 {
@@ -1115,15 +1105,9 @@ int hs__executor_warm_up(const struct hs_executor_ops *ops, void *exec)
 			continue;
 		err = hs__executor_adopt(exec, m, id, WARM_CONTEXT, 'a');
 		for (s = 0; !err && s < HS__WARM_STEPS; s++) {
-			hs_step_t st;
 			int64_t ns;
-			double e;
 
-			memset(&st, 0, sizeof(st));
-			st.model = m;
-			st.batch = 1;
-			st.jobs = &id;
-			err = ops->run_step(exec, &st, &ns, &e);
+			err = hs__executor_step(ops, exec, m, &id, 1, 0, &ns);
 		}
 		ops->release(exec, id);
 	}

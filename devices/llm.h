@@ -314,6 +314,11 @@ int hs__executor_adopt(void *exec, uint32_t model, uint64_t job, uint32_t len,
  */
 #define HS__WARM_STEPS 16
 int hs__executor_warm_up(const struct hs_executor_ops *ops, void *exec);
+/* One step of n jobs (the first `joining` of them joining), outside any
+ * core: for the warm-up and the benchmarks. *ns the step's time. */
+int hs__executor_step(const struct hs_executor_ops *ops, void *exec,
+		      uint32_t model, const uint64_t *ids, uint32_t n,
+		      uint32_t joining, int64_t *ns);
 
 /*
  * STREAM-style copy bandwidth of the device an executor runs on, in GB/s

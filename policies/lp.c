@@ -775,13 +775,12 @@ static bool moved(double was, double now)
  * it is made again all the same, so that a device the plan leaves out is
  * looked at again when its rates improve.
  */
-static bool plan_current(struct lp_state *st, double budget_w)
+static bool plan_current(const struct lp_state *st, double budget_w)
 {
 	const struct lp_fleet *f = &st->fleet;
 	unsigned c, nd = f->prob.n_devices, d, l;
 
-	if (!st->solved || budget_w != st->plan_budget_w ||
-	    ++st->plan_epochs >= LP_REPLAN_MAX_EPOCHS)
+	if (!st->solved || budget_w != st->plan_budget_w)
 		return false;
 	for (c = 0; c < f->prob.n_classes; c++) {
 		double then = 0, now = 0;
@@ -812,7 +811,8 @@ static void lp_on_change(void *state, hs_sched_t *s, int64_t now)
 	double *share, total = 0;
 
 	fleet_fill(f, s);
-	if (plan_current(st, hs__sched_budget(s)))
+	if (++st->plan_epochs < LP_REPLAN_MAX_EPOCHS &&
+	    plan_current(st, hs__sched_budget(s)))
 		return;
 	memcpy(st->plan_observed, f->observed,
 	       f->prob.n_classes * sizeof(*f->observed));

@@ -77,6 +77,8 @@ uint32_t hs__sched_batch_size(const hs_sched_t *s, int d);
 /* Predicted work bound to the device and not yet done (ns at full
  * speed): what eft counts as its queue. */
 double hs__sched_backlog_ns(const hs_sched_t *s, int d);
+/* The policy the core runs. */
+const struct hs_policy_ops *hs__sched_policy(const hs_sched_t *s);
 /* The policy solved a new plan (counted in the stats' replans). */
 void hs__sched_count_replan(hs_sched_t *s);
 /* Jobs waiting in a queue: owner -1 is the shared queue. */

@@ -127,16 +127,6 @@ static bool cholesky_solve(double a[N][N], double *b, int n)
 }
 
 /*
- * Minimise sum (t - theta.x)^2 + sum_i lambda_i (theta_i - prior_i)^2 with
- * theta >= 0. A negative coefficient would predict shorter steps for more
- * work and, extrapolated, negative times; when the unconstrained solution
- * has one, the most negative is pinned to 0 and the rest re-solved, until
- * none is left (an active-set pass, exact when at most one coefficient
- * wants to go negative, which is what noise and collinear features
- * produce). When the system is not positive definite, which sums of real
- * samples cannot be, theta falls back to the prior and false is returned.
- */
-/*
  * The magnitude at which feature i's prior weighs as one sample: the
  * typical one, or the samples' own (root mean square) when they are
  * smaller. A tiny model's steps (prompts of tens of tokens, contexts of
@@ -159,7 +149,17 @@ static void ridge_scale(const hs__perf_t *p, double *scale)
 	}
 }
 
-static bool solve(hs__perf_t *p)
+/*
+ * Minimise sum (t - theta.x)^2 + sum_i lambda_i (theta_i - prior_i)^2 with
+ * theta >= 0. A negative coefficient would predict shorter steps for more
+ * work and, extrapolated, negative times; when the unconstrained solution
+ * has one, the most negative is pinned to 0 and the rest re-solved, until
+ * none is left (an active-set pass, exact when at most one coefficient
+ * wants to go negative, which is what noise and collinear features
+ * produce). When the system is not positive definite, which sums of real
+ * samples cannot be, theta falls back to the prior and false is returned.
+ */
+bool hs__perf_solve(hs__perf_t *p)
 {
 	double phi[N] = { 0 }, sc[N];
 	bool pinned[N] = { false };
@@ -209,11 +209,6 @@ static bool solve(hs__perf_t *p)
 	p->dirty = false;
 	p->pending = 0;
 	return ok;
-}
-
-void hs__perf_solve(hs__perf_t *p)
-{
-	solve(p);
 }
 
 static bool valid_feature(double v)
@@ -287,7 +282,7 @@ bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
 void hs__perf_refit(hs__perf_t *p)
 {
 	if (p->pending || p->dirty)
-		solve(p);
+		hs__perf_solve(p);
 }
 
 double hs__perf_mean_rel_error(const hs__perf_t *p)
@@ -322,7 +317,7 @@ json_t *hs__perf_to_json(const hs__perf_t *p)
 
 	/* Write the theta of every sample, as loading recomputes it. */
 	if (fit.dirty || fit.pending)
-		solve(&fit);
+		hs__perf_solve(&fit);
 	obj = json_object();
 	if (!obj)
 		return NULL;
@@ -433,7 +428,7 @@ int hs__perf_from_json(hs__perf_t *p, hs__jv_t *jv, const json_t *obj)
 		goto out;
 	}
 	in.dirty = true;
-	if (!solve(&in)) {
+	if (!hs__perf_solve(&in)) {
 		hs__jv_child_key(&c, jv, "xtx");
 		rc = hs__error_set(c.err, HS_EINVAL, c.source, 0, c.path,
 				   "not the sums of any set of samples "

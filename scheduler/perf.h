@@ -74,8 +74,9 @@ typedef struct hs__perf_s {
 void hs__perf_init(hs__perf_t *p, const hs_device_t *dev,
 		   const hs_model_t *m);
 
-/* Re-solve theta from the samples (predictions do it when they need to). */
-void hs__perf_solve(hs__perf_t *p);
+/* Re-solve theta from the samples (predictions do it when they need to);
+ * false, theta at the prior, when the sums are not those of any samples. */
+bool hs__perf_solve(hs__perf_t *p);
 
 /*
  * Predicted time in ns of a step with B jobs, C context tokens and P

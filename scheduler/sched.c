@@ -1739,6 +1739,11 @@ uint32_t hs__sched_batch_size(const hs_sched_t *s, int d)
 	return s->devs[d].n_members;
 }
 
+const struct hs_policy_ops *hs__sched_policy(const hs_sched_t *s)
+{
+	return s->policy;
+}
+
 void hs__sched_count_replan(hs_sched_t *s)
 {
 	s->st.replans++;
@@ -1775,12 +1780,12 @@ double hs__sched_predict_ns(hs_sched_t *s, int d, uint32_t m, double B,
 	       level_speed(dv, level);
 }
 
-/* The job's cost on device d (batch B as a double, never 0). */
-static double job_cost(hs_sched_t *s, uint32_t d, const hs_job_t *job,
-		       double B)
+double hs__sched_job_cost_ns(hs_sched_t *s, int d, const hs_job_t *job,
+			     uint32_t batch)
 {
-	hs__perf_t *p = &s->perf[d * s->n_models + job->model];
-	double ctx = job->ctx_tokens, gen = job->gen_tokens;
+	hs__perf_t *p = &s->perf[(uint32_t)d * s->n_models + job->model];
+	double B = batch ? batch : 1, ctx = job->ctx_tokens,
+	       gen = job->gen_tokens;
 	/* The model is linear: its coefficients give the cost without
 	 * three predictions per device per job. */
 	double step = hs__perf_predict_ns(p, B, B * (ctx + gen / 2), 0);
@@ -1790,16 +1795,9 @@ static double job_cost(hs_sched_t *s, uint32_t d, const hs_job_t *job,
 	       (double)load_ns(s, &s->devs[d], job->model) / B;
 }
 
-double hs__sched_job_cost_ns(hs_sched_t *s, int d, const hs_job_t *job,
-			     uint32_t batch)
-{
-	return job_cost(s, (uint32_t)d, job, batch ? batch : 1);
-}
-
 const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
 				  uint32_t batch)
 {
-	double B = batch ? batch : 1;
 	uint64_t kv = job_kv(s, job);
 	uint32_t d;
 
@@ -1808,7 +1806,8 @@ const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
 					       !fits(s, d, job->model, kv) ?
 				       HUGE_VAL :
 				       s->devs[d].backlog_ns +
-					       job_cost(s, d, job, B);
+					       hs__sched_job_cost_ns(
+						       s, (int)d, job, batch);
 	return s->finish;
 }
 
