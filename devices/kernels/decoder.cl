@@ -74,10 +74,20 @@ float hmax16(float16 v)
 /* 1 / RMS of a row: the RMSNorm scale, its gains being in the weights. */
 float inv_rms(global const float *x, uint d, float eps)
 {
-	float16 s = (float16)(0.0f);
+	float16 s = (float16)(0.0f), s1 = s, s2 = s, s3 = s;
 	float r = 0.0f;
 	uint i = 0;
 
+	for (; i + 64 <= d; i += 64) {
+		float16 v0 = vload16(0, x + i), v1 = vload16(1, x + i);
+		float16 v2 = vload16(2, x + i), v3 = vload16(3, x + i);
+
+		s = fma(v0, v0, s);
+		s1 = fma(v1, v1, s1);
+		s2 = fma(v2, v2, s2);
+		s3 = fma(v3, v3, s3);
+	}
+	s = (s + s1) + (s2 + s3);
 	for (; i + 16 <= d; i += 16) {
 		float16 v = vload16(0, x + i);
 
@@ -318,13 +328,7 @@ kernel void attention(global const float *q, uint q_dim, global const float *kv,
 		uint left = min(16u, n - b * 16);
 		int16 valid = isless(lane, (float16)((float)left));
 
-		/* The next block's K and V: a line per 16 floats. */
-		if (left == 16 && (b + 1) * 16 < n)
-			for (i = 0; i < hd; i++) {
-				PREFETCH(kblk + (size_t)(hd + i) * 16);
-				PREFETCH(vb + (size_t)(b + 1) * 16 * hd +
-					 (size_t)i * 16);
-			}
+		bool more = left == 16 && (b + 1) * 16 < n;
 
 		for (g = 0; g < G; g++) {
 			float16 s0 = (float16)(0.0f), s1 = s0, s2 = s0, s3 = s0;
@@ -333,6 +337,12 @@ kernel void attention(global const float *q, uint q_dim, global const float *kv,
 
 			/* Four chains: one would wait on each fma's latency. */
 			for (i = 0; i < hd; i += 4) {
+				if (g == 0 && more) {
+					PREFETCH(kblk + (size_t)(hd + i) * 16);
+					PREFETCH(kblk + (size_t)(hd + i + 1) * 16);
+					PREFETCH(kblk + (size_t)(hd + i + 2) * 16);
+					PREFETCH(kblk + (size_t)(hd + i + 3) * 16);
+				}
 				s0 = fma((float16)(qs[g][i]), vload16(i, kblk),
 					 s0);
 				s1 = fma((float16)(qs[g][i + 1]),
@@ -356,6 +366,10 @@ kernel void attention(global const float *q, uint q_dim, global const float *kv,
 		}
 		for (i = 0; i < left; i++) {
 			global const float *vr = vb + (size_t)(b * 16 + i) * hd;
+
+			if (more)
+				for (j = 0; j < h16; j++)
+					PREFETCH(vr + (size_t)16 * hd + j * 16);
 
 			for (j = 0; j < h16; j++) {
 				float16 v = vload16(j, vr);
