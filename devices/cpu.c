@@ -34,7 +34,7 @@ typedef void (*job_fn)(struct cpu_s *c);
 
 /* The KV caches of one model: one block per slot of its pool. */
 struct kv_store {
-	float **slot;
+	hs__kv_t **slot;
 	size_t n;
 	size_t cap;
 };
@@ -404,12 +404,12 @@ static int kv_reserve(cpu_t *c, uint32_t model)
 {
 	struct kv_store *kv = &c->kv[model];
 	uint32_t need = c->base.pools[model].n_slots;
-	size_t floats = hs__llm_kv_slot_floats(&c->base.shapes[model]);
+	size_t values = hs__llm_kv_slot_values(&c->base.shapes[model]);
 
 	if (hs__grow((void **)&kv->slot, &kv->cap, need, sizeof(*kv->slot)))
 		return HS_ENOMEM;
 	while (kv->n < need) {
-		kv->slot[kv->n] = hs__malloc(floats * sizeof(float));
+		kv->slot[kv->n] = hs__malloc(values * sizeof(hs__kv_t));
 		if (!kv->slot[kv->n])
 			return HS_ENOMEM;
 		kv->n++;
@@ -425,7 +425,7 @@ static int cpu_zero_slot(hs__llm_exec_t *ex, uint32_t model, uint32_t slot)
 	if (err)
 		return err;
 	memset(c->kv[model].slot[slot], 0,
-	       hs__llm_kv_slot_floats(&ex->shapes[model]) * sizeof(float));
+	       hs__llm_kv_slot_values(&ex->shapes[model]) * sizeof(hs__kv_t));
 	return 0;
 }
 

@@ -6,6 +6,9 @@
 #include <math.h>
 #include <string.h>
 #include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "internal.h"
 #include "llm.h"
@@ -14,11 +17,16 @@
 /* Shapes and weights                                                       */
 /* ------------------------------------------------------------------------ */
 
+/* K or V values the reference attention converts to FP32 at a time: at
+ * least one head's row. */
+#define ATT_BUF 8192
+
 bool hs__llm_runnable(const hs_model_t *m)
 {
 	return m->runnable && m->n_experts == 0 && m->layers && m->d_model &&
 	       m->n_heads && m->n_kv_heads && m->n_heads % m->n_kv_heads == 0 &&
-	       m->head_dim && m->head_dim % 2 == 0 && m->d_ff && m->vocab &&
+	       m->head_dim && m->head_dim % 2 == 0 &&
+	       m->head_dim <= ATT_BUF && m->d_ff && m->vocab &&
 	       m->max_context;
 }
 
@@ -55,9 +63,94 @@ uint64_t hs__llm_weight_bytes_read(const hs__llm_shape_t *s)
 	return n * sizeof(float);
 }
 
+/* ------------------------------------------------------------------------ */
+/* FP16 KV values                                                           */
+/* ------------------------------------------------------------------------ */
+
+void hs__kv_to_floats_portable(float *dst, const hs__kv_t *src, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		dst[i] = hs__kv_to_float(src[i]);
+}
+
+void hs__kv_from_floats_portable(hs__kv_t *dst, const float *src, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		dst[i] = hs__kv_from_float(src[i]);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx,f16c"))) static void
+to_floats_f16c(float *dst, const hs__kv_t *src, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(
+						  (const __m128i *)(src + i))));
+	/* Clean upper halves before SSE code runs again: the compiler
+	 * leaves them dirty across a tail call. */
+	_mm256_zeroupper();
+	hs__kv_to_floats_portable(dst + i, src + i, n - i);
+}
+
+__attribute__((target("avx,f16c"))) static void
+from_floats_f16c(hs__kv_t *dst, const float *src, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm_storeu_si128((__m128i *)(dst + i),
+				 _mm256_cvtps_ph(_mm256_loadu_ps(src + i),
+						 _MM_FROUND_TO_NEAREST_INT));
+	_mm256_zeroupper();
+	hs__kv_from_floats_portable(dst + i, src + i, n - i);
+}
+
+bool hs__kv_f16c(void)
+{
+	return __builtin_cpu_supports("f16c");
+}
+#else
+static void to_floats_f16c(float *dst, const hs__kv_t *src, size_t n)
+{
+	hs__kv_to_floats_portable(dst, src, n);
+}
+
+static void from_floats_f16c(hs__kv_t *dst, const float *src, size_t n)
+{
+	hs__kv_from_floats_portable(dst, src, n);
+}
+
+bool hs__kv_f16c(void)
+{
+	return false;
+}
+#endif
+
+void hs__kv_to_floats(float *dst, const hs__kv_t *src, size_t n)
+{
+	if (hs__kv_f16c())
+		to_floats_f16c(dst, src, n);
+	else
+		hs__kv_to_floats_portable(dst, src, n);
+}
+
+void hs__kv_from_floats(hs__kv_t *dst, const float *src, size_t n)
+{
+	if (hs__kv_f16c())
+		from_floats_f16c(dst, src, n);
+	else
+		hs__kv_from_floats_portable(dst, src, n);
+}
+
 uint64_t hs__llm_kv_bytes_per_token(const hs__llm_shape_t *s)
 {
-	return 2ull * s->layers * s->kv_dim * sizeof(float);
+	return 2ull * s->layers * s->kv_dim * sizeof(hs__kv_t);
 }
 
 size_t hs__llm_kv_offset(const hs__llm_shape_t *s, uint32_t layer, uint32_t kv)
@@ -65,7 +158,7 @@ size_t hs__llm_kv_offset(const hs__llm_shape_t *s, uint32_t layer, uint32_t kv)
 	return ((size_t)layer * 2 + kv) * s->max_ctx * s->kv_dim;
 }
 
-size_t hs__llm_kv_slot_floats(const hs__llm_shape_t *s)
+size_t hs__llm_kv_slot_values(const hs__llm_shape_t *s)
 {
 	return (size_t)s->layers * 2 * s->max_ctx * s->kv_dim;
 }
@@ -723,25 +816,27 @@ static void rope(float *v, const float *cs, uint32_t heads, uint32_t hd)
 /* Positions scored at a time: the softmax is exact and online across
  * blocks, so attention needs no scratch as long as its context. */
 #define ATT_BLOCK 64
-
-static void attend(float *out, const float *q, const float *K, const float *V,
-		   uint32_t n, const hs__llm_shape_t *s)
+/* K and V of one KV head: [pos][hd], rows contiguous. */
+static void attend(float *out, const float *q, const hs__kv_t *K,
+		   const hs__kv_t *V, uint32_t n, const hs__llm_shape_t *s)
 {
-	float scale = 1.0f / sqrtf((float)s->hd), m = -INFINITY, sum = 0;
-	float sc[ATT_BLOCK];
-	uint32_t b, p, i, len;
+	uint32_t hd = s->hd, b, p, i, len;
+	uint32_t blk = ATT_BUF / hd < ATT_BLOCK ? ATT_BUF / hd : ATT_BLOCK;
+	float scale = 1.0f / sqrtf((float)hd), m = -INFINITY, sum = 0;
+	float sc[ATT_BLOCK], buf[ATT_BUF];
 
-	for (i = 0; i < s->hd; i++)
+	for (i = 0; i < hd; i++)
 		out[i] = 0;
-	for (b = 0; b < n; b += ATT_BLOCK) {
+	for (b = 0; b < n; b += blk) {
 		float bm = -INFINITY, c;
 
-		len = n - b < ATT_BLOCK ? n - b : ATT_BLOCK;
+		len = n - b < blk ? n - b : blk;
+		hs__kv_to_floats(buf, K + (size_t)b * hd, (size_t)len * hd);
 		for (p = 0; p < len; p++) {
-			const float *k = K + (size_t)(b + p) * s->kv_dim;
+			const float *k = buf + (size_t)p * hd;
 			float dot = 0;
 
-			for (i = 0; i < s->hd; i++)
+			for (i = 0; i < hd; i++)
 				dot += q[i] * k[i];
 			sc[p] = dot * scale;
 			if (sc[p] > bm)
@@ -750,20 +845,21 @@ static void attend(float *out, const float *q, const float *K, const float *V,
 		if (bm > m) {
 			c = expf(m - bm);
 			sum *= c;
-			for (i = 0; i < s->hd; i++)
+			for (i = 0; i < hd; i++)
 				out[i] *= c;
 			m = bm;
 		}
+		hs__kv_to_floats(buf, V + (size_t)b * hd, (size_t)len * hd);
 		for (p = 0; p < len; p++) {
-			const float *v = V + (size_t)(b + p) * s->kv_dim;
+			const float *v = buf + (size_t)p * hd;
 			float e = expf(sc[p] - m);
 
 			sum += e;
-			for (i = 0; i < s->hd; i++)
+			for (i = 0; i < hd; i++)
 				out[i] += e * v[i];
 		}
 	}
-	for (i = 0; i < s->hd; i++)
+	for (i = 0; i < hd; i++)
 		out[i] /= sum;
 }
 
@@ -835,14 +931,17 @@ static void ph_rope(void *arg, size_t lo, size_t hi)
 	for (t = lo; t < hi; t++) {
 		float *q = ph->f->s->qkv + t * s->qkv_dim, *k = q + s->q_dim;
 		const float *cs = w->rope + (size_t)b->pos[t] * s->hd;
-		float *kv = ph->f->kv[b->slot[t]];
-		size_t at = (size_t)b->pos[t] * s->kv_dim;
+		hs__kv_t *kv = ph->f->kv[b->slot[t]];
+		size_t at = (size_t)b->pos[t] * s->hd, h, head;
 
 		rope(q, cs, s->n_heads, s->hd);
 		rope(k, cs, s->n_kv, s->hd);
-		memcpy(kv + koff + at, k, s->kv_dim * sizeof(float));
-		memcpy(kv + voff + at, k + s->kv_dim,
-		       s->kv_dim * sizeof(float));
+		for (h = 0; h < s->n_kv; h++) {
+			head = h * s->max_ctx * s->hd + at;
+			hs__kv_from_floats(kv + koff + head, k + h * s->hd, s->hd);
+			hs__kv_from_floats(kv + voff + head,
+					   k + s->kv_dim + h * s->hd, s->hd);
+		}
 	}
 }
 
@@ -860,11 +959,12 @@ static void ph_attention(void *arg, size_t lo, size_t hi)
 	for (i = lo; i < hi; i++) {
 		size_t t = i / s->n_heads, h = i % s->n_heads;
 		size_t kvh = h / group;
-		const float *kv = ph->f->kv[b->slot[t]];
+		const hs__kv_t *kv = ph->f->kv[b->slot[t]];
 
 		attend(sc->xn + t * ldxn(s) + h * s->hd,
 		       sc->qkv + t * s->qkv_dim + h * s->hd,
-		       kv + koff + kvh * s->hd, kv + voff + kvh * s->hd,
+		       kv + koff + kvh * s->max_ctx * s->hd,
+		       kv + voff + kvh * s->max_ctx * s->hd,
 		       b->pos[t] + 1, s);
 	}
 }

@@ -96,14 +96,78 @@ void hs__llm_weights_free(hs__llm_weights_t *w);
  * matrix and gain, but one embedding row per token (counted once here).
  */
 uint64_t hs__llm_weight_bytes_read(const hs__llm_shape_t *s);
+/*
+ * The KV cache holds IEEE 754 binary16 values (FP16, as most inference
+ * engines keep it), rounded to nearest even as they are stored; the maths
+ * around them is FP32. A batched decode step reads every job's cache, so
+ * half the bytes is half the memory traffic of attention.
+ */
+typedef uint16_t hs__kv_t;
+
+/* FP32 to FP16, rounded to nearest even; NaN stays NaN, too large is inf. */
+static inline hs__kv_t hs__kv_from_float(float f)
+{
+	union {
+		float f;
+		uint32_t u;
+	} x = {f}, t;
+	uint32_t sign = (x.u >> 16) & 0x8000u, a = x.u & 0x7fffffffu;
+
+	if (a >= 0x7f800000u) /* inf, NaN (kept quiet) */
+		return (hs__kv_t)(sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0));
+	if (a >= 0x477ff000u) /* 65520 and up round to inf */
+		return (hs__kv_t)(sign | 0x7c00u);
+	if (a < 0x38800000u) { /* below 2^-14: a subnormal half, or zero */
+		/* Adding 0.5 leaves units of 2^-24 in the low bits, rounded
+		 * by the FPU to nearest even. */
+		x.u = a;
+		t.f = x.f + 0.5f;
+		return (hs__kv_t)(sign | (t.u - 0x3f000000u));
+	}
+	/* Rebias the exponent; round the 13 bits dropped to nearest even. */
+	a += 0xc8000fffu + ((a >> 13) & 1);
+	return (hs__kv_t)(sign | (a >> 13));
+}
+
+/* FP16 to FP32: exact. */
+static inline float hs__kv_to_float(hs__kv_t h)
+{
+	union {
+		uint32_t u;
+		float f;
+	} o = {(uint32_t)(h & 0x7fffu) << 13}, sub = {113u << 23};
+	uint32_t e = o.u & (0x7c00u << 13);
+
+	o.u += (127u - 15u) << 23;
+	if (e == 0x7c00u << 13) { /* inf, NaN */
+		o.u += (128u - 16u) << 23;
+	} else if (e == 0) { /* zero, subnormal: renormalise */
+		o.u += 1u << 23;
+		o.f -= sub.f;
+	}
+	o.u |= (uint32_t)(h & 0x8000u) << 16;
+	return o.f;
+}
+
+/*
+ * n values at a time, as the two functions above convert them: with the
+ * x86 F16C instructions where the CPU has them (the same rounding), one
+ * at a time elsewhere. hs__kv_f16c tells which (tests compare the two).
+ */
+void hs__kv_to_floats(float *dst, const hs__kv_t *src, size_t n);
+void hs__kv_from_floats(hs__kv_t *dst, const float *src, size_t n);
+void hs__kv_to_floats_portable(float *dst, const hs__kv_t *src, size_t n);
+void hs__kv_from_floats_portable(hs__kv_t *dst, const float *src, size_t n);
+bool hs__kv_f16c(void);
+
 /* Bytes of K and V one token of context adds to a job's cache. */
 uint64_t hs__llm_kv_bytes_per_token(const hs__llm_shape_t *s);
-/* Offset, in floats, of K (kv 0) or V (kv 1) of a layer at pos 0 in a
- * slot's cache as the reference lays it out, [layer][K|V][pos][kv_dim].
+/* Offset, in values, of K (kv 0) or V (kv 1) of a layer in a slot's
+ * cache as the reference lays it out, [layer][K|V][kv_head][pos][hd].
  * (The OpenCL kernels block K by 16 positions: see decoder.cl.) */
 size_t hs__llm_kv_offset(const hs__llm_shape_t *s, uint32_t layer, uint32_t kv);
-/* Floats in one slot's cache: layers x 2 x max_ctx x kv_dim. */
-size_t hs__llm_kv_slot_floats(const hs__llm_shape_t *s);
+/* Values in one slot's cache: layers x 2 x max_ctx x kv_dim. */
+size_t hs__llm_kv_slot_values(const hs__llm_shape_t *s);
 
 /* ------------------------------------------------------------------------ */
 /* Byte-level tokenizer                                                     */
@@ -260,7 +324,7 @@ typedef void (*hs__llm_range_fn)(void *arg, size_t lo, size_t hi);
 typedef struct hs__llm_fwd_s {
 	const hs__llm_weights_t *w;
 	hs__llm_batch_t *b;
-	float *const *kv;
+	hs__kv_t *const *kv;
 	hs__llm_scratch_t *s;
 	/*
 	 * Run fn over items [0, n) in ranges of about grain items, on any

@@ -62,7 +62,7 @@ struct model_dev {
 	cl_mem kv; /* kv_cap slots */
 	uint32_t kv_cap;
 	cl_uint ctx_cap; /* positions per cache, KBLOCK multiple */
-	cl_ulong slot_floats; /* one slot's K and V, every layer */
+	cl_ulong slot_values; /* one slot's K and V, every layer (FP16) */
 	cl_ulong embed, out, rope;
 	struct layer_off *layer;
 };
@@ -411,7 +411,7 @@ static int upload_model(ocl_t *o, struct model_dev *md, const hs_model_t *m)
 		goto out_free;
 	}
 	md->ctx_cap = (w->shape.max_ctx + KBLOCK - 1) / KBLOCK * KBLOCK;
-	md->slot_floats = (cl_ulong)w->shape.layers * 2 * w->shape.n_kv *
+	md->slot_values = (cl_ulong)w->shape.layers * 2 * w->shape.n_kv *
 			  md->ctx_cap * w->shape.hd;
 	md->ok = true;
 
@@ -499,7 +499,7 @@ static int reserve_kv(ocl_t *o, uint32_t model)
 {
 	struct model_dev *md = &o->models[model];
 	uint32_t need = o->base.pools[model].n_slots, cap;
-	size_t slot_bytes = md->slot_floats * sizeof(float);
+	size_t slot_bytes = md->slot_values * sizeof(cl_half);
 	cl_mem kv;
 	cl_int rc;
 
@@ -538,8 +538,8 @@ static int reserve_kv(ocl_t *o, uint32_t model)
 static int ocl_zero_slot(hs__llm_exec_t *ex, uint32_t model, uint32_t slot)
 {
 	ocl_t *o = (ocl_t *)ex;
-	size_t bytes = o->models[model].slot_floats * sizeof(float);
-	cl_float zero = 0;
+	size_t bytes = o->models[model].slot_values * sizeof(cl_half);
+	cl_half zero = 0;
 	int err;
 
 	if (!o->models[model].ok)
@@ -757,7 +757,7 @@ static void attention_block(ocl_t *o, const hs__llm_shape_t *s,
 	ARG(k, 12, kv_dim);
 	ARG(k, 13, hd);
 	ARG(k, 14, md->kv);
-	ARG(k, 15, md->slot_floats);
+	ARG(k, 15, md->slot_values);
 	ARG(k, 16, k_off);
 	ARG(k, 17, v_off);
 	ARG(k, 18, md->ctx_cap);
@@ -767,7 +767,7 @@ static void attention_block(ocl_t *o, const hs__llm_shape_t *s,
 	ARG(k, 0, o->qb);
 	ARG(k, 1, q_dim);
 	ARG(k, 2, md->kv);
-	ARG(k, 3, md->slot_floats);
+	ARG(k, 3, md->slot_values);
 	ARG(k, 4, k_off);
 	ARG(k, 5, v_off);
 	ARG(k, 6, md->ctx_cap);

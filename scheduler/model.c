@@ -102,6 +102,20 @@ static int parse_model(hs__jv_t *jv, const json_t *o, hs_model_t *m)
 				     "and both absent for a dense one",
 				     m->experts_per_token, m->n_experts);
 
+	/* What the executors run: synthetic FP32 weights, an FP16 KV cache
+	 * (devices/llm.h). A runnable model says so, so that the scheduler's
+	 * memory figures are the executors'. */
+	if (m->runnable && (m->dtype_bytes != 4 || m->kv_dtype_bytes != 2)) {
+		hs__jv_child_key(&c, jv, m->dtype_bytes != 4 ?
+						 "dtype_bytes" :
+						 "kv_dtype_bytes");
+		return hs__error_set(jv->err, HS_EINVAL, jv->source, 0, c.path,
+				     "a runnable model has FP32 weights "
+				     "(dtype_bytes 4) and an FP16 KV cache "
+				     "(kv_dtype_bytes 2), as the executors "
+				     "run it");
+	}
+
 	hs__jv_child_key(&c, jv, "params");
 	if (m->n_experts) {
 		if ((rc = hs__jv_u64(jv, o, "params", true, &m->params, 1,

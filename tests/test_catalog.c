@@ -77,7 +77,7 @@ static void test_models(void **state)
 	per_layer = d * 64 + 2 * d * 32 + 64 * d + 3 * d * 128 + 2 * d;
 	assert_int_equal(m->params, 256 * d + 2 * per_layer + d + 256 * d);
 	assert_int_equal(m->weight_bytes, m->params * 4);
-	assert_int_equal(m->kv_bytes_per_token, 2 * 2 * 2 * 16 * 4);
+	assert_int_equal(m->kv_bytes_per_token, 2 * 2 * 2 * 16 * 2);
 	assert_false(m->kv_bytes_given);
 
 	m = hs_model_catalog_find(cat, "Llama-3.1-8B");
@@ -126,6 +126,18 @@ static void test_model_errors(void **state)
 			   "\"d_model\": 8, \"n_heads\": 3, \"n_kv_heads\": 2,"
 			   " \"d_ff\": 8, \"vocab\": 4, \"max_context\": 8}]}",
 			   HS_EINVAL, "multiple of n_kv_heads");
+	/* A runnable model's byte widths are the executors'. */
+	expect_model_error("{\"models\": [{\"name\": \"a\", \"layers\": 1, "
+			   "\"d_model\": 8, \"n_heads\": 2, \"n_kv_heads\": 2,"
+			   " \"d_ff\": 8, \"vocab\": 4, \"max_context\": 8, "
+			   "\"runnable\": true, \"dtype_bytes\": 4, "
+			   "\"kv_dtype_bytes\": 4}]}",
+			   HS_EINVAL, "$.models[0].kv_dtype_bytes: a runnable");
+	expect_model_error("{\"models\": [{\"name\": \"a\", \"layers\": 1, "
+			   "\"d_model\": 8, \"n_heads\": 2, \"n_kv_heads\": 2,"
+			   " \"d_ff\": 8, \"vocab\": 4, \"max_context\": 8, "
+			   "\"runnable\": true}]}",
+			   HS_EINVAL, "$.models[0].dtype_bytes: a runnable");
 	expect_model_error("{\"models\": []}", HS_EINVAL, "no models");
 	expect_model_error("[1]", HS_ETYPE, "<t>: $: expected an object");
 	expect_model_error("{\"models\": 1", HS_EPARSE, "<t>:1");

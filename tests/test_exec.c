@@ -32,7 +32,7 @@ static const char catalog_json[] =
 	"{\"version\": 1, \"models\": ["
 	"{\"name\": \"tiny-test\", \"layers\": 2, \"d_model\": 64,"
 	" \"n_heads\": 4, \"n_kv_heads\": 2, \"d_ff\": 128, \"vocab\": 256,"
-	" \"max_context\": 512, \"dtype_bytes\": 4, \"kv_dtype_bytes\": 4,"
+	" \"max_context\": 512, \"dtype_bytes\": 4, \"kv_dtype_bytes\": 2,"
 	" \"runnable\": true, \"seed\": 1},"
 	"{\"name\": \"shape-only\", \"layers\": 4, \"d_model\": 256,"
 	" \"n_heads\": 4, \"n_kv_heads\": 4, \"d_ff\": 512, \"vocab\": 1000,"
@@ -169,6 +169,113 @@ static void test_tokenizer(void **state)
 	ids[0] = 300;
 	assert_int_equal(hs__tok_decode(ids, 1, buf, sizeof(buf)), 1);
 	assert_string_equal(buf, "?");
+}
+
+/*
+ * The KV cache's FP16: every half converts to a float and back to itself;
+ * the midpoint between two neighbours rounds to the even one and anything
+ * off it to the nearer one; out of range is inf; NaN stays NaN.
+ */
+static void test_kv_half(void **state)
+{
+	static const struct {
+		float f;
+		hs__kv_t h;
+	} known[] = {
+		{0.0f, 0x0000},	       {-0.0f, 0x8000},	     {1.0f, 0x3c00},
+		{-2.0f, 0xc000},       {0.5f, 0x3800},	     {65504.0f, 0x7bff},
+		{65519.99f, 0x7bff},   {65520.0f, 0x7c00},   {1e10f, 0x7c00},
+		{-1e10f, 0xfc00},      {0x1p-14f, 0x0400},   {0x1p-24f, 0x0001},
+		{0x1p-25f, 0x0000},    {0x3p-25f, 0x0002},   {0x1.8p-24f, 0x0002},
+		{0x1p-26f, 0x0000},    {1.0009765625f, 0x3c01}, /* 1 + 2^-10 */
+		{1.00048828125f, 0x3c00}, /* 1 + 2^-11: a tie, to even */
+		{1.00146484375f, 0x3c02}, /* 1 + 3 * 2^-11: a tie, to even */
+	};
+	uint32_t h;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (hs__kv_from_float(known[i].f) != known[i].h)
+			fail_msg("%a: got %#x, want %#x", (double)known[i].f,
+				 hs__kv_from_float(known[i].f), known[i].h);
+	assert_true(isinf(hs__kv_to_float(0x7c00)));
+	assert_true(isnan(hs__kv_to_float(hs__kv_from_float(NAN))));
+	assert_int_equal(hs__kv_to_float(0x0001), 0x1p-24f);
+	assert_int_equal(hs__kv_to_float(0x3555) == 0x1.554p-2f, 1);
+
+	for (h = 0; h < 0x10000; h++) {
+		float f = hs__kv_to_float((hs__kv_t)h), g, mid;
+		hs__kv_t even;
+
+		if (isnan(f)) {
+			assert_true(isnan(hs__kv_to_float(
+				hs__kv_from_float(f))));
+			continue;
+		}
+		if (hs__kv_from_float(f) != h)
+			fail_msg("%#x -> %a -> %#x", h, (double)f,
+				 hs__kv_from_float(f));
+		/* Its neighbour away from zero, unless that is inf or NaN. */
+		if ((h & 0x7fffu) >= 0x7bffu)
+			continue;
+		g = hs__kv_to_float((hs__kv_t)(h + 1));
+		mid = (float)(((double)f + (double)g) / 2);
+		even = (hs__kv_t)(h & 1 ? h + 1 : h);
+		if (hs__kv_from_float(mid) != even)
+			fail_msg("midpoint %a of %#x: got %#x", (double)mid, h,
+				 hs__kv_from_float(mid));
+		if (hs__kv_from_float(nextafterf(mid, f)) != h ||
+		    hs__kv_from_float(nextafterf(mid, g)) != h + 1)
+			fail_msg("beside the midpoint of %#x", h);
+	}
+}
+
+/* The bulk conversions (F16C where the CPU has it) agree with the
+ * portable ones on every half, and on floats of every exponent. */
+static void test_kv_half_bulk(void **state)
+{
+	enum { N = 1 << 16 };
+	float *f = test_malloc(N * sizeof(float)), *g;
+	hs__kv_t *h = test_malloc(N * sizeof(hs__kv_t)), *k;
+	uint64_t rng = 7;
+	uint32_t i;
+
+	(void)state;
+	g = test_malloc(N * sizeof(float));
+	k = test_malloc(N * sizeof(hs__kv_t));
+	print_message("bulk FP16 conversions: %s\n",
+		      hs__kv_f16c() ? "F16C" : "portable only");
+	for (i = 0; i < N; i++)
+		h[i] = (hs__kv_t)i;
+	/* An odd count: the vector loop and its tail. */
+	hs__kv_to_floats(f, h, N - 3);
+	hs__kv_to_floats_portable(g, h, N - 3);
+	for (i = 0; i < N - 3; i++)
+		if (!(isnan(f[i]) && isnan(g[i])) &&
+		    memcmp(&f[i], &g[i], sizeof(float)))
+			fail_msg("half %#x: %a and %a", i, (double)f[i],
+				 (double)g[i]);
+	for (i = 0; i < N; i++) {
+		union {
+			uint32_t u;
+			float f;
+		} x;
+
+		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+		x.u = (uint32_t)(rng >> 32);
+		f[i] = x.f;
+	}
+	hs__kv_from_floats(h, f, N - 5);
+	hs__kv_from_floats_portable(k, f, N - 5);
+	for (i = 0; i < N - 5; i++)
+		if (h[i] != k[i] && !(isnan(hs__kv_to_float(h[i])) &&
+				      isnan(hs__kv_to_float(k[i]))))
+			fail_msg("%a: %#x and %#x", (double)f[i], h[i], k[i]);
+	test_free(f);
+	test_free(g);
+	test_free(h);
+	test_free(k);
 }
 
 static void test_weights_deterministic(void **state)
@@ -927,6 +1034,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tokenizer),
+		cmocka_unit_test(test_kv_half),
+		cmocka_unit_test(test_kv_half_bulk),
 		cmocka_unit_test(test_weights_deterministic),
 		cmocka_unit_test(test_logits_pthread),
 		cmocka_unit_test(test_logits_basic),

@@ -24,6 +24,8 @@
  *                 16 positions side by side, so a query scores them with
  *                 float16 arithmetic
  *   V cache       per slot and layer, [kv_head][pos][head_dim]
+ *   K and V are FP16 (half: stored with vstore_half_rte, read with
+ *   vload_half, which OpenCL has without cl_khr_fp16); all maths is FP32
  *   RoPE table    [pos][head_dim / 2][cos, sin]
  */
 
@@ -47,7 +49,7 @@
 #if defined(__clang__)
 #define PREFETCH(p) __builtin_prefetch(p)
 #else
-#define PREFETCH(p) prefetch((p), 16)
+#define PREFETCH(p) prefetch((const global uchar *)(p), 64)
 #endif
 
 /* Lane sums and maxima in a fixed order: a token's result must not
@@ -204,8 +206,8 @@ kernel void matmul_norm(global const float *W, ulong w_off,
  */
 void qkv_out(float16 v, uint t, uint r0, global float *q, uint q_dim,
 	     uint kv_dim, uint hd, global const float *rope,
-	     global const uint *pos, global const uint *slot, global float *kv,
-	     ulong slot_floats, ulong k_off, ulong v_off, uint ctx_cap)
+	     global const uint *pos, global const uint *slot, global half *kv,
+	     ulong slot_values, ulong k_off, ulong v_off, uint ctx_cap)
 {
 	float a[PANEL];
 	uint ps = pos[t], i;
@@ -228,25 +230,29 @@ void qkv_out(float16 v, uint t, uint r0, global float *q, uint q_dim,
 		return;
 	}
 	if (r0 < q_dim + kv_dim) {
-		global float *kb = kv + slot[t] * slot_floats + k_off +
-				   (size_t)(ps / 16) * hd * 16 + ps % 16;
+		global half *kb = kv + slot[t] * slot_values + k_off +
+				  (size_t)(ps / 16) * hd * 16 + ps % 16;
 
 		for (i = 0; i < PANEL; i++) {
 			uint r = r0 - q_dim + i;
 
-			kb[(size_t)(r / hd) * ctx_cap * hd +
-			   (size_t)(r % hd) * 16] = a[i];
+			vstore_half_rte(a[i],
+					(size_t)(r / hd) * ctx_cap * hd +
+						(size_t)(r % hd) * 16,
+					kb);
 		}
 		return;
 	}
 	{
-		global float *vb =
-			kv + slot[t] * slot_floats + v_off + (size_t)ps * hd;
+		global half *vb =
+			kv + slot[t] * slot_values + v_off + (size_t)ps * hd;
 
 		for (i = 0; i < PANEL; i++) {
 			uint r = r0 - q_dim - kv_dim + i;
 
-			vb[(size_t)(r / hd) * ctx_cap * hd + r % hd] = a[i];
+			vstore_half_rte(a[i], (size_t)(r / hd) * ctx_cap * hd +
+						      r % hd,
+					vb);
 		}
 	}
 }
@@ -255,15 +261,15 @@ kernel void matmul_qkv(global const float *W, ulong w_off,
 		       global const float *x, uint ldx, uint K, uint T,
 		       float eps, ulong rope_off, global const uint *pos,
 		       global const uint *slot, global float *q, uint q_dim,
-		       uint kv_dim, uint hd, global float *kv,
-		       ulong slot_floats, ulong k_off, ulong v_off,
+		       uint kv_dim, uint hd, global half *kv,
+		       ulong slot_values, ulong k_off, ulong v_off,
 		       uint ctx_cap)
 {
 	global const float *rope = W + rope_off;
 	MM_SETUP;
 #define EPI_QKV(v, tt)                                                \
 	qkv_out(v, tt, r0, q, q_dim, kv_dim, hd, rope, pos, slot, kv, \
-		slot_floats, k_off, v_off, ctx_cap)
+		slot_values, k_off, v_off, ctx_cap)
 	MM_LOOP(ROW_SELF, 1, EPI_QKV);
 }
 
@@ -293,8 +299,8 @@ kernel void embed(global const uint *tok, global const float *W, ulong e_off,
  * group shares each K block and V row it reads. Online softmax over
  * blocks of 16 positions, so one pass over the cache.
  */
-kernel void attention(global const float *q, uint q_dim, global const float *kv,
-		      ulong slot_floats, ulong k_off, ulong v_off, uint ctx_cap,
+kernel void attention(global const float *q, uint q_dim, global const half *kv,
+		      ulong slot_values, ulong k_off, ulong v_off, uint ctx_cap,
 		      global const uint *pos, global const uint *slot,
 		      global float *out, uint ldo, uint n_heads, uint n_kv,
 		      uint hd)
@@ -308,9 +314,9 @@ kernel void attention(global const float *q, uint q_dim, global const float *kv,
 	float scale = rsqrt((float)hd);
 	const float16 lane =
 		(float16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-	size_t base = (size_t)slot[t] * slot_floats + (size_t)kh * ctx_cap * hd;
-	global const float *kb = kv + base + k_off;
-	global const float *vb = kv + base + v_off;
+	size_t base = (size_t)slot[t] * slot_values + (size_t)kh * ctx_cap * hd;
+	global const half *kb = kv + base + k_off;
+	global const half *vb = kv + base + v_off;
 
 	for (g = 0; g < G; g++) {
 		global const float *qh =
@@ -324,7 +330,7 @@ kernel void attention(global const float *q, uint q_dim, global const float *kv,
 		l[g] = 0.0f;
 	}
 	for (b = 0; b * 16 < n; b++) {
-		global const float *kblk = kb + (size_t)b * hd * 16;
+		global const half *kblk = kb + (size_t)b * hd * 16;
 		uint left = min(16u, n - b * 16);
 		int16 valid = isless(lane, (float16)((float)left));
 
@@ -337,20 +343,19 @@ kernel void attention(global const float *q, uint q_dim, global const float *kv,
 
 			/* Four chains: one would wait on each fma's latency. */
 			for (i = 0; i < hd; i += 4) {
+				/* The next block's rows i..i+3: two lines. */
 				if (g == 0 && more) {
 					PREFETCH(kblk + (size_t)(hd + i) * 16);
-					PREFETCH(kblk + (size_t)(hd + i + 1) * 16);
 					PREFETCH(kblk + (size_t)(hd + i + 2) * 16);
-					PREFETCH(kblk + (size_t)(hd + i + 3) * 16);
 				}
-				s0 = fma((float16)(qs[g][i]), vload16(i, kblk),
+				s0 = fma((float16)(qs[g][i]), vload_half16(i, kblk),
 					 s0);
 				s1 = fma((float16)(qs[g][i + 1]),
-					 vload16(i + 1, kblk), s1);
+					 vload_half16(i + 1, kblk), s1);
 				s2 = fma((float16)(qs[g][i + 2]),
-					 vload16(i + 2, kblk), s2);
+					 vload_half16(i + 2, kblk), s2);
 				s3 = fma((float16)(qs[g][i + 3]),
-					 vload16(i + 3, kblk), s3);
+					 vload_half16(i + 3, kblk), s3);
 			}
 			s = (s0 + s1) + (s2 + s3);
 			s = select((float16)(-INFINITY), s, valid);
@@ -365,14 +370,15 @@ kernel void attention(global const float *q, uint q_dim, global const float *kv,
 			vstore16(ex, 0, e[g]);
 		}
 		for (i = 0; i < left; i++) {
-			global const float *vr = vb + (size_t)(b * 16 + i) * hd;
+			global const half *vr = vb + (size_t)(b * 16 + i) * hd;
 
+			/* The next block's row i: a line per 32 halves. */
 			if (more)
-				for (j = 0; j < h16; j++)
-					PREFETCH(vr + (size_t)16 * hd + j * 16);
+				for (j = 0; j < hd; j += 32)
+					PREFETCH(vr + (size_t)16 * hd + j);
 
 			for (j = 0; j < h16; j++) {
-				float16 v = vload16(j, vr);
+				float16 v = vload_half16(j, vr);
 
 				for (g = 0; g < G; g++)
 					acc[g][j] = fma((float16)(e[g][i]), v,
