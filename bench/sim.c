@@ -44,6 +44,8 @@ typedef struct sim_s {
 	size_t n_devs;
 	done_ev_t *heap;          /* step completions, min by (at, device) */
 	size_t n_heap;
+	bool top_taken;           /* heap[0] is handled: the next push
+				   * takes its place (see heap_take) */
 	int64_t now;
 	int64_t timer_at;         /* -1: none */
 	double budget_w;
@@ -67,7 +69,7 @@ typedef struct sim_s {
 	hs_sim_result_t *res;
 	size_t cap_records;
 	int failed;               /* first error inside a hook */
-	uint64_t core_calls;
+	unsigned untimed;         /* core calls before the next timed one */
 	unsigned sample;          /* core calls timed: one in this many */
 	unsigned timing;          /* inside a timed core call: its weight */
 } sim_t;
@@ -82,15 +84,53 @@ static int64_t mono_ns(void)
 
 /* ---- completion heap -------------------------------------------------- */
 
-static bool ev_less(const done_ev_t *a, const done_ev_t *b)
+/* Without branches: which child is smaller is a coin toss. */
+static inline bool ev_less(const done_ev_t *a, const done_ev_t *b)
 {
-	return a->at < b->at || (a->at == b->at && a->device < b->device);
+	return (a->at < b->at) | ((a->at == b->at) & (a->device < b->device));
+}
+
+/* Put e at i or below, moving smaller children up. */
+static void heap_down(sim_t *sm, size_t i, done_ev_t e)
+{
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= sm->n_heap)
+			break;
+		/* heap[c + 1] exists (see setup), in the heap or not. */
+		c += (c + 1 < sm->n_heap) &
+		     ev_less(&sm->heap[c + 1], &sm->heap[c]);
+		if (!ev_less(&sm->heap[c], &e))
+			break;
+		sm->heap[i] = sm->heap[c];
+		i = c;
+	}
+	sm->heap[i] = e;
+}
+
+/* Drop a taken top that no push replaced. */
+static void heap_settle(sim_t *sm)
+{
+	if (!sm->top_taken)
+		return;
+	sm->top_taken = false;
+	if (--sm->n_heap)
+		heap_down(sm, 0, sm->heap[sm->n_heap]);
 }
 
 static void heap_push(sim_t *sm, done_ev_t e)
 {
-	size_t i = sm->n_heap++;
+	size_t i;
 
+	/* A device that finished usually starts another step: its event
+	 * replaces the one taken, one sift instead of two. */
+	if (sm->top_taken) {
+		sm->top_taken = false;
+		heap_down(sm, 0, e);
+		return;
+	}
+	i = sm->n_heap++;
 	while (i > 0) {
 		size_t p = (i - 1) / 2;
 
@@ -102,26 +142,15 @@ static void heap_push(sim_t *sm, done_ev_t e)
 	sm->heap[i] = e;
 }
 
-static done_ev_t heap_pop(sim_t *sm)
+/*
+ * The earliest event, taken but left in place until the next push
+ * replaces it or heap_settle drops it. Events are ordered by value alone,
+ * so the heap yields the same sequence either way.
+ */
+static done_ev_t heap_take(sim_t *sm)
 {
-	done_ev_t top = sm->heap[0], e = sm->heap[--sm->n_heap];
-	size_t i = 0;
-
-	for (;;) {
-		size_t c = 2 * i + 1;
-
-		if (c >= sm->n_heap)
-			break;
-		if (c + 1 < sm->n_heap && ev_less(&sm->heap[c + 1], &sm->heap[c]))
-			c++;
-		if (!ev_less(&sm->heap[c], &e))
-			break;
-		sm->heap[i] = sm->heap[c];
-		i = c;
-	}
-	if (sm->n_heap)
-		sm->heap[i] = e;
-	return top;
+	sm->top_taken = true;
+	return sm->heap[0];
 }
 
 /* ---- power timeline and the driver's own budget check ----------------- */
@@ -384,10 +413,11 @@ static void io_token(void *ud, uint64_t id, uint32_t token)
  */
 #define CORE(sm, rc, call)                                                 \
 	do {                                                               \
-		if (++(sm)->core_calls % (sm)->sample) {                   \
+		if (--(sm)->untimed) {                                     \
 			(rc) = (call);                                     \
 		} else {                                                   \
 			int64_t t0_ = mono_ns();                           \
+			(sm)->untimed = (sm)->sample;                      \
 			(sm)->timing = (sm)->sample;                       \
 			(rc) = (call);                                     \
 			(sm)->timing = 0;                                  \
@@ -436,7 +466,9 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 	sm->io.ud = sm;
 	eo.io = &sm->io;
 	sm->devs = hs__calloc(n_devices, sizeof(*sm->devs));
-	sm->heap = hs__calloc(n_devices, sizeof(*sm->heap));
+	/* One event per device at most, and a spare that heap_down may read
+	 * past the last one. */
+	sm->heap = hs__calloc(n_devices + 1, sizeof(*sm->heap));
 	sm->done = hs__calloc(sm->n_jobs ? sm->n_jobs : 1, 1);
 	for (d = 0; sm->opts->executors && d < n_devices; d++)
 		if (sm->opts->executors[d] &&
@@ -547,6 +579,7 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 	if (rc)
 		goto out;
 	sm.sample = hs__sched_policy(sm.core)->on_change ? 1 : CORE_SAMPLE;
+	sm.untimed = sm.sample;
 	progress_next = sm.opts->progress_every;
 
 	for (;;) {
@@ -599,17 +632,20 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 			fi++;
 		}
 		while (sm.n_heap && sm.heap[0].at == t) {
-			done_ev_t e = heap_pop(&sm);
+			done_ev_t e = heap_take(&sm);
 			sim_dev_t *dv = &sm.devs[e.device];
 
-			if (!dv->busy)
-				continue;
-			dv->busy = false;
-			set_draw(&sm, e.device, devices[e.device].idle_w);
-			bins_tokens(&sm, t, dv->step_batch);
-			CORE(&sm, rc, hs_sched_step_done(sm.core, t,
-							 (int)e.device,
-							 dv->step_ns, -1));
+			if (dv->busy) {
+				dv->busy = false;
+				set_draw(&sm, e.device,
+					 devices[e.device].idle_w);
+				bins_tokens(&sm, t, dv->step_batch);
+				CORE(&sm, rc,
+				     hs_sched_step_done(sm.core, t,
+							(int)e.device,
+							dv->step_ns, -1));
+			}
+			heap_settle(&sm);
 		}
 		while (ai < n_jobs && jobs[ai].arrival_ns == t)
 			submit(&sm, ai++);

@@ -40,6 +40,21 @@ static double uniform_pm1(uint64_t *x)
 	return (double)(next_u64(x) >> 11) * 0x1.0p-52 - 1.0;
 }
 
+/*
+ * llround for the t >= 0 a step takes, without the library call: below
+ * 2^62 the fraction t - trunc(t) is exact, and a half rounds up (away from
+ * zero), as llround does.
+ */
+static int64_t round_ns(double t)
+{
+	int64_t i;
+
+	if (!(t >= 0 && t < 0x1p62))
+		return llround(t);
+	i = (int64_t)t;
+	return i + (t - (double)i >= 0.5);
+}
+
 static int sim_open(void **exec, const hs_device_t *dev,
 		    const hs_model_catalog_t *models,
 		    const hs_executor_opts_t *opts)
@@ -100,7 +115,7 @@ static int sim_run_step(void *exec, const hs_step_t *step,
 		t *= 1.0 + sm->noise * uniform_pm1(&sm->rng);
 	if (t < 1)
 		t = 1;
-	*duration_ns = (int64_t)llround(t) + step->load_ns;
+	*duration_ns = round_ns(t) + step->load_ns;
 	*energy_j = -1;
 	return 0;
 }

@@ -40,6 +40,8 @@ int hs_sched_perf_save(const hs_sched_t *s, const char *path,
 			    json_array_append_new(entries, e))
 				rc = HS_ENOMEM;
 		}
+	/* Refits move the fits that finish times are read from. */
+	hs__sched_cost_stale_all(s);
 	if (rc) {
 		hs__error_set(err, rc, path, 0, NULL, "out of memory");
 		goto out_put;
@@ -156,6 +158,7 @@ int hs_sched_perf_load(hs_sched_t *s, const char *path, hs_error_t *err)
 			goto out_free;
 	}
 	memcpy(s->perf, staged, n * sizeof(*staged));
+	hs__sched_cost_stale_all(s);
 out_free:
 	hs__free(staged);
 out_put:

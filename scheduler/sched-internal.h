@@ -29,7 +29,7 @@ typedef struct hs__jobrec_s {
 	hs_job_t pub;
 	uint32_t gen;          /* slot generation: ids are gen << 32 | slot */
 	uint32_t queue;        /* queue index while queued, else NO_QUEUE */
-	uint32_t pos;          /* heap position in its queue or batch */
+	uint32_t pos;          /* heap position in its queue */
 	uint32_t id_pos;       /* index in its device's ids while running */
 	uint32_t base_generated; /* tokens made before it (re)joined */
 	uint64_t finish_seq;   /* device step at whose end it finishes */
@@ -56,6 +56,7 @@ typedef struct hs__dev_s {
 	uint64_t power_wait_epoch; /* power_epoch when it was refused */
 	int level;             /* of the running step */
 	double draw_w;         /* modeled draw now */
+	double min_cap_w;      /* the least any power level draws */
 	double step_budget_w;  /* budget when its step started */
 	int64_t step_start_ns;
 	int64_t step_pred_ns;
@@ -78,11 +79,16 @@ typedef struct hs__dev_s {
 	uint64_t sum_join;     /* sum of join_seq in the batch */
 	uint64_t kv_used;      /* KV bytes reserved by the batch */
 	uint64_t resident;     /* bit m: weights of model m loaded */
+	uint64_t resident_bytes; /* their weights' bytes */
 	uint64_t lru[64];      /* last use of each resident model (seq) */
 	double energy_per_job; /* accumulated step energy / batch size */
-	double backlog_ns;
 	hs_device_stats_t st;
 } hs__dev_t;
+
+/* The rows of hs_sched_s.cost, for batch B: theta_step + theta_job * B,
+ * theta_ctx, theta_prefill, weight load / B. */
+enum { HS__COST_STEP, HS__COST_CTX, HS__COST_PREFILL, HS__COST_LOAD,
+       HS__COST_N };
 
 struct hs_sched_s {
 	hs_sched_config_t cfg;
@@ -129,9 +135,29 @@ struct hs_sched_s {
 	uint64_t *idle;          /* bitmap: not busy, not failed */
 	uint32_t *model_devices; /* per model: devices whose batch runs it */
 	double *finish;          /* n_devs: hs__sched_finish_ns's answer */
+	double *backlog;         /* n_devs: hs__sched_backlog_ns */
+
+	/*
+	 * What hs__sched_finish_ns needs of each (model, device), laid out
+	 * per model as arrays over the devices so that its loop over the
+	 * fleet reads them in a row. An entry is stale (bit d of the model's
+	 * cost_stale words) from any change of the device's fit, residency
+	 * or failure until the next hs__sched_finish_ns that looks at it;
+	 * fit_lim is kept current at all times.
+	 */
+	double *cost;            /* [(m * HS__COST_N + k) * n_devs + d] */
+	uint64_t *fit_lim;       /* [m * n_devs + d]: a job's KV bytes fit
+				  * the device iff below it (0: never) */
+	uint64_t *cost_stale;    /* [m * dev_words + d / 64] */
+	uint32_t dev_words;      /* 64-bit words of a bitmap of devices */
+	uint32_t cost_batch;     /* the batch the entries are for */
 
 	hs_sched_stats_t st;
 	uint64_t modeled_steps;  /* steps whose energy no sensor measured */
 };
+
+/* Every device's perf model may have changed (a calibration was loaded or
+ * refit): hs__sched_finish_ns re-reads them all. */
+void hs__sched_cost_stale_all(const hs_sched_t *s);
 
 #endif /* HS_SCHED_INTERNAL_H */

@@ -146,6 +146,24 @@ static void set_idle(hs_sched_t *s, uint32_t d, bool idle)
 		s->idle[d / 64] &= ~(1ull << (d % 64));
 }
 
+/* The finish-time entry of (model m, device d) needs a fresh look. */
+static inline void cost_stale(hs_sched_t *s, uint32_t d, uint32_t m)
+{
+	s->cost_stale[m * s->dev_words + d / 64] |= 1ull << (d % 64);
+}
+
+void hs__sched_cost_stale_all(const hs_sched_t *s)
+{
+	uint32_t m, w;
+
+	for (m = 0; m < s->n_models; m++)
+		for (w = 0; w < s->dev_words; w++)
+			s->cost_stale[m * s->dev_words + w] =
+				s->n_devs - w * 64 >= 64 ?
+					~0ull :
+					(1ull << (s->n_devs - w * 64)) - 1;
+}
+
 /* ---- queues: binary heaps by rank ------------------------------------- */
 
 static void q_set(hs_sched_t *s, hs__queue_t *q, uint32_t i, hs__qent_t e)
@@ -328,20 +346,6 @@ bool hs__sched_job_fits(const hs_sched_t *s, int d, const hs_job_t *job)
 	       fits(s, (uint32_t)d, job->model, job_kv(s, job));
 }
 
-/* Bytes of weights resident on the device, other than model `keep`. */
-static uint64_t resident_bytes(const hs_sched_t *s, const hs__dev_t *dv)
-{
-	uint64_t b = 0, mask = dv->resident;
-
-	while (mask) {
-		int m = __builtin_ctzll(mask);
-
-		b += s->models[m].weight_bytes;
-		mask &= mask - 1;
-	}
-	return b;
-}
-
 /* KV bytes the batch may use for model m once it is resident, evicting
  * other models (least recently used first) when that makes room. */
 static uint64_t kv_room(const hs_sched_t *s, const hs__dev_t *dv, uint32_t m)
@@ -369,11 +373,14 @@ static int64_t load_ns(const hs_sched_t *s, const hs__dev_t *dv, uint32_t m)
 static void make_resident(hs_sched_t *s, hs__dev_t *dv, uint32_t m,
 			  uint64_t kv_needed)
 {
-	uint64_t mem = usable_memory(s, dv);
+	uint64_t mem = usable_memory(s, dv), was = dv->resident, changed;
 
-	dv->resident |= 1ull << m;
+	if (!(dv->resident & (1ull << m))) {
+		dv->resident |= 1ull << m;
+		dv->resident_bytes += s->models[m].weight_bytes;
+	}
 	dv->lru[m] = dv->seq;
-	while (resident_bytes(s, dv) + kv_needed > mem) {
+	while (dv->resident_bytes + kv_needed > mem) {
 		uint64_t mask = dv->resident & ~(1ull << m);
 		int victim = -1;
 
@@ -387,15 +394,34 @@ static void make_resident(hs_sched_t *s, hs__dev_t *dv, uint32_t m,
 		if (victim < 0)
 			break;
 		dv->resident &= ~(1ull << victim);
+		dv->resident_bytes -= s->models[victim].weight_bytes;
 	}
+	/* Load times follow residency. */
+	for (changed = was ^ dv->resident; changed; changed &= changed - 1)
+		cost_stale(s, (uint32_t)dv->d.id,
+			   (uint32_t)__builtin_ctzll(changed));
 }
 
 /* ---- the finish heap of a batch --------------------------------------- */
 
-static void b_set(hs_sched_t *s, hs__dev_t *dv, uint32_t i, hs__member_t e)
+/*
+ * Members are not told their heap position: moving one would touch its job
+ * record, cold by then, at every sift. A removal finds its member instead,
+ * at the root when it finishes, among max_batch_jobs at worst.
+ */
+static void b_set(hs__dev_t *dv, uint32_t i, hs__member_t e)
 {
 	dv->members[i] = e;
-	rec_of(s, e.slot)->pos = i;
+}
+
+static uint32_t member_index(const hs__dev_t *dv, uint32_t slot)
+{
+	uint32_t i;
+
+	for (i = 0; i < dv->n_members; i++)
+		if (dv->members[i].slot == slot)
+			break;
+	return i;
 }
 
 static bool b_less(const hs__member_t *a, const hs__member_t *b)
@@ -404,7 +430,7 @@ static bool b_less(const hs__member_t *a, const hs__member_t *b)
 	       (a->finish_seq == b->finish_seq && a->slot < b->slot);
 }
 
-static void b_up(hs_sched_t *s, hs__dev_t *dv, uint32_t i)
+static uint32_t b_up(hs__dev_t *dv, uint32_t i)
 {
 	hs__member_t e = dv->members[i];
 
@@ -413,13 +439,15 @@ static void b_up(hs_sched_t *s, hs__dev_t *dv, uint32_t i)
 
 		if (!b_less(&e, &dv->members[p]))
 			break;
-		b_set(s, dv, i, dv->members[p]);
+		b_set(dv, i, dv->members[p]);
 		i = p;
 	}
-	b_set(s, dv, i, e);
+	b_set(dv, i, e);
+	return i;
 }
 
-static void b_down(hs_sched_t *s, hs__dev_t *dv, uint32_t i)
+/* Sift down; the entry's final position. */
+static uint32_t b_down(hs__dev_t *dv, uint32_t i)
 {
 	hs__member_t e = dv->members[i];
 
@@ -433,10 +461,11 @@ static void b_down(hs_sched_t *s, hs__dev_t *dv, uint32_t i)
 			c++;
 		if (!b_less(&dv->members[c], &e))
 			break;
-		b_set(s, dv, i, dv->members[c]);
+		b_set(dv, i, dv->members[c]);
 		i = c;
 	}
-	b_set(s, dv, i, e);
+	b_set(dv, i, e);
+	return i;
 }
 
 /* Prefill length of a job joining (again): its prompt plus what it has
@@ -465,7 +494,7 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot,
 	r->id_pos = dv->n_members;
 	dv->ids[dv->n_members] = r->pub.id;
 	dv->members[dv->n_members++] = e;
-	b_up(s, dv, dv->n_members - 1);
+	b_up(dv, dv->n_members - 1);
 	dv->sum_ctx += prefill_len(r);
 	dv->sum_join += r->join_seq;
 	dv->kv_used += job_kv(s, &r->pub);
@@ -476,7 +505,7 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot,
 static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 {
 	hs__jobrec_t *r = rec_of(s, slot);
-	uint32_t i = r->pos;
+	uint32_t i = member_index(dv, slot);
 
 	dv->n_members--;
 	if (r->id_pos < dv->n_members) {
@@ -488,9 +517,8 @@ static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 	if (i < dv->n_members) {
 		hs__member_t last = dv->members[dv->n_members];
 
-		b_set(s, dv, i, last);
-		b_down(s, dv, i);
-		b_up(s, dv, rec_of(s, last.slot)->pos);
+		b_set(dv, i, last);
+		b_up(dv, b_down(dv, i));
 	}
 	dv->sum_ctx -= prefill_len(r);
 	dv->sum_join -= r->join_seq;
@@ -498,7 +526,7 @@ static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 	r->pub.energy_j += dv->energy_per_job - r->energy_mark;
 	/* Its work no longer weighs on the device it was bound to. */
 	if (r->owner >= 0)
-		s->devs[r->owner].backlog_ns -= r->cost_ns;
+		s->backlog[r->owner] -= r->cost_ns;
 	r->owner = -1;
 	r->cost_ns = 0;
 	s->st.running--;
@@ -550,6 +578,15 @@ static void set_draw(hs_sched_t *s, hs__dev_t *dv, double w)
 	power_check(s);
 }
 
+/* No power level of the device fits the budget with every other device
+ * as it is now: not even the one that draws least. */
+static inline bool no_level_fits(const hs_sched_t *s, const hs__dev_t *dv)
+{
+	return s->budget_w > 0 &&
+	       !(s->power_w - dv->draw_w + dv->min_cap_w <=
+		 s->budget_w + POWER_EPS);
+}
+
 /*
  * The fastest level whose draw, with every other device as it is now,
  * keeps the node within budget; -1 when none does.
@@ -561,6 +598,8 @@ static int fastest_fitting_level(const hs_sched_t *s, const hs__dev_t *dv)
 
 	if (s->budget_w <= 0)
 		return 0;
+	if (no_level_fits(s, dv))
+		return -1;
 	for (l = 0; l < n_levels(dv); l++)
 		if (others + level_cap(dv, (int)l) <= s->budget_w + POWER_EPS)
 			return (int)l;
@@ -606,6 +645,23 @@ static bool ready_to_start(hs_sched_t *s, uint32_t qi, const hs__qent_t *h,
 	want_timer(s, rec_of(s, h->slot)->pub.arrival_ns + s->cfg.max_wait_ns,
 		   now);
 	return false;
+}
+
+_Static_assert(HS_MAX_BUCKETS < 64, "a model's buckets fit a word");
+
+/* Bit b: owner owner1's queue of model m, bucket b is not empty. */
+static inline uint64_t class_bits(const hs_sched_t *s, uint32_t owner1,
+				  uint32_t m)
+{
+	uint32_t lo = m * s->n_buckets, sh = lo % 64;
+	const uint64_t *w =
+		&s->nonempty[owner1 * s->words_per_owner + lo / 64];
+	uint64_t bits = w[0] >> sh;
+
+	/* n_buckets (at most 24) bits in a row, across two words at most. */
+	if (sh + s->n_buckets > 64)
+		bits |= w[1] << (64 - sh);
+	return bits & ((1ull << s->n_buckets) - 1);
 }
 
 /*
@@ -705,21 +761,35 @@ static int default_select(hs_sched_t *s, int d, int64_t now, uint32_t *mo,
 static bool other_model_starving(const hs_sched_t *s, uint32_t d, uint32_t m,
 				 int64_t now)
 {
-	uint32_t per = s->n_models * s->n_buckets, qi;
+	uint32_t per = s->n_models * s->n_buckets, qm;
 	int64_t limit = now - s->cfg.aging_ns;
-	qwalk_t it;
+	int pass;
 
-	qwalk_init(&it, s, d);
-	while ((qi = qwalk_next(s, &it)) != NONE) {
-		uint32_t qm = qi % per / s->n_buckets;
-		const hs_job_t *j;
+	for (pass = 0; pass < 2; pass++) {
+		uint32_t owner1 = pass == 0 ? d + 1 : 0;
 
-		/* A model some device is running will be served there. */
-		if (qm == m || s->model_devices[qm])
+		if (!s->owner_queued[owner1])
 			continue;
-		j = &s->jobs[q_head(s, qi)->slot].pub;
-		if (j->arrival_ns <= limit && fits(s, d, qm, job_kv(s, j)))
-			return true;
+		for (qm = 0; qm < s->n_models; qm++) {
+			uint64_t bits;
+
+			/* A model some device is running will be served
+			 * there. */
+			if (qm == m || s->model_devices[qm])
+				continue;
+			for (bits = class_bits(s, owner1, qm); bits;
+			     bits &= bits - 1) {
+				uint32_t qi = owner1 * per +
+					      qm * s->n_buckets +
+					      (uint32_t)__builtin_ctzll(bits);
+				const hs_job_t *j =
+					&s->jobs[q_head(s, qi)->slot].pub;
+
+				if (j->arrival_ns <= limit &&
+				    fits(s, d, qm, job_kv(s, j)))
+					return true;
+			}
+		}
 	}
 	return false;
 }
@@ -748,20 +818,16 @@ static uint32_t pick_joiner(const hs_sched_t *s, uint32_t d, uint32_t m)
 	int pass;
 
 	for (pass = 0; pass < 2; pass++) {
-		uint32_t owner1 = pass == 0 ? d + 1 : 0, b;
+		uint32_t owner1 = pass == 0 ? d + 1 : 0;
+		uint64_t bits;
 
 		if (!s->owner_queued[owner1])
 			continue;
-		for (b = 0; b < s->n_buckets; b++) {
-			uint32_t local = lo + b, qi = owner1 * per + local;
-			const hs__qent_t *h;
+		for (bits = class_bits(s, owner1, m); bits; bits &= bits - 1) {
+			uint32_t qi = owner1 * per + lo +
+				      (uint32_t)__builtin_ctzll(bits);
+			const hs__qent_t *h = q_head(s, qi);
 
-			if (!((s->nonempty[owner1 * s->words_per_owner +
-					   local / 64] >>
-			       (local % 64)) &
-			      1))
-				continue;
-			h = q_head(s, qi);
 			if (!best || q_less(h, best)) {
 				best = h;
 				pick = qi;
@@ -769,6 +835,13 @@ static uint32_t pick_joiner(const hs_sched_t *s, uint32_t d, uint32_t m)
 		}
 	}
 	return pick;
+}
+
+/* An idle device has something to start: a batch or a queued job. */
+static inline bool has_work(const hs_sched_t *s, const hs__dev_t *dv,
+			    uint32_t d)
+{
+	return dv->n_members || s->owner_queued[d + 1] || s->owner_queued[0];
 }
 
 /*
@@ -788,8 +861,7 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 
 	if (dv->failed || dv->busy)
 		return false;
-	if (dv->n_members == 0 && !s->owner_queued[d + 1] &&
-	    !s->owner_queued[0])
+	if (!has_work(s, dv, d))
 		return false;
 
 	/* The governor first: with no level that fits, nothing joins and a
@@ -854,7 +926,7 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 			r->owner = (int32_t)d;
 			r->cost_ns = (float)hs__sched_job_cost_ns(
 				s, (int)d, &r->pub, s->cfg.max_batch_jobs);
-			dv->backlog_ns += r->cost_ns;
+			s->backlog[d] += r->cost_ns;
 		}
 		batch_add(s, dv, (uint32_t)(r - s->jobs), now);
 		joined_tokens += p;
@@ -936,7 +1008,7 @@ static void kick_range(hs_sched_t *s, uint32_t from, uint32_t to,
 			word &= ~0ull << (from % 64);
 		while (word) {
 			uint32_t d = w * 64 + (uint32_t)__builtin_ctzll(word);
-			const hs__dev_t *dv = &s->devs[d];
+			hs__dev_t *dv = &s->devs[d];
 
 			word &= word - 1;
 			if (d >= to)
@@ -946,6 +1018,13 @@ static void kick_range(hs_sched_t *s, uint32_t from, uint32_t to,
 			if (dv->waiting_power &&
 			    dv->power_wait_epoch == s->power_epoch)
 				continue;
+			if (!has_work(s, dv, d))
+				continue;
+			/* Still refused: what try_start would note. */
+			if (dv->waiting_power && no_level_fits(s, dv)) {
+				dv->power_wait_epoch = s->power_epoch;
+				continue;
+			}
 			try_start(s, d, now);
 		}
 	}
@@ -957,7 +1036,8 @@ static void kick(hs_sched_t *s, int64_t now)
 {
 	kick_range(s, s->kick_from, s->n_devs, now);
 	kick_range(s, 0, s->kick_from, now);
-	s->kick_from = s->n_devs ? (s->kick_from + 1) % s->n_devs : 0;
+	/* kick_from < n_devs: the next one without a division. */
+	s->kick_from = s->kick_from + 1 < s->n_devs ? s->kick_from + 1 : 0;
 }
 
 /* ---- lifecycle -------------------------------------------------------- */
@@ -969,7 +1049,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 {
 	hs_sched_t *s;
 	size_t n_models = hs_model_catalog_count(models);
-	uint32_t d, m, words;
+	uint32_t d, m, l, words;
 	int rc = HS_ENOMEM;
 
 	hs__error_clear(err);
@@ -1028,11 +1108,20 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->idle = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
 	s->model_devices = hs__calloc(n_models, sizeof(uint32_t));
 	s->finish = hs__calloc(n_devices ? n_devices : 1, sizeof(double));
+	s->backlog = hs__calloc(n_devices, sizeof(double));
+	s->dev_words = (uint32_t)((n_devices + 63) / 64);
+	s->cost = hs__calloc(n_models * HS__COST_N * n_devices,
+			     sizeof(double));
+	s->fit_lim = hs__calloc(n_models * n_devices, sizeof(uint64_t));
+	s->cost_stale = hs__calloc(n_models * s->dev_words,
+				   sizeof(uint64_t));
 	if (!s->models || !s->devs || !s->perf || !s->queues ||
 	    !s->nonempty || !s->owner_queued || !s->class_jobs ||
 	    !s->class_tokens || !s->class_ctx || !s->idle ||
-	    !s->model_devices || !s->finish)
+	    !s->model_devices || !s->finish || !s->backlog || !s->cost ||
+	    !s->fit_lim || !s->cost_stale)
 		goto out_nomem;
+	hs__sched_cost_stale_all(s);
 	for (m = 0; m < n_models; m++)
 		s->models[m] = *hs_model_catalog_get(models, m);
 	for (d = 0; d < n_devices; d++) {
@@ -1046,6 +1135,10 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 					      (1.0 - s->cfg.kv_reserve));
 		dv->draw_w = dv->d.idle_w;
 		s->power_w += dv->d.idle_w;
+		dv->min_cap_w = level_cap(dv, 0);
+		for (l = 1; l < n_levels(dv); l++)
+			if (level_cap(dv, (int)l) < dv->min_cap_w)
+				dv->min_cap_w = level_cap(dv, (int)l);
 		dv->members = hs__calloc(s->cfg.max_batch_jobs,
 					 sizeof(*dv->members));
 		dv->joining = hs__calloc(s->cfg.max_batch_jobs,
@@ -1057,9 +1150,17 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 		if (!dv->members || !dv->joining || !dv->step_ids ||
 		    !dv->ids)
 			goto out_nomem;
-		for (m = 0; m < n_models; m++)
+		for (m = 0; m < n_models; m++) {
+			uint64_t w = s->models[m].weight_bytes;
+
 			hs__perf_init(&s->perf[d * n_models + m], &dv->d,
 				      &s->models[m]);
+			/* usable_bytes came from a double, so it is at most
+			 * 2^64 - 2048: the + 1 cannot wrap. */
+			if (w <= dv->usable_bytes)
+				s->fit_lim[m * n_devices + d] =
+					dv->usable_bytes - w + 1;
+		}
 	}
 	s->st.peak_power_w = s->power_w;
 	s->st.power_floor_w = s->power_w;
@@ -1108,6 +1209,10 @@ void hs_sched_free(hs_sched_t *s)
 	hs__free(s->idle);
 	hs__free(s->model_devices);
 	hs__free(s->finish);
+	hs__free(s->backlog);
+	hs__free(s->cost);
+	hs__free(s->fit_lim);
+	hs__free(s->cost_stale);
 	hs__free(s->jobs);
 	hs__free(s->perf);
 	hs__free(s->devs);
@@ -1162,7 +1267,7 @@ static int place(hs_sched_t *s, uint32_t slot, int64_t now)
 	if (d >= 0) {
 		r->cost_ns = (float)hs__sched_job_cost_ns(
 			s, d, &r->pub, s->cfg.max_batch_jobs);
-		s->devs[d].backlog_ns += r->cost_ns;
+		s->backlog[d] += r->cost_ns;
 	}
 	return q_push(s, qindex(s, d, r->pub.model, b), slot);
 }
@@ -1200,18 +1305,17 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
 	}
 	kv = ((uint64_t)spec->ctx_tokens + spec->gen_tokens) *
 	     mod->kv_bytes_per_token;
-	for (d = 0; d < s->n_devs; d++) {
-		uint64_t mem = usable_memory(s, &s->devs[d]);
-
-		if (s->devs[d].failed)
-			continue;
-		alive = true;
-		if (mem > best)
-			best = mem;
-		if (fits(s, d, spec->model, kv))
-			any = true;
-	}
+	/* Some working device fits it: usually the first one asked. */
+	for (d = 0; d < s->n_devs && !any; d++)
+		any = kv < s->fit_lim[spec->model * s->n_devs + d];
 	if (!any) {
+		for (d = 0; d < s->n_devs; d++) {
+			if (s->devs[d].failed)
+				continue;
+			alive = true;
+			if (usable_memory(s, &s->devs[d]) > best)
+				best = usable_memory(s, &s->devs[d]);
+		}
 		s->st.refused++;
 		if (!alive)
 			return hs__error_set(err, HS_ENOFIT, "job", 0, NULL,
@@ -1329,6 +1433,8 @@ int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
 					       m],
 				      B, C, P, t))
 			s->st.perf_outliers++;
+		/* The fit may have moved (or be due to). */
+		cost_stale(s, (uint32_t)device, m);
 	}
 
 	if (energy_j >= 0) {
@@ -1395,7 +1501,8 @@ int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
 
 	/* Devices waiting for the power this step freed go first; this one
 	 * comes last, so that no device keeps the power to itself. */
-	s->kick_from = ((uint32_t)device + 1) % s->n_devs;
+	s->kick_from = (uint32_t)device + 1 < s->n_devs ?
+			       (uint32_t)device + 1 : 0;
 	kick(s, now);
 	epoch(s, now);
 	return 0;
@@ -1508,6 +1615,8 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 	}
 	dv->failed = true;
 	dv->st.failed = true;
+	for (m = 0; m < s->n_models; m++)
+		s->fit_lim[m * s->n_devs + (uint32_t)device] = 0;
 	set_idle(s, (uint32_t)device, false);
 	dv->n_joining = 0;
 	/* A job leaves the batch or its queue only once another queue has
@@ -1559,7 +1668,7 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 				}
 			}
 		}
-	dv->backlog_ns = 0;
+	s->backlog[device] = 0;
 	/* Shared jobs that only the failed device could hold. */
 	for (m = 0; m < s->n_models; m++)
 		for (b = 0; b < s->n_buckets; b++) {
@@ -1600,7 +1709,7 @@ int hs_sched_cancel(hs_sched_t *s, int64_t now, uint64_t id)
 	if (r->queue != NONE) {
 		q_remove(s, slot);
 		if (r->owner >= 0)
-			s->devs[r->owner].backlog_ns -= r->cost_ns;
+			s->backlog[r->owner] -= r->cost_ns;
 	} else {
 		hs__dev_t *dv = &s->devs[r->pub.device];
 
@@ -1751,7 +1860,7 @@ void hs__sched_count_replan(hs_sched_t *s)
 
 double hs__sched_backlog_ns(const hs_sched_t *s, int d)
 {
-	return s->devs[d].backlog_ns;
+	return s->backlog[d];
 }
 
 uint32_t hs__sched_queued(const hs_sched_t *s, int owner, uint32_t model,
@@ -1795,19 +1904,81 @@ double hs__sched_job_cost_ns(hs_sched_t *s, int d, const hs_job_t *job,
 	       (double)load_ns(s, &s->devs[d], job->model) / B;
 }
 
+/*
+ * Bring the stale entries of model m that the job fits up to date, the way
+ * hs__sched_job_cost_ns would read them: a fit due to be re-solved is
+ * solved here, exactly where the prediction would have solved it. Entries
+ * the job does not fit stay stale, their fit untouched.
+ */
+static void cost_refresh(hs_sched_t *s, uint32_t m, uint64_t kv, double B)
+{
+	uint64_t *stale = &s->cost_stale[m * s->dev_words];
+	const uint64_t *lim = &s->fit_lim[m * s->n_devs];
+	double *row = &s->cost[(size_t)m * HS__COST_N * s->n_devs];
+	uint32_t w;
+
+	for (w = 0; w < s->dev_words; w++) {
+		uint64_t word = stale[w];
+
+		while (word) {
+			uint32_t d = w * 64 + (uint32_t)__builtin_ctzll(word);
+			hs__perf_t *p = &s->perf[d * s->n_models + m];
+
+			word &= word - 1;
+			if (!(kv < lim[d]))
+				continue;
+			if (p->dirty)
+				hs__perf_solve(p);
+			row[HS__COST_STEP * s->n_devs + d] =
+				p->theta[HS_PERF_STEP] +
+				p->theta[HS_PERF_JOB] * B;
+			row[HS__COST_CTX * s->n_devs + d] =
+				p->theta[HS_PERF_CTX];
+			row[HS__COST_PREFILL * s->n_devs + d] =
+				p->theta[HS_PERF_PREFILL];
+			row[HS__COST_LOAD * s->n_devs + d] =
+				(double)load_ns(s, &s->devs[d], m) / B;
+			stale[w] &= ~(1ull << (d % 64));
+		}
+	}
+}
+
 const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
 				  uint32_t batch)
 {
+	uint32_t m = job->model, n = s->n_devs, d;
 	uint64_t kv = job_kv(s, job);
-	uint32_t d;
+	double B = batch ? batch : 1, ctx = job->ctx_tokens,
+	       gen = job->gen_tokens, C = B * (ctx + gen / 2);
+	const uint64_t *lim = &s->fit_lim[m * n];
+	const double *row = &s->cost[(size_t)m * HS__COST_N * n];
+	const double *k_step = row + HS__COST_STEP * n;
+	const double *k_ctx = row + HS__COST_CTX * n;
+	const double *k_prefill = row + HS__COST_PREFILL * n;
+	const double *k_load = row + HS__COST_LOAD * n;
+	const double *backlog = s->backlog;
+	double *restrict finish = s->finish;
 
-	for (d = 0; d < s->n_devs; d++)
-		s->finish[d] = s->devs[d].failed ||
-					       !fits(s, d, job->model, kv) ?
-				       HUGE_VAL :
-				       s->devs[d].backlog_ns +
-					       hs__sched_job_cost_ns(
-						       s, (int)d, job, batch);
+	if (batch != s->cost_batch) {
+		hs__sched_cost_stale_all(s);
+		s->cost_batch = batch;
+	}
+	cost_refresh(s, m, kv, B);
+	/* hs__sched_job_cost_ns, operation for operation, on the entries:
+	 * the step time of a batch of B with the job's context and no
+	 * prefill (P = 0 kept in, as the prediction adds it), floored (NaN
+	 * too). Every device first, without branches; then those the job
+	 * does not fit, whose entries may be stale. */
+	for (d = 0; d < n; d++) {
+		double t = k_step[d] + k_ctx[d] * C + k_prefill[d] * 0.0;
+		double step = t > HS_PERF_MIN_NS ? t : HS_PERF_MIN_NS;
+
+		finish[d] = backlog[d] +
+			    (k_prefill[d] * ctx + gen * step / B + k_load[d]);
+	}
+	for (d = 0; d < n; d++)
+		if (!(kv < lim[d]))
+			finish[d] = HUGE_VAL;
 	return s->finish;
 }
 
