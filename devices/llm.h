@@ -151,8 +151,9 @@ static inline float hs__kv_to_float(hs__kv_t h)
 
 /*
  * n values at a time, as the two functions above convert them: with the
- * x86 F16C instructions where the CPU has them (the same rounding), one
- * at a time elsewhere. hs__kv_f16c tells which (tests compare the two).
+ * x86 F16C instructions where the CPU has them (the same rounding; only a
+ * NaN's payload bits may differ, a NaN either way), one at a time
+ * elsewhere. hs__kv_f16c tells which (tests compare the two).
  */
 void hs__kv_to_floats(float *dst, const hs__kv_t *src, size_t n);
 void hs__kv_from_floats(hs__kv_t *dst, const float *src, size_t n);

@@ -140,8 +140,21 @@ static int parse_model(hs__jv_t *jv, const json_t *o, hs_model_t *m)
 
 	m->kv_bytes_per_token = hs_model_kv_bytes_derived(m);
 	m->kv_bytes_given = json_object_get(o, "kv_bytes_per_token") != NULL;
-	return hs__jv_u64(jv, o, "kv_bytes_per_token", false,
-			  &m->kv_bytes_per_token, 1, UINT64_MAX / 2);
+	if ((rc = hs__jv_u64(jv, o, "kv_bytes_per_token", false,
+			     &m->kv_bytes_per_token, 1, UINT64_MAX / 2)))
+		return rc;
+	/* The executors' cache is the shape's: a runnable model's memory
+	 * figures must be theirs. */
+	if (m->runnable &&
+	    m->kv_bytes_per_token != hs_model_kv_bytes_derived(m)) {
+		hs__jv_child_key(&c, jv, "kv_bytes_per_token");
+		return hs__error_set(jv->err, HS_EINVAL, jv->source, 0, c.path,
+				     "a runnable model's KV cache takes the "
+				     "%llu bytes per token its shape gives",
+				     (unsigned long long)
+					     hs_model_kv_bytes_derived(m));
+	}
+	return 0;
 }
 
 static int parse_catalog(hs_model_catalog_t *cat, const json_t *root,

@@ -138,6 +138,14 @@ static void test_model_errors(void **state)
 			   " \"d_ff\": 8, \"vocab\": 4, \"max_context\": 8, "
 			   "\"runnable\": true}]}",
 			   HS_EINVAL, "$.models[0].dtype_bytes: a runnable");
+	expect_model_error("{\"models\": [{\"name\": \"a\", \"layers\": 1, "
+			   "\"d_model\": 8, \"n_heads\": 2, \"n_kv_heads\": 2,"
+			   " \"d_ff\": 8, \"vocab\": 4, \"max_context\": 8, "
+			   "\"runnable\": true, \"dtype_bytes\": 4, "
+			   "\"kv_bytes_per_token\": 100}]}",
+			   HS_EINVAL, "$.models[0].kv_bytes_per_token: a "
+				      "runnable model's KV cache takes the 32 "
+				      "bytes");
 	expect_model_error("{\"models\": []}", HS_EINVAL, "no models");
 	expect_model_error("[1]", HS_ETYPE, "<t>: $: expected an object");
 	expect_model_error("{\"models\": 1", HS_EPARSE, "<t>:1");

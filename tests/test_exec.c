@@ -201,8 +201,12 @@ static void test_kv_half(void **state)
 				 hs__kv_from_float(known[i].f), known[i].h);
 	assert_true(isinf(hs__kv_to_float(0x7c00)));
 	assert_true(isnan(hs__kv_to_float(hs__kv_from_float(NAN))));
-	assert_int_equal(hs__kv_to_float(0x0001), 0x1p-24f);
-	assert_int_equal(hs__kv_to_float(0x3555) == 0x1.554p-2f, 1);
+	assert_true(hs__kv_to_float(0x0001) == 0x1p-24f);
+	assert_true(hs__kv_to_float(0x8003) == -0x3p-24f);
+	assert_true(hs__kv_to_float(0x03ff) == 0x3ffp-24f);
+	assert_true(hs__kv_to_float(0x3555) == 0x1.554p-2f);
+	assert_true(hs__kv_to_float(0x8000) == 0.0f &&
+		    signbit(hs__kv_to_float(0x8000)));
 
 	for (h = 0; h < 0x10000; h++) {
 		float f = hs__kv_to_float((hs__kv_t)h), g, mid;
@@ -232,31 +236,50 @@ static void test_kv_half(void **state)
 }
 
 /* The bulk conversions (F16C where the CPU has it) agree with the
- * portable ones on every half, and on floats of every exponent. */
+ * portable ones on every half, on every midpoint between two halves and
+ * its neighbours, and on floats of every exponent; they write n values,
+ * not one more. */
 static void test_kv_half_bulk(void **state)
 {
-	enum { N = 1 << 16 };
+	enum { N = 1 << 18, SENTINEL = 0x5a5a };
 	float *f = test_malloc(N * sizeof(float)), *g;
 	hs__kv_t *h = test_malloc(N * sizeof(hs__kv_t)), *k;
 	uint64_t rng = 7;
-	uint32_t i;
+	uint32_t i, n = 0;
 
 	(void)state;
 	g = test_malloc(N * sizeof(float));
 	k = test_malloc(N * sizeof(hs__kv_t));
 	print_message("bulk FP16 conversions: %s\n",
 		      hs__kv_f16c() ? "F16C" : "portable only");
-	for (i = 0; i < N; i++)
+	for (i = 0; i < 0x10000; i++)
 		h[i] = (hs__kv_t)i;
 	/* An odd count: the vector loop and its tail. */
-	hs__kv_to_floats(f, h, N - 3);
-	hs__kv_to_floats_portable(g, h, N - 3);
-	for (i = 0; i < N - 3; i++)
-		if (!(isnan(f[i]) && isnan(g[i])) &&
+	f[0x10000 - 3] = g[0x10000 - 3] = 42.0f;
+	hs__kv_to_floats(f, h, 0x10000 - 3);
+	hs__kv_to_floats_portable(g, h, 0x10000 - 3);
+	assert_true(f[0x10000 - 3] == 42.0f && g[0x10000 - 3] == 42.0f);
+	for (i = 0; i < 0x10000 - 3; i++)
+		if (!(isnan(f[i]) && isnan(g[i]) &&
+		      signbit(f[i]) == signbit(g[i])) &&
 		    memcmp(&f[i], &g[i], sizeof(float)))
 			fail_msg("half %#x: %a and %a", i, (double)f[i],
 				 (double)g[i]);
-	for (i = 0; i < N; i++) {
+
+	/* Midpoints between neighbours, and the floats either side. */
+	for (i = 0; i < 0x10000 && n + 3 <= N / 2; i++) {
+		float lo = hs__kv_to_float((hs__kv_t)i), hi, mid;
+
+		if ((i & 0x7fffu) >= 0x7bffu)
+			continue;
+		hi = hs__kv_to_float((hs__kv_t)(i + 1));
+		mid = (float)(((double)lo + (double)hi) / 2);
+		f[n++] = mid;
+		f[n++] = nextafterf(mid, lo);
+		f[n++] = nextafterf(mid, hi);
+	}
+	/* Random bit patterns: every exponent, NaN and inf included. */
+	for (; n < N - 5; n++) {
 		union {
 			uint32_t u;
 			float f;
@@ -264,13 +287,17 @@ static void test_kv_half_bulk(void **state)
 
 		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
 		x.u = (uint32_t)(rng >> 32);
-		f[i] = x.f;
+		f[n] = x.f;
 	}
-	hs__kv_from_floats(h, f, N - 5);
-	hs__kv_from_floats_portable(k, f, N - 5);
-	for (i = 0; i < N - 5; i++)
+	h[n] = k[n] = SENTINEL;
+	hs__kv_from_floats(h, f, n);
+	hs__kv_from_floats_portable(k, f, n);
+	assert_int_equal(h[n], SENTINEL);
+	assert_int_equal(k[n], SENTINEL);
+	for (i = 0; i < n; i++)
 		if (h[i] != k[i] && !(isnan(hs__kv_to_float(h[i])) &&
-				      isnan(hs__kv_to_float(k[i]))))
+				      isnan(hs__kv_to_float(k[i])) &&
+				      (h[i] & 0x8000) == (k[i] & 0x8000)))
 			fail_msg("%a: %#x and %#x", (double)f[i], h[i], k[i]);
 	test_free(f);
 	test_free(g);

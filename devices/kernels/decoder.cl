@@ -22,7 +22,7 @@
  *                 and the matching up rows in lanes 8-15
  *   K cache       per slot and layer, [kv_head][pos / 16][head_dim][16]:
  *                 16 positions side by side, so a query scores them with
- *                 float16 arithmetic
+ *                 float16 vectors
  *   V cache       per slot and layer, [kv_head][pos][head_dim]
  *   K and V are FP16 (half: stored with vstore_half_rte, read with
  *   vload_half, which OpenCL has without cl_khr_fp16); all maths is FP32
