@@ -3,9 +3,12 @@
  * classes, devices and power levels, solved with GLPK, plans the most
  * output tokens/s that the fleet can make for the observed mix of classes
  * under the power budget, each class capped at its observed demand; jobs
- * are dispatched in proportion to the plan's shares. The same program
- * without the demand cap is the throughput bound that the bench reports
- * every policy against (hs_sched_upper_bound).
+ * are dispatched in proportion to the plan's shares, and steps run at
+ * levels chosen for every device busy at once (see plan_levels). The same
+ * program without the demand cap is the throughput bound that the bench
+ * reports every policy against (hs_sched_upper_bound): it holds the budget
+ * on average over time, where the governor holds it at every instant, a
+ * relaxation that bounds what any policy serves.
  */
 #include <limits.h>
 #include <math.h>
@@ -702,6 +705,12 @@ struct lp_state {
 	double *plan_rate;
 	double plan_budget_w;
 	unsigned plan_epochs;   /* epochs the plan has been kept */
+	/* [d]: the fastest level a step on device d may take (see
+	 * plan_levels); 0 where nothing limits it */
+	unsigned *top;
+	/* [d * HS_MAX_POWER_LEVELS + l]: output tokens/s of device d at level
+	 * l on the observed mix; scratch of plan_levels */
+	double *mix_rate;
 	bool solved;
 	bool budget_bound; /* the solution draws all the budget */
 };
@@ -718,6 +727,8 @@ static void lp_fini(void *state)
 	hs__free(st->credit);
 	hs__free(st->plan_observed);
 	hs__free(st->plan_rate);
+	hs__free(st->top);
+	hs__free(st->mix_rate);
 	hs__free(st);
 }
 
@@ -744,8 +755,12 @@ static int lp_init(hs_sched_t *s, void **state)
 				       sizeof(*st->plan_observed));
 	st->plan_rate = hs__calloc(fleet_n_x(&st->fleet),
 				   sizeof(*st->plan_rate));
+	st->top = hs__calloc(st->fleet.prob.n_devices, sizeof(*st->top));
+	st->mix_rate = hs__calloc((size_t)st->fleet.prob.n_devices *
+					  HS_MAX_POWER_LEVELS,
+				  sizeof(*st->mix_rate));
 	if (!st->demand || !st->share || !st->credit || !st->plan_observed ||
-	    !st->plan_rate) {
+	    !st->plan_rate || !st->top || !st->mix_rate) {
 		lp_fini(st);
 		return HS_ENOMEM;
 	}
@@ -802,6 +817,103 @@ static bool plan_current(const struct lp_state *st, double budget_w)
 	return true;
 }
 
+static double cap_at(const struct lp_fleet *f, unsigned d, unsigned l)
+{
+	return f->cap_w[d * HS_MAX_POWER_LEVELS + l];
+}
+
+/* The level of the device that makes the most output per watt on the
+ * observed mix; UINT_MAX where the device can run no observed class. */
+static unsigned efficient_level(const struct lp_state *st, unsigned d)
+{
+	const struct lp_fleet *f = &st->fleet;
+	const double *r = &st->mix_rate[d * HS_MAX_POWER_LEVELS];
+	unsigned l, best = UINT_MAX;
+
+	for (l = 0; l < f->n_levels[d]; l++) {
+		if (!(r[l] > 0))
+			continue;
+		/* r / cap, compared without dividing by a cap of 0 */
+		if (best == UINT_MAX ||
+		    r[l] * cap_at(f, d, best) > r[best] * cap_at(f, d, l))
+			best = l;
+	}
+	return best;
+}
+
+/*
+ * The fastest level each device may take. The solution holds the budget on
+ * average over time, the governor at every instant: a device that takes
+ * the fastest level that fits when its step starts leaves too little for
+ * the next one to start, and under load, with every device busy at once,
+ * the fleet makes fewer tokens than at efficient levels. So the levels are
+ * chosen for every device busy at once: each device that can run an
+ * observed class starts at its most efficient level; then, while the draw
+ * of all of them stays within the budget, the step up that buys the most
+ * output per watt is taken (on the mix's rates: a greedy choice of one
+ * level per device under the budget). Without a budget, or where every
+ * device fits at its fastest level, nothing is limited and the governor's
+ * choice stands. The solution's own levels are not used: it spreads them
+ * over time, where the governor needs them side by side.
+ */
+static void plan_levels(struct lp_state *st)
+{
+	struct lp_fleet *f = &st->fleet;
+	unsigned nd = f->prob.n_devices, c, d, l, up_d, up_l;
+	double total = 0, draw = 0, budget = f->prob.budget_w, gain, best;
+
+	memset(st->top, 0, nd * sizeof(*st->top));
+	for (c = 0; c < f->prob.n_classes; c++)
+		total += f->observed[c];
+	if (!st->solved || !(budget > 0) || !(total > 0))
+		return;
+	for (d = 0; d < nd; d++) {
+		double *r = &st->mix_rate[d * HS_MAX_POWER_LEVELS];
+
+		for (l = 0; l < f->n_levels[d]; l++) {
+			r[l] = 0;
+			for (c = 0; c < f->prob.n_classes; c++)
+				r[l] += f->observed[c] / total *
+					f->rate[hs__lp_index(&f->prob, c, d,
+							     l)];
+		}
+		l = efficient_level(st, d);
+		if (l == UINT_MAX) {
+			draw += f->idle_w[d];
+			continue;
+		}
+		st->top[d] = l;
+		draw += cap_at(f, d, l);
+	}
+	for (;;) {
+		best = -1;
+		up_d = up_l = 0;
+		for (d = 0; d < nd; d++) {
+			const double *r =
+				&st->mix_rate[d * HS_MAX_POWER_LEVELS];
+			unsigned at = st->top[d];
+
+			for (l = 0; l < at; l++) {
+				double dw = cap_at(f, d, l) - cap_at(f, d, at);
+
+				if (!(r[l] > r[at]) ||
+				    draw + dw > budget * (1 + LP_BUDGET_REL))
+					continue;
+				gain = dw > 0 ? (r[l] - r[at]) / dw : INFINITY;
+				if (gain > best) {
+					best = gain;
+					up_d = d;
+					up_l = l;
+				}
+			}
+		}
+		if (best < 0)
+			break;
+		draw += cap_at(f, up_d, up_l) - cap_at(f, up_d, st->top[up_d]);
+		st->top[up_d] = up_l;
+	}
+}
+
 static void lp_on_change(void *state, hs_sched_t *s, int64_t now)
 {
 	struct lp_state *st = state;
@@ -834,6 +946,7 @@ static void lp_on_change(void *state, hs_sched_t *s, int64_t now)
 		hs__sched_count_replan(s);
 	st->budget_bound = st->solved && f->prob.budget_w > 0 &&
 			   sol.power_w >= f->prob.budget_w * (1 - LP_BOUND_REL);
+	plan_levels(st);
 
 	/* Counters from the old shares would skew the first rounds of the
 	 * new ones. */
@@ -958,35 +1071,15 @@ static int lp_route(void *state, hs_sched_t *s, const hs_job_t *job,
 	return planned;
 }
 
-/*
- * The level the solution spends most of the device's time at on the model
- * it runs, over all that model's buckets, never faster than the budget
- * allows now; when the budget is not what limits the solution, the fastest
- * that fits, since a slower level would only trade latency for energy.
- */
+/* The fastest level that fits now, unless the plan keeps the device
+ * slower so that the others fit beside it (see plan_levels). */
 static int lp_level(void *state, hs_sched_t *s, int device, int lo)
 {
 	struct lp_state *st = state;
-	struct lp_fleet *f = &st->fleet;
-	int m = hs__sched_device_model(s, device), best = -1;
-	double t, best_t = 0;
-	unsigned b, l;
 
-	if (!st->budget_bound || m < 0 || (unsigned)m >= f->n_models ||
-	    device < 0 || (unsigned)device >= f->prob.n_devices)
+	if (device < 0 || (unsigned)device >= st->fleet.prob.n_devices)
 		return lo;
-	for (l = 0; l < f->n_levels[device]; l++) {
-		t = 0;
-		for (b = 0; b < f->n_buckets; b++)
-			t += f->x[hs__lp_index(&f->prob,
-					       (unsigned)m * f->n_buckets + b,
-					       (unsigned)device, l)];
-		if (t > best_t) {
-			best = (int)l;
-			best_t = t;
-		}
-	}
-	return best > lo ? best : lo;
+	return (int)st->top[device] > lo ? (int)st->top[device] : lo;
 }
 
 const struct hs_policy_ops hs__policy_lp = {

@@ -416,6 +416,94 @@ static void test_lp_steady(void **state)
 	hs_model_catalog_free(models);
 }
 
+/* A steady stream of m-big jobs, all of one priority. */
+static void steady_jobs(hs_sim_job_t *jobs, size_t n, double rate_per_s,
+			uint64_t seed)
+{
+	int64_t t = 0;
+	size_t i;
+
+	rng_state = seed;
+	for (i = 0; i < n; i++) {
+		t += (int64_t)(-log(1.0 - unif()) / rate_per_s * 1e9);
+		jobs[i].arrival_ns = t;
+		jobs[i].model = 1;
+		jobs[i].ctx_tokens = range(1, 2000);
+		jobs[i].gen_tokens = range(1, 300);
+		jobs[i].priority = 0;
+	}
+}
+
+/*
+ * Under a budget that binds at every instant, lp serves within 2 % of tpw
+ * (which runs every device at its most efficient level) and no more than
+ * the bound. Eight devices of four kinds, whose fastest levels draw 3700 W
+ * together and whose most efficient ones 1900 W, share 1800 W under a
+ * steady load above what the fleet serves. The LP holds the budget only on
+ * average over time: steps at the fastest level that fits when they start
+ * leave the next devices waiting for power, and the fleet serves less
+ * than at efficient levels.
+ */
+static void test_lp_budget_steady(void **state)
+{
+	static const double h100[] = { 700, 1.0, 550, 0.95,
+				       400, 0.85, 300, 0.7 };
+	static const double h20[] = { 400, 1.0, 350, 0.96,
+				      300, 0.9, 250, 0.8 };
+	static const double a100[] = { 400, 1.0, 330, 0.95,
+				       250, 0.85, 200, 0.74 };
+	static const double l40s[] = { 350, 1.0, 300, 0.95,
+				       250, 0.87, 200, 0.75 };
+	hs_model_catalog_t *models = hs_test_models();
+	hs_device_t devs[8];
+	hs_sim_job_t *jobs;
+	hs_sched_config_t cfg;
+	hs_sim_opts_t opts = { 0 };
+	hs_sim_result_t res;
+	hs_error_t err;
+	double tps[2];
+	size_t i, n = 3000, p;
+	uint64_t seed;
+
+	for (i = 0; i < 2; i++) {
+		devs[i] = hs_test_device("h100", 80, 3350, 989, 70, 700, 4,
+					 h100);
+		devs[2 + i] =
+			hs_test_device("h20", 96, 4000, 148, 60, 400, 4, h20);
+		devs[4 + i] = hs_test_device("a100", 80, 2039, 312, 50, 400, 4,
+					     a100);
+		devs[6 + i] = hs_test_device("l40s", 48, 864, 362, 35, 350, 4,
+					     l40s);
+	}
+	jobs = test_calloc(n, sizeof(*jobs));
+	hs_sched_config_init(&cfg);
+	cfg.power_budget_w = 1800;
+	opts.want_upper_bound = true;
+	for (seed = 1; seed <= 4; seed++) {
+		/* About 9000 output tokens/s, a tenth more than tpw serves. */
+		steady_jobs(jobs, n, 60, 4241 + seed);
+		opts.seed = seed;
+		for (p = 0; p < 2; p++) {
+			cfg.policy = p ? "lp" : "tpw";
+			assert_int_equal(hs_sim_run(&cfg, models, devs, 8, jobs,
+						    n, &opts, &res, &err),
+					 0);
+			assert_int_equal(res.stats.power_violations, 0);
+			tps[p] = (double)res.stats.output_tokens /
+				 ((double)(res.end_ns - res.first_arrival_ns) /
+				  1e9);
+			assert_true(res.upper_bound_tps > 0);
+			assert_true(tps[p] <= res.upper_bound_tps * 1.0001);
+			hs_sim_result_release(&res);
+		}
+		if (tps[1] < tps[0] * 0.98)
+			fail_msg("seed %llu: lp %.1f tok/s, tpw %.1f",
+				 (unsigned long long)seed, tps[1], tps[0]);
+	}
+	test_free(jobs);
+	hs_model_catalog_free(models);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -424,6 +512,7 @@ int main(void)
 		cmocka_unit_test(test_deterministic),
 		cmocka_unit_test(test_energy_accounting),
 		cmocka_unit_test(test_lp_steady),
+		cmocka_unit_test(test_lp_budget_steady),
 	};
 
 	return cmocka_run_group_tests_name("properties", tests, NULL, NULL);
