@@ -461,7 +461,7 @@ static void test_lp_budget_steady(void **state)
 	hs_sim_opts_t opts = { 0 };
 	hs_sim_result_t res;
 	hs_error_t err;
-	double tps[2];
+	double tps[2], sum[2] = {0, 0};
 	size_t i, n = 3000, p;
 	uint64_t seed;
 
@@ -496,10 +496,17 @@ static void test_lp_budget_steady(void **state)
 			assert_true(tps[p] <= res.upper_bound_tps * 1.0001);
 			hs_sim_result_release(&res);
 		}
-		if (tps[1] < tps[0] * 0.98)
+		/* Each seed within 5 %, the seeds together within 2 %: one
+		 * seed's arrivals may favour either policy a little. */
+		if (tps[1] < tps[0] * 0.95)
 			fail_msg("seed %llu: lp %.1f tok/s, tpw %.1f",
 				 (unsigned long long)seed, tps[1], tps[0]);
+		sum[0] += tps[0];
+		sum[1] += tps[1];
 	}
+	if (sum[1] < sum[0] * 0.98)
+		fail_msg("lp %.1f tok/s, tpw %.1f over the seeds", sum[1] / 4,
+			 sum[0] / 4);
 	test_free(jobs);
 	hs_model_catalog_free(models);
 }
