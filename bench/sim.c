@@ -90,23 +90,33 @@ static inline bool ev_less(const done_ev_t *a, const done_ev_t *b)
 	return (a->at < b->at) | ((a->at == b->at) & (a->device < b->device));
 }
 
-/* Put e at i or below, moving smaller children up. */
+/*
+ * Put e at i or below. The event that replaces the top is a step just
+ * started, due after most of the others: the hole goes down to a leaf along
+ * the smaller children, one comparison a level, and e climbs back from
+ * there, rarely far. Events are distinct, so the heap holds the same set in
+ * the same order of removal as with a plain sift-down.
+ */
 static void heap_down(sim_t *sm, size_t i, done_ev_t e)
 {
-	for (;;) {
-		size_t c = 2 * i + 1;
+	done_ev_t *heap = sm->heap;
+	size_t n = sm->n_heap, top = i, c;
 
-		if (c >= sm->n_heap)
-			break;
+	while ((c = 2 * i + 1) < n) {
 		/* heap[c + 1] exists (see setup), in the heap or not. */
-		c += (c + 1 < sm->n_heap) &
-		     ev_less(&sm->heap[c + 1], &sm->heap[c]);
-		if (!ev_less(&sm->heap[c], &e))
-			break;
-		sm->heap[i] = sm->heap[c];
+		c += (c + 1 < n) & ev_less(&heap[c + 1], &heap[c]);
+		heap[i] = heap[c];
 		i = c;
 	}
-	sm->heap[i] = e;
+	while (i > top) {
+		size_t p = (i - 1) / 2;
+
+		if (!ev_less(&e, &heap[p]))
+			break;
+		heap[i] = heap[p];
+		i = p;
+	}
+	heap[i] = e;
 }
 
 /* Drop a taken top that no push replaced. */

@@ -230,9 +230,7 @@ static void reset_fit(hs__perf_t *p)
 bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
 		      double measured_ns)
 {
-	const double x[N] = { 1.0, B, C, P };
 	double pred;
-	int i, j;
 
 	if (!valid_feature(B) || !valid_feature(C) || !valid_feature(P) ||
 	    !isfinite(measured_ns) || measured_ns <= 0)
@@ -263,10 +261,35 @@ bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
 		p->resets++;
 	}
 	p->consecutive_outliers = 0;
-	for (i = 0; i < N; i++) {
-		for (j = 0; j < N; j++)
-			p->xtx[i * N + j] += x[i] * x[j];
-		p->xty[i] += x[i] * measured_ns;
+	/* x = (1, B, C, P) and X'X is symmetric: each product is formed
+	 * once, and every sum gets what the full outer product would add to
+	 * it. */
+	_Static_assert(N == 4, "the features are 1, B, C and P");
+	{
+		double *a = p->xtx, bc = B * C, bp = B * P, cp = C * P;
+
+		/* The first row and column: x[0] times each feature. */
+		a[0] += 1.0;
+		a[1] += B;
+		a[4] += B;
+		a[2] += C;
+		a[8] += C;
+		a[3] += P;
+		a[12] += P;
+		/* The products of B, C and P, each at both its places. */
+		a[5] += B * B;
+		a[6] += bc;
+		a[9] += bc;
+		a[7] += bp;
+		a[13] += bp;
+		a[10] += C * C;
+		a[11] += cp;
+		a[14] += cp;
+		a[15] += P * P;
+		p->xty[0] += measured_ns;
+		p->xty[1] += B * measured_ns;
+		p->xty[2] += C * measured_ns;
+		p->xty[3] += P * measured_ns;
 	}
 	p->samples++;
 	/* Re-solving costs more than the step it models on a fast device:

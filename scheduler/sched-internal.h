@@ -61,6 +61,8 @@ typedef struct hs__dev_s {
 	int64_t step_start_ns;
 	int64_t step_pred_ns;
 	int64_t step_load_ns;  /* weight load included in the step */
+	double step_ctx;       /* its C and P, for the calibration */
+	uint64_t step_prefill;
 	uint64_t seq;          /* steps started */
 	/* The batch: one model, one bucket. */
 	int32_t model;         /* -1: empty */

@@ -359,12 +359,13 @@ static uint64_t kv_room(const hs_sched_t *s, const hs__dev_t *dv, uint32_t m)
 
 static int64_t load_ns(const hs_sched_t *s, const hs__dev_t *dv, uint32_t m)
 {
-	double gbs = dv->d.host_link_gbs > 0 ? dv->d.host_link_gbs : 16.0;
+	double gbs;
 
 	/* The real executors load every runnable model's weights when they
 	 * open: on their devices a switch costs nothing. */
-	if (dv->d.backend != HS_BACKEND_SIM || (dv->resident & (1ull << m)))
+	if ((dv->resident & (1ull << m)) || dv->d.backend != HS_BACKEND_SIM)
 		return 0;
+	gbs = dv->d.host_link_gbs > 0 ? dv->d.host_link_gbs : 16.0;
 	return (int64_t)((double)s->models[m].weight_bytes / (gbs * 1e9) *
 			 1e9);
 }
@@ -591,17 +592,20 @@ static inline bool no_level_fits(const hs_sched_t *s, const hs__dev_t *dv)
  * The fastest level whose draw, with every other device as it is now,
  * keeps the node within budget; -1 when none does.
  */
-static int fastest_fitting_level(const hs_sched_t *s, const hs__dev_t *dv)
+static inline int fastest_fitting_level(const hs_sched_t *s,
+					const hs__dev_t *dv)
 {
-	double others = s->power_w - dv->draw_w;
+	double others = s->power_w - dv->draw_w, limit = s->budget_w + POWER_EPS;
 	unsigned l;
 
 	if (s->budget_w <= 0)
 		return 0;
 	if (no_level_fits(s, dv))
 		return -1;
-	for (l = 0; l < n_levels(dv); l++)
-		if (others + level_cap(dv, (int)l) <= s->budget_w + POWER_EPS)
+	if (dv->d.n_levels == 0)
+		return others + dv->d.max_w <= limit ? 0 : -1;
+	for (l = 0; l < dv->d.n_levels; l++)
+		if (others + dv->d.levels[l].cap_w <= limit)
 			return (int)l;
 	return -1;
 }
@@ -844,39 +848,33 @@ static inline bool has_work(const hs_sched_t *s, const hs__dev_t *dv,
 	return dv->n_members || s->owner_queued[d + 1] || s->owner_queued[0];
 }
 
+/* The governor refused the device every level: nothing joins and a
+ * running batch pauses until power is freed. */
+static void power_refused(hs_sched_t *s, hs__dev_t *dv)
+{
+	dv->power_wait_epoch = s->power_epoch;
+	if (!dv->waiting_power) {
+		dv->waiting_power = true;
+		s->st.power_waits++;
+		if (dv->n_members)
+			s->st.paused++;
+	}
+}
+
 /*
- * Try to start a step on an idle device: fill its batch at this step
- * boundary, pick a power level, tell the driver. Returns true if a step
- * started.
+ * Start a step on idle device d, which has work, at power level lo or
+ * slower: fill its batch at this step boundary, pick the level, tell the
+ * driver. Returns true if a step started.
  */
-static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
+static bool start_step(hs_sched_t *s, uint32_t d, int lo, int64_t now)
 {
 	hs__dev_t *dv = &s->devs[d];
-	uint32_t m, b, q_own, q_sh, qi, joined_tokens = 0;
+	uint32_t m, b, qi, joined_tokens = 0;
 	uint64_t room;
-	double full_ns, step_ns;
-	int lo, level;
+	double full_ns, step_ns, cap_w;
+	int level;
 	hs_step_t st;
 	int64_t load;
-
-	if (dv->failed || dv->busy)
-		return false;
-	if (!has_work(s, dv, d))
-		return false;
-
-	/* The governor first: with no level that fits, nothing joins and a
-	 * running batch pauses. */
-	lo = fastest_fitting_level(s, dv);
-	if (lo < 0) {
-		dv->power_wait_epoch = s->power_epoch;
-		if (!dv->waiting_power) {
-			dv->waiting_power = true;
-			s->st.power_waits++;
-			if (dv->n_members)
-				s->st.paused++;
-		}
-		return false;
-	}
 
 	if (dv->n_members == 0) {
 		if (s->policy->select) {
@@ -896,9 +894,6 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 			dv->draining = other_model_starving(s, d, m, now);
 		}
 	}
-	q_own = qindex(s, (int)d, m, b);
-	q_sh = qindex(s, -1, m, b);
-
 	dv->n_joining = 0;
 	room = kv_room(s, dv, m);
 	while (!dv->draining && dv->n_members < s->cfg.max_batch_jobs) {
@@ -907,7 +902,8 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 
 		/* A new batch starts with the class chosen for it. */
 		if (dv->n_members == 0)
-			qi = better_head(s, q_own, q_sh);
+			qi = better_head(s, qindex(s, (int)d, m, b),
+					 qindex(s, -1, m, b));
 		else
 			qi = pick_joiner(s, d, m);
 		if (qi == NONE)
@@ -955,6 +951,7 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 					      B, C, joined_tokens);
 		step_ns = full_ns / level_speed(dv, level) + (double)load;
 		st.ctx_tokens = (uint64_t)C;
+		dv->step_ctx = C;
 	}
 	dv->busy = true;
 	set_idle(s, d, false);
@@ -964,7 +961,9 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 	dv->step_start_ns = now;
 	dv->step_pred_ns = (int64_t)step_ns;
 	dv->step_load_ns = load;
-	set_draw(s, dv, level_cap(dv, level));
+	dv->step_prefill = joined_tokens;
+	cap_w = level_cap(dv, level);
+	set_draw(s, dv, cap_w);
 
 	/* Joining ones first: they are the last ids added. */
 	if (dv->n_joining) {
@@ -986,7 +985,7 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 	st.joining = dv->n_joining;
 	st.prefill_tokens = joined_tokens;
 	st.level = level;
-	st.power_w = level_cap(dv, level);
+	st.power_w = cap_w;
 	st.load_ns = load;
 	st.predicted_ns = dv->step_pred_ns;
 	s->st.steps++;
@@ -996,10 +995,29 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 	return true;
 }
 
+/* Try to start a step on device d (see start_step). */
+static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
+{
+	hs__dev_t *dv = &s->devs[d];
+	int lo;
+
+	if (dv->failed || dv->busy)
+		return false;
+	if (!has_work(s, dv, d))
+		return false;
+	lo = fastest_fitting_level(s, dv);
+	if (lo < 0) {
+		power_refused(s, dv);
+		return false;
+	}
+	return start_step(s, d, lo, now);
+}
+
 static void kick_range(hs_sched_t *s, uint32_t from, uint32_t to,
 		       int64_t now)
 {
 	uint32_t w;
+	int lo;
 
 	for (w = from / 64; w * 64 < to; w++) {
 		uint64_t word = s->idle[w];
@@ -1020,12 +1038,17 @@ static void kick_range(hs_sched_t *s, uint32_t from, uint32_t to,
 				continue;
 			if (!has_work(s, dv, d))
 				continue;
-			/* Still refused: what try_start would note. */
+			/* Still refused: what power_refused would note. */
 			if (dv->waiting_power && no_level_fits(s, dv)) {
 				dv->power_wait_epoch = s->power_epoch;
 				continue;
 			}
-			try_start(s, d, now);
+			/* try_start, less what the idle bit says. */
+			lo = fastest_fitting_level(s, dv);
+			if (lo < 0)
+				power_refused(s, dv);
+			else
+				start_step(s, d, lo, now);
 		}
 	}
 }
@@ -1418,14 +1441,13 @@ int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
 	B = dv->n_members;
 
 	/* Calibrate: the model predicts full-speed compute time, so the
-	 * weight load is taken out and the level's slowdown undone. */
+	 * weight load is taken out and the level's slowdown undone. The
+	 * batch is the one the step started with: members leave only at
+	 * its end. */
 	{
-		double C = (double)dv->sum_ctx + B * (double)dv->seq -
-			   (double)dv->sum_join;
-		double P = 0, t = (double)(measured_ns - dv->step_load_ns);
+		double C = dv->step_ctx, P = (double)dv->step_prefill;
+		double t = (double)(measured_ns - dv->step_load_ns);
 
-		for (i = 0; i < dv->n_joining; i++)
-			P += prefill_len(rec_of(s, dv->joining[i]));
 		if (t < 1)
 			t = 1;
 		t *= level_speed(dv, dv->level);
