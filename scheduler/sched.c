@@ -3,6 +3,7 @@
  * calls, as a state machine driven by timestamped events.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "sched-internal.h"
@@ -1065,6 +1066,49 @@ static void kick(hs_sched_t *s, int64_t now)
 
 /* ---- lifecycle -------------------------------------------------------- */
 
+/*
+ * The power figures the governor compares with the budget: finite, a draw
+ * not below zero, caps and speeds above it. Profiles loaded from JSON are
+ * checked as they load; devices built through the API are checked here.
+ */
+static int check_device(const hs_device_t *dv, size_t d, hs_error_t *err)
+{
+	char path[64];
+	unsigned l;
+
+	if (!isfinite(dv->idle_w) || dv->idle_w < 0) {
+		snprintf(path, sizeof(path), "devices[%zu].idle_w", d);
+		return hs__error_set(err, HS_EINVAL, "scheduler devices", 0,
+				     path, "must be a finite draw of 0 W or "
+				     "more, is %g", dv->idle_w);
+	}
+	if (!isfinite(dv->max_w) || dv->max_w <= 0) {
+		snprintf(path, sizeof(path), "devices[%zu].max_w", d);
+		return hs__error_set(err, HS_EINVAL, "scheduler devices", 0,
+				     path, "must be a finite draw above 0 W, "
+				     "is %g", dv->max_w);
+	}
+	if (dv->n_levels > HS_MAX_POWER_LEVELS) {
+		snprintf(path, sizeof(path), "devices[%zu].n_levels", d);
+		return hs__error_set(err, HS_EINVAL, "scheduler devices", 0,
+				     path, "at most %d power levels, has %u",
+				     HS_MAX_POWER_LEVELS, dv->n_levels);
+	}
+	for (l = 0; l < dv->n_levels; l++) {
+		const hs_power_level_t *lv = &dv->levels[l];
+
+		if (isfinite(lv->cap_w) && lv->cap_w > 0 &&
+		    isfinite(lv->speed) && lv->speed > 0)
+			continue;
+		snprintf(path, sizeof(path), "devices[%zu].levels[%u]", d, l);
+		return hs__error_set(err, HS_EINVAL, "scheduler devices", 0,
+				     path, "cap_w (%g) and speed (%g) must "
+				     "be finite and above 0",
+				     lv->cap_w, lv->speed);
+	}
+	return 0;
+}
+
 int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 		 const hs_model_catalog_t *models, const hs_device_t *devices,
 		 size_t n_devices, const hs_sched_hooks_t *hooks,
@@ -1086,6 +1130,9 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 				     "devices", "needs 1 to 65536 devices, "
 				     "has %zu",
 				     n_devices);
+	for (d = 0; d < n_devices; d++)
+		if ((rc = check_device(&devices[d], d, err)))
+			return rc;
 	s = hs__calloc(1, sizeof(*s));
 	if (!s)
 		return hs__error_set(err, HS_ENOMEM, NULL, 0, NULL,

@@ -1,4 +1,5 @@
 /* The scheduler core, event by event, on hand-checkable cases. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -188,6 +189,52 @@ static void test_bad_config(void **state)
 	assert_int_equal(hs_sched_new(&s, &cfg, models, &d, 1, NULL, &err),
 			 HS_EINVAL);
 	assert_null(s);
+	hs_model_catalog_free(models);
+}
+
+/* Devices built through the API: power figures the governor could not
+ * compare are refused, with the device and the field named. */
+static void test_bad_devices(void **state)
+{
+	static const double levels[] = { 300, 1.0, 200, 0.8 };
+	hs_model_catalog_t *models = hs_test_models();
+	hs_device_t d[2];
+	hs_sched_config_t cfg;
+	hs_sched_t *s = NULL;
+	hs_error_t err;
+
+	hs_sched_config_init(&cfg);
+	d[0] = hs_test_device("a", 80, 1000, 100, 50, 300, 2, levels);
+	d[1] = d[0];
+	d[1].levels[0].cap_w = NAN;
+	assert_int_equal(hs_sched_new(&s, &cfg, models, d, 2, NULL, &err),
+			 HS_EINVAL);
+	assert_null(s);
+	assert_string_equal(err.path, "devices[1].levels[0]");
+	d[1] = d[0];
+	d[1].levels[1].speed = 0;
+	assert_int_equal(hs_sched_new(&s, &cfg, models, d, 2, NULL, &err),
+			 HS_EINVAL);
+	assert_string_equal(err.path, "devices[1].levels[1]");
+	d[1] = d[0];
+	d[1].idle_w = -1;
+	assert_int_equal(hs_sched_new(&s, &cfg, models, d, 2, NULL, &err),
+			 HS_EINVAL);
+	assert_string_equal(err.path, "devices[1].idle_w");
+	d[1] = d[0];
+	d[1].max_w = INFINITY;
+	assert_int_equal(hs_sched_new(&s, &cfg, models, d, 2, NULL, &err),
+			 HS_EINVAL);
+	assert_string_equal(err.path, "devices[1].max_w");
+	d[1] = d[0];
+	d[1].n_levels = HS_MAX_POWER_LEVELS + 1;
+	assert_int_equal(hs_sched_new(&s, &cfg, models, d, 2, NULL, &err),
+			 HS_EINVAL);
+	assert_string_equal(err.path, "devices[1].n_levels");
+	/* Both as they were: accepted. */
+	d[1] = d[0];
+	assert_int_equal(hs_sched_new(&s, &cfg, models, d, 2, NULL, &err), 0);
+	hs_sched_free(s);
 	hs_model_catalog_free(models);
 }
 
@@ -810,6 +857,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buckets),
 		cmocka_unit_test(test_bad_config),
+		cmocka_unit_test(test_bad_devices),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_priority_and_aging),
 		cmocka_unit_test(test_iteration_batching),
