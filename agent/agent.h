@@ -498,6 +498,9 @@ void hs__http_respond(hs__conn_t *c, int status, const char *ctype,
 		      const char *extra_headers, const char *body, size_t len);
 void hs__http_json(hs__conn_t *c, int status, json_t *v,
 		   const char *extra_headers);
+/* The text hs__http_json sends for v (compact), taking v; NULL when out of
+ * memory. Freed with hs__free. */
+char *hs__http_json_text(json_t *v);
 void hs__http_error(hs__conn_t *c, int status, const char *code,
 		    const char *fmt, ...) HS__PRINTF(4, 5);
 /* Format the response into c->pending instead; send it later with

@@ -696,7 +696,7 @@ static void put_power(hs__agent_t *a, hs__conn_t *c)
 	static const char *const keys[] = {"budget_w", NULL};
 	hs_error_t err;
 	hs__jv_t jv = {.source = "request", .err = &err, .path = "$"};
-	json_t *root, *v;
+	json_t *root;
 	double w = 0;
 	uint64_t seq;
 	char *body;
@@ -717,9 +717,7 @@ static void put_power(hs__agent_t *a, hs__conn_t *c)
 	a->api_budget = true;
 	a->api_budget_w = w;
 	seq = hs__journal_budget(a);
-	v = power_json(a);
-	body = v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
-	json_decref(v);
+	body = hs__http_json_text(power_json(a));
 	if (!body) {
 		hs__http_error(c, 500, "internal", "out of memory");
 		return;

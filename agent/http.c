@@ -211,13 +211,20 @@ void hs__http_respond(hs__conn_t *c, int status, const char *ctype,
 	response_done(c);
 }
 
-void hs__http_json(hs__conn_t *c, int status, json_t *v,
-		   const char *extra_headers)
+char *hs__http_json_text(json_t *v)
 {
 	char *text = v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(10))
 		       : NULL;
 
 	json_decref(v);
+	return text;
+}
+
+void hs__http_json(hs__conn_t *c, int status, json_t *v,
+		   const char *extra_headers)
+{
+	char *text = hs__http_json_text(v);
+
 	if (!text) {
 		hs__http_respond(
 			c, 500, "application/json", NULL,

@@ -63,7 +63,6 @@ static const hs_executor_io_t io = {.prompt = io_prompt};
 static uint64_t next_id = 1;
 static bool quick;
 
-
 static int cmp_i64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;

@@ -35,11 +35,11 @@ void hs_bench_report_release(hs_bench_report_t *rep)
 /* ------------------------------------------------------------------------ */
 
 /*
- * Builders take a bool *bad and carry on after a failed allocation: jansson
- * frees a stolen value whatever happens and refuses a NULL one, so the
- * caller can check once, at the end, and drop the whole tree.
+ * Builders take a bool *bad and carry on after a failed allocation
+ * (hs__json_put, hs__json_push): jansson frees a stolen value whatever
+ * happens and refuses a NULL one, so the caller can check once, at the
+ * end, and drop the whole tree.
  */
-
 
 /* jansson has no NaN or infinity, and json_real would fail on them as if
  * out of memory. */

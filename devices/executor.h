@@ -1,9 +1,9 @@
 /*
  * For authors of device backends: the executor interface. Each executor
  * in devices/ exports one const struct hs_executor_ops, chosen by the
- * device's backend (hs__executor_for). The core never calls an executor: a driver does,
- * when the core's step_start hook tells it to run a step, and reports the
- * measured time back with hs_sched_step_done.
+ * device's backend (hs__executor_for). The core never calls an executor:
+ * a driver does, when the core's step_start hook tells it to run a step,
+ * and reports the measured time back with hs_sched_step_done.
  */
 #ifndef HS_EXECUTOR_H
 #define HS_EXECUTOR_H
@@ -67,6 +67,5 @@ extern const struct hs_executor_ops hs__executor_opencl;
 
 /* The executor for a device's backend (cpu, opencl, sim). */
 const struct hs_executor_ops *hs__executor_for(const hs_device_t *dev);
-
 
 #endif /* HS_EXECUTOR_H */

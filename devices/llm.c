@@ -4,9 +4,9 @@
  * forward pass (see llm.h).
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
-#include <stdatomic.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #include <immintrin.h>
@@ -142,16 +142,6 @@ bool hs__kv_f16c(void)
 	return h;
 }
 #else
-static void to_floats_f16c(float *dst, const hs__kv_t *src, size_t n)
-{
-	hs__kv_to_floats_portable(dst, src, n);
-}
-
-static void from_floats_f16c(hs__kv_t *dst, const float *src, size_t n)
-{
-	hs__kv_from_floats_portable(dst, src, n);
-}
-
 bool hs__kv_f16c(void)
 {
 	return false;
@@ -160,18 +150,24 @@ bool hs__kv_f16c(void)
 
 void hs__kv_to_floats(float *dst, const hs__kv_t *src, size_t n)
 {
-	if (hs__kv_f16c())
+#if defined(__x86_64__) || defined(__i386__)
+	if (hs__kv_f16c()) {
 		to_floats_f16c(dst, src, n);
-	else
-		hs__kv_to_floats_portable(dst, src, n);
+		return;
+	}
+#endif
+	hs__kv_to_floats_portable(dst, src, n);
 }
 
 void hs__kv_from_floats(hs__kv_t *dst, const float *src, size_t n)
 {
-	if (hs__kv_f16c())
+#if defined(__x86_64__) || defined(__i386__)
+	if (hs__kv_f16c()) {
 		from_floats_f16c(dst, src, n);
-	else
-		hs__kv_from_floats_portable(dst, src, n);
+		return;
+	}
+#endif
+	hs__kv_from_floats_portable(dst, src, n);
 }
 
 uint64_t hs__llm_kv_bytes_per_token(const hs__llm_shape_t *s)

@@ -28,6 +28,39 @@ static uint64_t derived_params(const hs_model_t *m, bool tied)
 	       (tied ? 0 : (uint64_t)m->vocab * d);
 }
 
+/*
+ * What the executors run: synthetic FP32 weights and an FP16 KV cache of
+ * the shape's size (devices/llm.h). A runnable model declares exactly
+ * that, so that the scheduler's memory figures are the executors'.
+ */
+static int check_runnable(hs__jv_t *jv, const hs_model_t *m)
+{
+	const char *key = NULL;
+	hs__jv_t c;
+
+	if (m->dtype_bytes != 4)
+		key = "dtype_bytes";
+	else if (m->kv_dtype_bytes != 2)
+		key = "kv_dtype_bytes";
+	if (key) {
+		hs__jv_child_key(&c, jv, key);
+		return hs__error_set(jv->err, HS_EINVAL, jv->source, 0, c.path,
+				     "a runnable model has FP32 weights "
+				     "(dtype_bytes 4) and an FP16 KV cache "
+				     "(kv_dtype_bytes 2), as the executors "
+				     "run it");
+	}
+	if (m->kv_bytes_per_token != hs_model_kv_bytes_derived(m)) {
+		hs__jv_child_key(&c, jv, "kv_bytes_per_token");
+		return hs__error_set(jv->err, HS_EINVAL, jv->source, 0, c.path,
+				     "a runnable model's KV cache takes the "
+				     "%llu bytes per token its shape gives",
+				     (unsigned long long)
+					     hs_model_kv_bytes_derived(m));
+	}
+	return 0;
+}
+
 static int parse_model(hs__jv_t *jv, const json_t *o, hs_model_t *m)
 {
 	static const char *const keys[] = {
@@ -102,20 +135,6 @@ static int parse_model(hs__jv_t *jv, const json_t *o, hs_model_t *m)
 				     "and both absent for a dense one",
 				     m->experts_per_token, m->n_experts);
 
-	/* What the executors run: synthetic FP32 weights, an FP16 KV cache
-	 * (devices/llm.h). A runnable model says so, so that the scheduler's
-	 * memory figures are the executors'. */
-	if (m->runnable && (m->dtype_bytes != 4 || m->kv_dtype_bytes != 2)) {
-		hs__jv_child_key(&c, jv, m->dtype_bytes != 4 ?
-						 "dtype_bytes" :
-						 "kv_dtype_bytes");
-		return hs__error_set(jv->err, HS_EINVAL, jv->source, 0, c.path,
-				     "a runnable model has FP32 weights "
-				     "(dtype_bytes 4) and an FP16 KV cache "
-				     "(kv_dtype_bytes 2), as the executors "
-				     "run it");
-	}
-
 	hs__jv_child_key(&c, jv, "params");
 	if (m->n_experts) {
 		if ((rc = hs__jv_u64(jv, o, "params", true, &m->params, 1,
@@ -143,18 +162,7 @@ static int parse_model(hs__jv_t *jv, const json_t *o, hs_model_t *m)
 	if ((rc = hs__jv_u64(jv, o, "kv_bytes_per_token", false,
 			     &m->kv_bytes_per_token, 1, UINT64_MAX / 2)))
 		return rc;
-	/* The executors' cache is the shape's: a runnable model's memory
-	 * figures must be theirs. */
-	if (m->runnable &&
-	    m->kv_bytes_per_token != hs_model_kv_bytes_derived(m)) {
-		hs__jv_child_key(&c, jv, "kv_bytes_per_token");
-		return hs__error_set(jv->err, HS_EINVAL, jv->source, 0, c.path,
-				     "a runnable model's KV cache takes the "
-				     "%llu bytes per token its shape gives",
-				     (unsigned long long)
-					     hs_model_kv_bytes_derived(m));
-	}
-	return 0;
+	return m->runnable ? check_runnable(jv, m) : 0;
 }
 
 static int parse_catalog(hs_model_catalog_t *cat, const json_t *root,

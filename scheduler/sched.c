@@ -603,10 +603,8 @@ static inline int fastest_fitting_level(const hs_sched_t *s,
 		return 0;
 	if (no_level_fits(s, dv))
 		return -1;
-	if (dv->d.n_levels == 0)
-		return others + dv->d.max_w <= limit ? 0 : -1;
-	for (l = 0; l < dv->d.n_levels; l++)
-		if (others + dv->d.levels[l].cap_w <= limit)
+	for (l = 0; l < n_levels(dv); l++)
+		if (others + level_cap(dv, (int)l) <= limit)
 			return (int)l;
 	return -1;
 }
@@ -849,33 +847,37 @@ static inline bool has_work(const hs_sched_t *s, const hs__dev_t *dv,
 	return dv->n_members || s->owner_queued[d + 1] || s->owner_queued[0];
 }
 
-/* The governor refused the device every level: nothing joins and a
- * running batch pauses until power is freed. */
-static void power_refused(hs_sched_t *s, hs__dev_t *dv)
-{
-	dv->power_wait_epoch = s->power_epoch;
-	if (!dv->waiting_power) {
-		dv->waiting_power = true;
-		s->st.power_waits++;
-		if (dv->n_members)
-			s->st.paused++;
-	}
-}
-
 /*
- * Start a step on idle device d, which has work, at power level lo or
- * slower: fill its batch at this step boundary, pick the level, tell the
- * driver. Returns true if a step started.
+ * Try to start a step on an idle device: fill its batch at this step
+ * boundary, pick a power level, tell the driver. Returns true if a step
+ * started.
  */
-static bool start_step(hs_sched_t *s, uint32_t d, int lo, int64_t now)
+static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 {
 	hs__dev_t *dv = &s->devs[d];
 	uint32_t m, b, qi, joined_tokens = 0;
 	uint64_t room;
 	double full_ns, step_ns, cap_w;
-	int level;
+	int lo, level;
 	hs_step_t st;
 	int64_t load;
+
+	if (dv->failed || dv->busy || !has_work(s, dv, d))
+		return false;
+
+	/* The governor first: with no level that fits, nothing joins and a
+	 * running batch pauses. */
+	lo = fastest_fitting_level(s, dv);
+	if (lo < 0) {
+		dv->power_wait_epoch = s->power_epoch;
+		if (!dv->waiting_power) {
+			dv->waiting_power = true;
+			s->st.power_waits++;
+			if (dv->n_members)
+				s->st.paused++;
+		}
+		return false;
+	}
 
 	if (dv->n_members == 0) {
 		if (s->policy->select) {
@@ -996,29 +998,10 @@ static bool start_step(hs_sched_t *s, uint32_t d, int lo, int64_t now)
 	return true;
 }
 
-/* Try to start a step on device d (see start_step). */
-static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
-{
-	hs__dev_t *dv = &s->devs[d];
-	int lo;
-
-	if (dv->failed || dv->busy)
-		return false;
-	if (!has_work(s, dv, d))
-		return false;
-	lo = fastest_fitting_level(s, dv);
-	if (lo < 0) {
-		power_refused(s, dv);
-		return false;
-	}
-	return start_step(s, d, lo, now);
-}
-
 static void kick_range(hs_sched_t *s, uint32_t from, uint32_t to,
 		       int64_t now)
 {
 	uint32_t w;
-	int lo;
 
 	for (w = from / 64; w * 64 < to; w++) {
 		uint64_t word = s->idle[w];
@@ -1027,7 +1010,7 @@ static void kick_range(hs_sched_t *s, uint32_t from, uint32_t to,
 			word &= ~0ull << (from % 64);
 		while (word) {
 			uint32_t d = w * 64 + (uint32_t)__builtin_ctzll(word);
-			hs__dev_t *dv = &s->devs[d];
+			const hs__dev_t *dv = &s->devs[d];
 
 			word &= word - 1;
 			if (d >= to)
@@ -1037,19 +1020,7 @@ static void kick_range(hs_sched_t *s, uint32_t from, uint32_t to,
 			if (dv->waiting_power &&
 			    dv->power_wait_epoch == s->power_epoch)
 				continue;
-			if (!has_work(s, dv, d))
-				continue;
-			/* Still refused: what power_refused would note. */
-			if (dv->waiting_power && no_level_fits(s, dv)) {
-				dv->power_wait_epoch = s->power_epoch;
-				continue;
-			}
-			/* try_start, less what the idle bit says. */
-			lo = fastest_fitting_level(s, dv);
-			if (lo < 0)
-				power_refused(s, dv);
-			else
-				start_step(s, d, lo, now);
+			try_start(s, d, now);
 		}
 	}
 }
