@@ -27,6 +27,7 @@
 #define HD_MAX 128 /* head_dim, as in decoder.cl */
 #define KBLOCK 16 /* positions per K-cache block, as in decoder.cl */
 #define KV_MIN_SLOTS 4
+#define PROF_MAX 256 /* launches a profiled step keeps events for */
 
 #define KERNELS(XX)                        \
 	XX(EMBED, "embed")                 \
@@ -82,6 +83,15 @@ typedef struct ocl_s {
 	cl_mem tok, pos, slot, last, out;
 	size_t cap_t, cap_b;
 	size_t max_d, max_q, max_dff, max_vocab;
+
+	/* HETSCHED_CL_PROFILE: each launch's device time, per kernel,
+	 * printed when the executor closes. */
+	bool prof;
+	cl_event prof_ev[PROF_MAX];
+	uint8_t prof_k[PROF_MAX];
+	unsigned prof_n;
+	uint64_t prof_ns[K_COUNT], prof_calls[K_COUNT];
+	uint64_t prof_steps;
 } ocl_t;
 
 /* ------------------------------------------------------------------------ */
@@ -176,6 +186,31 @@ out_close:
 }
 
 /* Every .cl file of the directory, in name order, as one program. */
+/*
+ * The most tokens a matmul work-item multiplies against its panel at once
+ * (decoder.cl's MM_TILE_MAX). Each token keeps a float16 accumulator, and
+ * they must all stay in registers: a CPU whose native float vector is 16
+ * wide (AVX-512, 32 registers) holds 16 of them, an 8 wide one (AVX2, 16
+ * registers, two per float16) holds 6 beside the panel row it loads, a 4
+ * wide one 3. A tile too large for the registers spills every
+ * accumulator at every k: on an AVX2 CPU the 16-token tile ran batch 16
+ * at a third of the speed of the 6-token one. Other devices keep 16.
+ */
+static unsigned mm_tile_max(cl_device_id dev)
+{
+	cl_device_type type = 0;
+	cl_uint width = 0;
+
+	if (clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof(type), &type, NULL) !=
+		    CL_SUCCESS ||
+	    !(type & CL_DEVICE_TYPE_CPU) ||
+	    clGetDeviceInfo(dev, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT,
+			    sizeof(width), &width, NULL) != CL_SUCCESS ||
+	    width >= 16)
+		return 16;
+	return width >= 8 ? 6 : 3;
+}
+
 static int build_program(ocl_t *o, const char *dir)
 {
 	struct dirent **ents = NULL;
@@ -209,7 +244,13 @@ static int build_program(ocl_t *o, const char *dir)
 		err = HS_EBACKEND;
 		goto out_free;
 	}
-	rc = clBuildProgram(o->prog, 1, &o->dev, "-cl-std=CL1.2", NULL, NULL);
+	{
+		char opts[64];
+
+		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DMM_TILE_MAX=%u",
+			 mm_tile_max(o->dev));
+		rc = clBuildProgram(o->prog, 1, &o->dev, opts, NULL, NULL);
+	}
 	if (rc != CL_SUCCESS) {
 		keep_build_log(o, dir);
 		err = HS_EBACKEND;
@@ -555,6 +596,54 @@ static int ocl_zero_slot(hs__llm_exec_t *ex, uint32_t model, uint32_t slot)
 	return 0;
 }
 
+/* The finished launches' device times, added to their kernels' totals. */
+static void prof_collect(ocl_t *o)
+{
+	cl_ulong t0, t1;
+	unsigned i;
+
+	for (i = 0; i < o->prof_n; i++) {
+		if (clGetEventProfilingInfo(o->prof_ev[i],
+					    CL_PROFILING_COMMAND_START,
+					    sizeof(t0), &t0,
+					    NULL) == CL_SUCCESS &&
+		    clGetEventProfilingInfo(o->prof_ev[i],
+					    CL_PROFILING_COMMAND_END,
+					    sizeof(t1), &t1,
+					    NULL) == CL_SUCCESS &&
+		    o->prof_k[i] < K_COUNT && t1 >= t0) {
+			o->prof_ns[o->prof_k[i]] += t1 - t0;
+			o->prof_calls[o->prof_k[i]]++;
+		}
+		clReleaseEvent(o->prof_ev[i]);
+	}
+	o->prof_n = 0;
+}
+
+static void prof_print(const ocl_t *o)
+{
+	char name[128] = "";
+	uint64_t total = 0;
+	int i;
+
+	for (i = 0; i < K_COUNT; i++)
+		total += o->prof_ns[i];
+	if (!o->prof_steps || !total)
+		return;
+	clGetDeviceInfo(o->dev, CL_DEVICE_NAME, sizeof(name) - 1, name, NULL);
+	fprintf(stderr, "hetsched: kernel time on %s over %llu steps:\n", name,
+		(unsigned long long)o->prof_steps);
+	for (i = 0; i < K_COUNT; i++)
+		if (o->prof_calls[i])
+			fprintf(stderr,
+				"  %-14s %8llu launches %10.3f ms/step %5.1f %%\n",
+				kernel_names[i],
+				(unsigned long long)o->prof_calls[i],
+				(double)o->prof_ns[i] / 1e6 /
+					(double)o->prof_steps,
+				100.0 * (double)o->prof_ns[i] / (double)total);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Open and close                                                           */
 /* ------------------------------------------------------------------------ */
@@ -569,6 +658,8 @@ static void ocl_close(void *exec)
 		return;
 	if (o->q)
 		clFinish(o->q);
+	prof_collect(o);
+	prof_print(o);
 	release_acts(o);
 	for (m = 0; o->models && m < o->base.n_models; m++) {
 		release_mem(&o->models[m].w);
@@ -634,7 +725,15 @@ static int ocl_open(void **exec, const hs_device_t *dev,
 		err = HS_EBACKEND;
 		goto out_close;
 	}
-	o->q = clCreateCommandQueueWithProperties(o->ctx, o->dev, NULL, &rc);
+	{
+		const char *env = getenv("HETSCHED_CL_PROFILE");
+		cl_queue_properties props[] = {CL_QUEUE_PROPERTIES,
+					       CL_QUEUE_PROFILING_ENABLE, 0};
+
+		o->prof = env && env[0] && strcmp(env, "0") != 0;
+		o->q = clCreateCommandQueueWithProperties(
+			o->ctx, o->dev, o->prof ? props : NULL, &rc);
+	}
 	if (rc != CL_SUCCESS) {
 		o->q = NULL;
 		err = HS_EBACKEND;
@@ -692,10 +791,23 @@ out_close:
 static void launch(ocl_t *o, cl_kernel k, cl_uint dims, const size_t *global,
 		   const size_t *local, cl_int *rc)
 {
-	if (*rc == CL_SUCCESS)
-		*rc = clEnqueueNDRangeKernel(o->q, k, dims, NULL, global, local,
-					     0, NULL, NULL);
+	cl_event *ev = NULL;
+	unsigned i;
+
+	if (*rc != CL_SUCCESS)
+		return;
+	if (o->prof && o->prof_n < PROF_MAX) {
+		for (i = 0; i < K_COUNT && o->k[i] != k; i++)
+			;
+		o->prof_k[o->prof_n] = (uint8_t)i;
+		ev = &o->prof_ev[o->prof_n];
+	}
+	*rc = clEnqueueNDRangeKernel(o->q, k, dims, NULL, global, local, 0,
+				     NULL, ev);
+	if (ev && *rc == CL_SUCCESS)
+		o->prof_n++;
 }
+
 
 /* One work-item per panel and chunk of tokens: each is a long loop, and a
  * work-group of one lets a CPU device spread the panels over its cores. */
@@ -899,6 +1011,10 @@ static int ocl_run_step(void *exec, const hs_step_t *step, int64_t *duration_ns,
 		err = reserve_acts(o, b->n_tokens, b->n_jobs);
 	if (!err)
 		err = forward(o, step->model);
+	if (o->prof) {
+		prof_collect(o);
+		o->prof_steps++;
+	}
 	if (err) {
 		o->base.failed = true;
 		goto out;

@@ -135,7 +135,16 @@ float inv_rms(global const float *x, uint d, float eps)
 		t += NT;                                                   \
 	} while (0)
 
-/* Tiles of 16, 8, 4 and 1 tokens over the work-item's chunk. */
+/*
+ * Tiles over the work-item's chunk, the largest first. MM_TILE_MAX, set by
+ * the host from the device's vector width, is the most accumulators the
+ * registers hold: 16, 8, 4, 1 tokens with 32 vector registers; 6, 4, 1
+ * with 16 registers of 8 floats; 3, 1 with 4-float registers.
+ */
+#ifndef MM_TILE_MAX
+#define MM_TILE_MAX 16
+#endif
+#if MM_TILE_MAX >= 16
 #define MM_LOOP(ROW, NORM, EPI)                      \
 	do {                                         \
 		while (end - t >= 16)                \
@@ -147,6 +156,25 @@ float inv_rms(global const float *x, uint d, float eps)
 		while (end > t)                      \
 			MM_TILE(1, ROW, NORM, EPI);  \
 	} while (0)
+#elif MM_TILE_MAX >= 6
+#define MM_LOOP(ROW, NORM, EPI)                     \
+	do {                                        \
+		while (end - t >= 6)                \
+			MM_TILE(6, ROW, NORM, EPI); \
+		while (end - t >= 4)                \
+			MM_TILE(4, ROW, NORM, EPI); \
+		while (end > t)                     \
+			MM_TILE(1, ROW, NORM, EPI); \
+	} while (0)
+#else
+#define MM_LOOP(ROW, NORM, EPI)                     \
+	do {                                        \
+		while (end - t >= 3)                \
+			MM_TILE(3, ROW, NORM, EPI); \
+		while (end > t)                     \
+			MM_TILE(1, ROW, NORM, EPI); \
+	} while (0)
+#endif
 
 /* The work-item's panel and token chunk. */
 #define MM_SETUP                            \
