@@ -36,6 +36,9 @@ typedef struct hs_executor_opts_s {
 				      * devices/kernels) */
 	unsigned threads;            /* cpu: worker threads (0: one per
 				      * core of the device's cpuset) */
+	unsigned mm_tile;            /* opencl: most tokens a matmul work-
+				      * item takes at once, 16, 6 or 3 (0:
+				      * from the device's vector width) */
 	uint64_t fail_after_steps;   /* tests: fail every step after this
 				      * many (0: never) */
 } hs_executor_opts_t;

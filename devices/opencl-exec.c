@@ -211,7 +211,7 @@ static unsigned mm_tile_max(cl_device_id dev)
 	return width >= 8 ? 6 : 3;
 }
 
-static int build_program(ocl_t *o, const char *dir)
+static int build_program(ocl_t *o, const char *dir, unsigned tile)
 {
 	struct dirent **ents = NULL;
 	char **src = NULL;
@@ -248,7 +248,7 @@ static int build_program(ocl_t *o, const char *dir)
 		char opts[64];
 
 		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DMM_TILE_MAX=%u",
-			 mm_tile_max(o->dev));
+			 tile ? tile : mm_tile_max(o->dev));
 		rc = clBuildProgram(o->prog, 1, &o->dev, opts, NULL, NULL);
 	}
 	if (rc != CL_SUCCESS) {
@@ -739,7 +739,7 @@ static int ocl_open(void **exec, const hs_device_t *dev,
 		err = HS_EBACKEND;
 		goto out_close;
 	}
-	err = build_program(o, kernel_dir(opts));
+	err = build_program(o, kernel_dir(opts), opts->mm_tile);
 	if (err)
 		goto out_close;
 
