@@ -27,6 +27,10 @@
 #define HD_MAX 128 /* head_dim, as in decoder.cl */
 #define KBLOCK 16 /* positions per K-cache block, as in decoder.cl */
 #define KV_MIN_SLOTS 4
+/* Matmul work-items per compute unit of a CPU device: few and long, so
+ * that each works out a norm once for several panels, and enough that
+ * the cores finish together. */
+#define MM_ITEMS_PER_CU 8
 #define PROF_MAX 256 /* launches a profiled step keeps events for */
 
 #define KERNELS(XX)                        \
@@ -83,6 +87,8 @@ typedef struct ocl_s {
 	cl_mem tok, pos, slot, last, out;
 	size_t cap_t, cap_b;
 	size_t max_d, max_q, max_dff, max_vocab;
+	size_t mm_items; /* matmul work-items per launch, at most (0: one
+			  * per panel) */
 
 	/* HETSCHED_CL_PROFILE: each launch's device time, per kernel,
 	 * printed when the executor closes. */
@@ -186,6 +192,15 @@ out_close:
 }
 
 /* Every .cl file of the directory, in name order, as one program. */
+static bool is_cpu(cl_device_id dev)
+{
+	cl_device_type type = 0;
+
+	return clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof(type), &type,
+			       NULL) == CL_SUCCESS &&
+	       (type & CL_DEVICE_TYPE_CPU);
+}
+
 /*
  * The most tokens a matmul work-item multiplies against its panel at once
  * (decoder.cl's MM_TILE_MAX). Each token keeps a float16 accumulator, and
@@ -198,12 +213,9 @@ out_close:
  */
 static unsigned mm_tile_max(cl_device_id dev)
 {
-	cl_device_type type = 0;
 	cl_uint width = 0;
 
-	if (clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof(type), &type, NULL) !=
-		    CL_SUCCESS ||
-	    !(type & CL_DEVICE_TYPE_CPU) ||
+	if (!is_cpu(dev) ||
 	    clGetDeviceInfo(dev, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT,
 			    sizeof(width), &width, NULL) != CL_SUCCESS ||
 	    width >= 16)
@@ -312,6 +324,16 @@ static int pick_device(ocl_t *o, const hs_device_t *dev)
 			    sizeof(o->max_alloc), &o->max_alloc,
 			    NULL) != CL_SUCCESS)
 		o->max_alloc = 0;
+	o->mm_items = 0;
+	if (is_cpu(o->dev)) {
+		cl_uint cus = 0;
+
+		if (clGetDeviceInfo(o->dev, CL_DEVICE_MAX_COMPUTE_UNITS,
+				    sizeof(cus), &cus, NULL) != CL_SUCCESS ||
+		    cus == 0)
+			cus = 1;
+		o->mm_items = (size_t)cus * MM_ITEMS_PER_CU;
+	}
 	err = 0;
 
 out_free:
@@ -808,13 +830,18 @@ static void launch(ocl_t *o, cl_kernel k, cl_uint dims, const size_t *global,
 		o->prof_n++;
 }
 
-
-/* One work-item per panel and chunk of tokens: each is a long loop, and a
- * work-group of one lets a CPU device spread the panels over its cores. */
+/* Along dimension 0 the panels, each work-item taking a run of them (one
+ * each but on a CPU device, see MM_ITEMS_PER_CU); along dimension 1 the
+ * chunks of tokens. Each is a long loop, and a work-group of one lets a
+ * CPU device spread them over its cores. */
 static void launch_matmul(ocl_t *o, cl_kernel k, cl_uint rows, cl_uint T,
 			  cl_int *rc)
 {
-	size_t global[2] = {(rows + PANEL - 1) / PANEL,
+	size_t panels = (rows + PANEL - 1) / PANEL;
+	size_t per = o->mm_items && panels > o->mm_items ?
+			     (panels + o->mm_items - 1) / o->mm_items :
+			     1;
+	size_t global[2] = {(panels + per - 1) / per,
 			    (T + TCHUNK - 1) / TCHUNK};
 	size_t local[2] = {1, 1};
 

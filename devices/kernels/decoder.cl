@@ -101,12 +101,13 @@ float inv_rms(global const float *x, uint d, float eps)
 }
 
 /*
- * One tile: NT tokens against the work-item's panel. Each output is one
- * fma chain over k in order, the same for every NT, so that a token's
- * result does not depend on the batch it is in. The loops over the tile
- * are unrolled so that the accumulators live in registers. ROW(t) is the
- * activation row of token t; with NORM the result is scaled by the row's
- * inverse RMS; EPI(v, t) consumes the 16 results of token t.
+ * One tile: NT tokens against panel pb. Each output is one fma chain over
+ * k in order, the same for every NT, so that a token's result does not
+ * depend on the batch it is in. The loops over the tile are unrolled so
+ * that the accumulators live in registers. ROW(t) is the activation row
+ * of token t; with NORM the result is scaled by the row's inverse RMS,
+ * worked out at the work-item's first panel and kept for the others;
+ * EPI(v, t) consumes the 16 results of token t.
  */
 #define MM_TILE(NT, ROW, NORM, EPI)                                        \
 	do {                                                               \
@@ -128,8 +129,12 @@ float inv_rms(global const float *x, uint d, float eps)
 		_Pragma("unroll") for (j_ = 0; j_ < NT; j_++)              \
 		{                                                          \
 			float16 v_ = acc_[j_];                             \
-			if (NORM)                                          \
-				v_ *= inv_rms(xr_[j_], K, eps);            \
+			if (NORM) {                                        \
+				if (pb == pb0)                             \
+					rs_[t - t0 + j_] =                 \
+						inv_rms(xr_[j_], K, eps);  \
+				v_ *= rs_[t - t0 + j_];                    \
+			}                                                  \
 			EPI(v_, t + j_);                                   \
 		}                                                          \
 		t += NT;                                                   \
@@ -145,7 +150,7 @@ float inv_rms(global const float *x, uint d, float eps)
 #define MM_TILE_MAX 16
 #endif
 #if MM_TILE_MAX >= 16
-#define MM_LOOP(ROW, NORM, EPI)                      \
+#define MM_TILES(ROW, NORM, EPI)                      \
 	do {                                         \
 		while (end - t >= 16)                \
 			MM_TILE(16, ROW, NORM, EPI); \
@@ -157,7 +162,7 @@ float inv_rms(global const float *x, uint d, float eps)
 			MM_TILE(1, ROW, NORM, EPI);  \
 	} while (0)
 #elif MM_TILE_MAX >= 6
-#define MM_LOOP(ROW, NORM, EPI)                     \
+#define MM_TILES(ROW, NORM, EPI)                     \
 	do {                                        \
 		while (end - t >= 6)                \
 			MM_TILE(6, ROW, NORM, EPI); \
@@ -167,7 +172,7 @@ float inv_rms(global const float *x, uint d, float eps)
 			MM_TILE(1, ROW, NORM, EPI); \
 	} while (0)
 #else
-#define MM_LOOP(ROW, NORM, EPI)                     \
+#define MM_TILES(ROW, NORM, EPI)                     \
 	do {                                        \
 		while (end - t >= 3)                \
 			MM_TILE(3, ROW, NORM, EPI); \
@@ -176,13 +181,31 @@ float inv_rms(global const float *x, uint d, float eps)
 	} while (0)
 #endif
 
-/* The work-item's panel and token chunk. */
-#define MM_SETUP                            \
-	uint pb = get_global_id(0);         \
-	uint t = get_global_id(1) * TCHUNK; \
-	uint end = min(T, t + TCHUNK);      \
-	uint r0 = pb * PANEL;               \
-	global const float *p = W + w_off + (size_t)pb * K * PANEL
+/*
+ * The work-item's panels and chunk of tokens. The host launches as many
+ * work-items along dimension 0 as it wants the panels spread over: each
+ * takes its share of n_panels (the matrix's) in a row, so that on a CPU,
+ * where a few long work-items per core serve best, a norm's inverse RMS
+ * is worked out once per token for all of them.
+ */
+#define MM_SETUP(n_panels)                                                   \
+	uint np_ = ((n_panels) + (uint)get_global_size(0) - 1) /             \
+		   (uint)get_global_size(0);                                 \
+	uint pb0 = (uint)get_global_id(0) * np_;                             \
+	uint pb_end = min((uint)(n_panels), pb0 + np_);                      \
+	uint t0 = get_global_id(1) * TCHUNK;                                 \
+	uint end = min(T, t0 + TCHUNK);                                      \
+	float rs_[TCHUNK];                                                   \
+	uint pb, t, r0;                                                      \
+	global const float *p
+
+#define MM_LOOP(ROW, NORM, EPI)                                    \
+	for (pb = pb0; pb < pb_end; pb++) {                        \
+		r0 = pb * PANEL;                                   \
+		p = W + w_off + (size_t)pb * K * PANEL;            \
+		t = t0;                                            \
+		MM_TILES(ROW, NORM, EPI);                          \
+	}
 
 #define ROW_SELF(t) (t)
 #define ROW_GATHER(t) (idx[t])
@@ -210,7 +233,7 @@ kernel void matmul(global const float *W, ulong w_off, global const float *x,
 		   uint add)
 {
 	const float eps = 0.0f;
-	MM_SETUP;
+	MM_SETUP((R + PANEL - 1) / PANEL);
 #define EPI_STORE(v, tt) store_rows(y + (size_t)(tt)*ldy + r0, v, R - r0, add)
 	MM_LOOP(ROW_SELF, 0, EPI_STORE);
 }
@@ -223,7 +246,7 @@ kernel void matmul_norm(global const float *W, ulong w_off,
 			float eps)
 {
 	const uint add = 0;
-	MM_SETUP;
+	MM_SETUP((R + PANEL - 1) / PANEL);
 	MM_LOOP(ROW_GATHER, 1, EPI_STORE);
 }
 
@@ -294,7 +317,7 @@ kernel void matmul_qkv(global const float *W, ulong w_off,
 		       uint ctx_cap)
 {
 	global const float *rope = W + rope_off;
-	MM_SETUP;
+	MM_SETUP((q_dim + 2 * kv_dim) / PANEL);
 #define EPI_QKV(v, tt)                                                \
 	qkv_out(v, tt, r0, q, q_dim, kv_dim, hd, rope, pos, slot, kv, \
 		slot_values, k_off, v_off, ctx_cap)
@@ -306,7 +329,7 @@ kernel void matmul_swiglu(global const float *W, ulong w_off,
 			  global const float *x, uint ldx, uint K, uint T,
 			  float eps, global float *g, uint d_ff)
 {
-	MM_SETUP;
+	MM_SETUP(2 * d_ff / PANEL);
 #define EPI_SWIGLU(v, tt)                                   \
 	vstore8((v).lo / (1.0f + exp(-(v).lo)) * (v).hi, 0, \
 		g + (size_t)(tt)*d_ff + r0 / 2)
