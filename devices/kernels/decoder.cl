@@ -262,14 +262,19 @@ void qkv_out(float16 v, uint t, uint r0, global float *q, uint q_dim,
 {
 	float a[PANEL];
 	uint ps = pos[t], i;
+	/* The panel's rows lie in one head (heads are whole panels): where
+	 * they start in it, and which head, are worked out once, not per row
+	 * (a division per row cost more than the panel's RoPE). */
+	uint in_head = r0 % hd;
 
 	vstore16(v, 0, a);
 	if (r0 < q_dim + kv_dim) {
-		global const float *cs = rope + (size_t)ps * hd;
+		/* Row in_head + i's RoPE pair is (in_head + i) / 2: its cos
+		 * and sin are at 2 * pair = in_head + i. */
+		global const float *cs = rope + (size_t)ps * hd + in_head;
 
 		for (i = 0; i < PANEL; i += 2) {
-			uint pair = ((r0 + i) % hd) / 2;
-			float c = cs[2 * pair], s = cs[2 * pair + 1];
+			float c = cs[i], s = cs[i + 1];
 			float x0 = a[i], x1 = a[i + 1];
 
 			a[i] = x0 * c - x1 * s;
@@ -282,30 +287,19 @@ void qkv_out(float16 v, uint t, uint r0, global float *q, uint q_dim,
 	}
 	if (r0 < q_dim + kv_dim) {
 		global half *kb = kv + slot[t] * slot_values + k_off +
-				  (size_t)(ps / 16) * hd * 16 + ps % 16;
+				  (size_t)((r0 - q_dim) / hd) * ctx_cap * hd +
+				  (size_t)(ps / 16) * hd * 16 + ps % 16 +
+				  (size_t)in_head * 16;
 
-		for (i = 0; i < PANEL; i++) {
-			uint r = r0 - q_dim + i;
-
-			vstore_half_rte(a[i],
-					(size_t)(r / hd) * ctx_cap * hd +
-						(size_t)(r % hd) * 16,
-					kb);
-		}
+		for (i = 0; i < PANEL; i++)
+			vstore_half_rte(a[i], (size_t)i * 16, kb);
 		return;
 	}
-	{
-		global half *vb =
-			kv + slot[t] * slot_values + v_off + (size_t)ps * hd;
-
-		for (i = 0; i < PANEL; i++) {
-			uint r = r0 - q_dim - kv_dim + i;
-
-			vstore_half_rte(a[i], (size_t)(r / hd) * ctx_cap * hd +
-						      r % hd,
-					vb);
-		}
-	}
+	vstore_half16_rte(vload16(0, a), 0,
+			  kv + slot[t] * slot_values + v_off +
+				  (size_t)((r0 - q_dim - kv_dim) / hd) *
+					  ctx_cap * hd +
+				  (size_t)ps * hd + in_head);
 }
 
 kernel void matmul_qkv(global const float *W, ulong w_off,
