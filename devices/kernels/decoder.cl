@@ -363,6 +363,12 @@ kernel void attention(global const float *q, uint q_dim, global const half *kv,
 	global const half *kb = kv + base + k_off;
 	global const half *vb = kv + base + v_off;
 
+	/* The first two blocks, before the queries are read: their lines
+	 * would otherwise arrive one miss at a time. */
+	for (i = 0; i < 2 * hd * 16 && i < n * hd; i += 32) {
+		PREFETCH(kb + i);
+		PREFETCH(vb + i);
+	}
 	for (g = 0; g < G; g++) {
 		global const float *qh =
 			q + (size_t)t * q_dim + (size_t)(kh * G + g) * hd;
