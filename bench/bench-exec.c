@@ -2,8 +2,10 @@
  * bench-exec: what the real executors do on this machine's devices, with
  * tiny-15m (or --model NAME): decode tokens/s by batch (1, 4, 16, 32) and
  * context (128, 1024), prefill tokens/s, the batching gain (batch 16 over
- * batch 1), and the memory bandwidth a batch-1 decode achieves against a
- * STREAM-style copy measured on the same device (the roofline fraction).
+ * batch 1), the memory bandwidth a batch-1 decode achieves against a
+ * STREAM-style copy measured on the same device (the roofline fraction),
+ * and on an OpenCL device the flops a batch-16 decode achieves against
+ * chains of fmas in registers (the compute roof that bounds the gain).
  * Devices: the cpu executor on every NUMA node, and every OpenCL device
  * (POCL_DEVICES="pthread basic" unless set). A benchmark prints figures; it
  * does not pass or fail.
@@ -42,6 +44,8 @@ struct result {
 	double decode[N_B][N_C]; /* tokens/s */
 	double prefill; /* tokens/s */
 	double stream_gbs; /* a copy with the weights' footprint */
+	double fma_gflops; /* the device's fma peak (0: not measured) */
+	double b16_gflops; /* what batch 16 at context 128 computes */
 	size_t stream_bytes; /* its source (and destination) size */
 	double dram_gbs; /* a copy of DRAM_BYTES */
 	double b1_gbs; /* bytes a batch-1 step reads / its time */
@@ -166,6 +170,17 @@ static int prefill(const struct hs_executor_ops *ops, void *ex, uint32_t model,
 	return 0;
 }
 
+/*
+ * What a decode token computes at context ctx: two flops (a multiply-add)
+ * per weight the step reads, and per layer two products of the query
+ * heads with ctx cached positions (scores, then values).
+ */
+static double flops_per_token(const hs__llm_shape_t *s, double ctx)
+{
+	return 2.0 * (double)hs__llm_weight_bytes_read(s) / sizeof(float) +
+	       4.0 * ctx * s->q_dim * s->layers;
+}
+
 static int stream(const hs_device_t *dev, void *ex, size_t bytes, double *gbs)
 {
 	unsigned reps = quick ? 3 : 10;
@@ -219,6 +234,9 @@ static int bench_device(const hs_device_t *dev,
 				ns = n2;
 				ctx = c2;
 			}
+			if (batches[b] == 16 && c == 0)
+				res->b16_gflops = res->decode[b][c] *
+						  flops_per_token(&s, c2) / 1e9;
 		}
 	free(sm);
 	if (!err)
@@ -235,6 +253,9 @@ static int bench_device(const hs_device_t *dev,
 		err = stream(dev, ex, res->stream_bytes, &res->stream_gbs);
 	if (!err)
 		err = stream(dev, ex, DRAM_BYTES, &res->dram_gbs);
+	if (!err && dev->backend == HS_BACKEND_OPENCL)
+		err = hs__opencl_fma_gflops(ex, quick ? 2 : 5,
+					    &res->fma_gflops);
 	if (!err && ns > 0)
 		res->b1_gbs = ((double)hs__llm_weight_bytes_read(&s) +
 			       (double)hs__llm_kv_bytes_per_token(&s) * ctx) /
@@ -271,6 +292,14 @@ static json_t *result_json(const hs_device_t *dev, const char *model,
 	json_object_set_new(o, "b1_decode_gbs", json_real(r->b1_gbs));
 	json_object_set_new(o, "roofline_fraction_b1",
 			    json_real(r->b1_gbs / r->stream_gbs));
+	json_object_set_new(o, "b16_decode_gflops", json_real(r->b16_gflops));
+	json_object_set_new(o, "fma_peak_gflops",
+			    r->fma_gflops > 0 ? json_real(r->fma_gflops)
+					      : json_null());
+	json_object_set_new(o, "compute_fraction_b16",
+			    r->fma_gflops > 0 ?
+				    json_real(r->b16_gflops / r->fma_gflops) :
+				    json_null());
 	return o;
 }
 
@@ -303,8 +332,18 @@ static void print_table(const hs_device_t *dev, const char *model,
 	printf("  stream copy, DRAM  %10.2f GB/s (%zu MiB)\n", r->dram_gbs,
 	       DRAM_BYTES >> 20);
 	printf("  batch-1 decode     %10.2f GB/s (weights + KV read per "
-	       "step): %.0f %% of stream\n\n",
+	       "step): %.0f %% of stream\n",
 	       r->b1_gbs, 100.0 * r->b1_gbs / r->stream_gbs);
+	if (r->fma_gflops > 0)
+		printf("  fma peak           %10.1f GFLOP/s (independent fma "
+		       "chains in registers)\n",
+		       r->fma_gflops);
+	printf("  batch-16 decode    %10.1f GFLOP/s (context 128)",
+	       r->b16_gflops);
+	if (r->fma_gflops > 0)
+		printf(": %.0f %% of the fma peak",
+		       100.0 * r->b16_gflops / r->fma_gflops);
+	printf("\n\n");
 }
 
 int main(int argc, char **argv)

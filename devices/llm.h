@@ -396,6 +396,14 @@ int hs__cpu_stream_gbs(void *exec, size_t bytes, unsigned reps, double *gbs);
 int hs__opencl_stream_gbs(void *exec, size_t bytes, unsigned reps, double *gbs);
 
 /*
+ * The compute roofline of an OpenCL executor's device, in GFLOP/s (an fma
+ * counts 2): independent chains of float16 fmas in registers on every
+ * compute unit, best of reps runs of a few hundred milliseconds at most.
+ * 0 or HS_EBACKEND.
+ */
+int hs__opencl_fma_gflops(void *exec, unsigned reps, double *gflops);
+
+/*
  * The build log of the last failed clBuildProgram in this process
  * (also printed on stderr), "" if none. The string stays valid until the
  * next failed build.

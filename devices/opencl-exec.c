@@ -41,7 +41,8 @@
 	XX(MATMUL_SWIGLU, "matmul_swiglu") \
 	XX(ATTENTION, "attention")         \
 	XX(ARGMAX, "argmax")               \
-	XX(STREAM_COPY, "stream_copy")
+	XX(STREAM_COPY, "stream_copy")     \
+	XX(FMA_PEAK, "fma_peak")
 
 enum {
 #define XX(e, name) K_##e,
@@ -89,6 +90,7 @@ typedef struct ocl_s {
 	size_t max_d, max_q, max_dff, max_vocab;
 	size_t mm_items; /* matmul work-items per launch, at most (0: one
 			  * per panel) */
+	unsigned fma_chains; /* fma_peak's float16 chains, as built */
 
 	/* HETSCHED_CL_PROFILE: each launch's device time, per kernel,
 	 * printed when the executor closes. */
@@ -259,8 +261,14 @@ static int build_program(ocl_t *o, const char *dir, unsigned tile)
 	{
 		char opts[64];
 
-		snprintf(opts, sizeof(opts), "-cl-std=CL1.2 -DMM_TILE_MAX=%u",
-			 tile ? tile : mm_tile_max(o->dev));
+		unsigned regs = mm_tile_max(o->dev);
+
+		/* fma_peak's chains: 12 of the 16 or 32 vector registers, in
+		 * float16 units (one register each with 16-float vectors). */
+		o->fma_chains = regs >= 16 ? 12 : regs >= 6 ? 6 : 3;
+		snprintf(opts, sizeof(opts),
+			 "-cl-std=CL1.2 -DMM_TILE_MAX=%u -DFMA_CHAINS=%u",
+			 tile ? tile : regs, o->fma_chains);
 		rc = clBuildProgram(o->prog, 1, &o->dev, opts, NULL, NULL);
 	}
 	if (rc != CL_SUCCESS) {
@@ -1103,6 +1111,50 @@ int hs__opencl_stream_gbs(void *exec, size_t bytes, unsigned reps, double *gbs)
 	release_mem(&src);
 	release_mem(&dst);
 	return err;
+}
+
+int hs__opencl_fma_gflops(void *exec, unsigned reps, double *gflops)
+{
+	ocl_t *o = exec;
+	cl_kernel k = o->k[K_FMA_PEAK];
+	cl_uint iters = 1u << 20, units = 0;
+	cl_float a = 0.999999f, b = 1e-7f;
+	bool cpu = is_cpu(o->dev);
+	size_t n, one = 1;
+	int64_t best = INT64_MAX, t;
+	cl_mem out = NULL;
+	cl_int r = CL_SUCCESS, *rc = &r;
+	unsigned i;
+
+	/* Four work-groups of one work-item per compute unit keep a CPU's
+	 * cores busy to the end (left to choose, a CPU runtime may put them
+	 * all in one group, on one core); a GPU's units need thousands of
+	 * work-items in flight, in groups of its choosing. */
+	if (clGetDeviceInfo(o->dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof(units),
+			    &units, NULL) != CL_SUCCESS ||
+	    units == 0)
+		units = 1;
+	n = (size_t)units * (cpu ? 4 : 2048);
+	out = new_buffer(o, n * sizeof(float), &r);
+	ARG(k, 0, out);
+	ARG(k, 1, iters);
+	ARG(k, 2, a);
+	ARG(k, 3, b);
+	for (i = 0; r == CL_SUCCESS && i < (reps ? reps : 1); i++) {
+		t = hs__llm_now_ns();
+		launch(o, k, 1, &n, cpu ? &one : NULL, rc);
+		if (r == CL_SUCCESS)
+			r = clFinish(o->q);
+		t = hs__llm_now_ns() - t;
+		if (t < best)
+			best = t;
+	}
+	release_mem(&out);
+	if (r != CL_SUCCESS)
+		return HS_EBACKEND;
+	*gflops = (double)n * iters * o->fma_chains * 16 * 2 /
+		  (double)(best > 0 ? best : 1);
+	return 0;
 }
 
 const struct hs_executor_ops hs__executor_opencl = {

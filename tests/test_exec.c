@@ -672,6 +672,32 @@ static void test_kv_reuse_opencl(void **state)
 	check_kv_reuse(&hs__executor_opencl, pthread_dev);
 }
 
+/*
+ * bench-exec's two roofs on an OpenCL device: a copy's bandwidth and the
+ * fma peak, each a finite figure within what a device can do; a copy too
+ * small for one work-item's run is refused.
+ */
+static void test_rooflines_opencl(void **state)
+{
+	static struct driver d;
+	double gbs = -1, gflops = -1;
+	void *ex;
+
+	(void)state;
+	assert_non_null(pthread_dev);
+	driver_init(&d);
+	ex = open_exec(&hs__executor_opencl, pthread_dev, &d, 0);
+	assert_int_equal(hs__opencl_stream_gbs(ex, 4 << 20, 2, &gbs), 0);
+	assert_true(gbs > 0.1 && gbs < 1e5);
+	assert_int_equal(hs__opencl_stream_gbs(ex, 16, 1, &gbs),
+			 HS_EINVAL);
+	assert_int_equal(hs__opencl_fma_gflops(ex, 1, &gflops), 0);
+	assert_true(gflops > 0.1 && gflops < 1e6);
+	print_message("  %s: copy %.1f GB/s, fma peak %.1f GFLOP/s\n",
+		      pthread_dev->name, gbs, gflops);
+	hs__executor_opencl.close(ex);
+}
+
 /* ------------------------------------------------------------------------ */
 /* (4) Build errors come with the build log                                 */
 /* ------------------------------------------------------------------------ */
@@ -1107,6 +1133,7 @@ int main(void)
 		cmocka_unit_test(test_cpu_threads),
 		cmocka_unit_test(test_kv_reuse_cpu),
 		cmocka_unit_test(test_kv_reuse_opencl),
+		cmocka_unit_test(test_rooflines_opencl),
 		cmocka_unit_test(test_build_error),
 		cmocka_unit_test(test_fault_cpu),
 		cmocka_unit_test(test_fault_opencl),
