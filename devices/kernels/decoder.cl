@@ -149,37 +149,24 @@ float inv_rms(global const float *x, uint d, float eps)
 #ifndef MM_TILE_MAX
 #define MM_TILE_MAX 16
 #endif
-#if MM_TILE_MAX >= 16
-#define MM_TILES(ROW, NORM, EPI)                      \
-	do {                                         \
-		while (end - t >= 16)                \
-			MM_TILE(16, ROW, NORM, EPI); \
-		while (end - t >= 8)                 \
-			MM_TILE(8, ROW, NORM, EPI);  \
-		while (end - t >= 4)                 \
-			MM_TILE(4, ROW, NORM, EPI);  \
-		while (end > t)                      \
-			MM_TILE(1, ROW, NORM, EPI);  \
+#define MM_TRY(NT, ROW, NORM, EPI) \
+	while (end - t >= NT)      \
+	MM_TILE(NT, ROW, NORM, EPI)
+/* The conditions are constants: the compiler keeps one set of tiles. */
+#define MM_TILES(ROW, NORM, EPI)                               \
+	do {                                                   \
+		if (MM_TILE_MAX >= 16) {                       \
+			MM_TRY(16, ROW, NORM, EPI);            \
+			MM_TRY(8, ROW, NORM, EPI);             \
+		}                                              \
+		if (MM_TILE_MAX >= 6 && MM_TILE_MAX < 16)      \
+			MM_TRY(6, ROW, NORM, EPI);             \
+		if (MM_TILE_MAX >= 4)                          \
+			MM_TRY(4, ROW, NORM, EPI);             \
+		else                                           \
+			MM_TRY(3, ROW, NORM, EPI);             \
+		MM_TRY(1, ROW, NORM, EPI);                     \
 	} while (0)
-#elif MM_TILE_MAX >= 6
-#define MM_TILES(ROW, NORM, EPI)                     \
-	do {                                        \
-		while (end - t >= 6)                \
-			MM_TILE(6, ROW, NORM, EPI); \
-		while (end - t >= 4)                \
-			MM_TILE(4, ROW, NORM, EPI); \
-		while (end > t)                     \
-			MM_TILE(1, ROW, NORM, EPI); \
-	} while (0)
-#else
-#define MM_TILES(ROW, NORM, EPI)                     \
-	do {                                        \
-		while (end - t >= 3)                \
-			MM_TILE(3, ROW, NORM, EPI); \
-		while (end > t)                     \
-			MM_TILE(1, ROW, NORM, EPI); \
-	} while (0)
-#endif
 
 /*
  * The work-item's panels and chunk of tokens. The host launches as many
