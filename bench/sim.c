@@ -26,6 +26,9 @@ typedef struct done_ev_s {
 	uint32_t device;
 } done_ev_t;
 
+/* No step of the device is due. */
+#define NOT_DUE INT64_MAX
+
 /* Tokens of a job run by a real executor: prompt, then generated. */
 typedef struct job_tokens_s {
 	uint32_t *tok;
@@ -42,10 +45,16 @@ typedef struct sim_s {
 	job_tokens_t *tokens;     /* per job, real executors only */
 	bool any_fail_pending;
 	size_t n_devs;
-	done_ev_t *heap;          /* step completions, min by (at, device) */
-	size_t n_heap;
-	bool top_taken;           /* heap[0] is handled: the next push
-				   * takes its place (see heap_take) */
+	/* Step completions, at most one per device, first by (at, device):
+	 * a tournament tree over the devices. */
+	int64_t *due;             /* per leaf: completion, or NOT_DUE */
+	uint32_t *win;            /* node i: the leaf due first below it;
+				   * leaf d is node n_leaves + d */
+	size_t n_leaves;          /* a power of two, >= n_devs */
+	size_t n_due;             /* devices with a completion due */
+	bool first_taken;         /* the first is handled: the next push
+				   * or due_settle removes it */
+	uint32_t taken;           /* its device */
 	int64_t now;
 	int64_t timer_at;         /* -1: none */
 	double budget_w;
@@ -82,85 +91,70 @@ static int64_t mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* ---- completion heap -------------------------------------------------- */
-
-/* Without branches: which child is smaller is a coin toss. */
-static inline bool ev_less(const done_ev_t *a, const done_ev_t *b)
-{
-	return (a->at < b->at) | ((a->at == b->at) & (a->device < b->device));
-}
+/* ---- step completions ------------------------------------------------- */
 
 /*
- * Put e at i or below. The event that replaces the top is a step just
- * started, due after most of the others: the hole goes down to a leaf along
- * the smaller children, one comparison a level, and e climbs back from
- * there, rarely far. Events are distinct, so the heap holds the same set in
- * the same order of removal as with a plain sift-down.
+ * A device has one step at most, so its completion sits at its own leaf of
+ * a tournament tree: a change climbs one path, one comparison a level, and
+ * the root names the first (earliest, then lowest device) of all, the one
+ * a heap ordered by (at, device) would yield. A device that failed keeps
+ * its stale completion until it comes, as it kept its place in the heap.
  */
-static void heap_down(sim_t *sm, size_t i, done_ev_t e)
+static void due_set(sim_t *sm, uint32_t d, int64_t at)
 {
-	done_ev_t *heap = sm->heap;
-	size_t n = sm->n_heap, top = i, c;
+	const int64_t *due = sm->due;
+	uint32_t *win = sm->win;
+	size_t i = (sm->n_leaves + d) / 2;
 
-	while ((c = 2 * i + 1) < n) {
-		/* heap[c + 1] exists (see setup), in the heap or not. */
-		c += (c + 1 < n) & ev_less(&heap[c + 1], &heap[c]);
-		heap[i] = heap[c];
-		i = c;
-	}
-	while (i > top) {
-		size_t p = (i - 1) / 2;
+	sm->n_due += (at != NOT_DUE) - (due[d] != NOT_DUE);
+	sm->due[d] = at;
+	for (; i; i /= 2) {
+		/* The left child's leaves are the lower devices: it wins
+		 * ties. */
+		uint32_t l = win[2 * i], r = win[2 * i + 1];
 
-		if (!ev_less(&e, &heap[p]))
-			break;
-		heap[i] = heap[p];
-		i = p;
+		win[i] = due[r] < due[l] ? r : l;
 	}
-	heap[i] = e;
 }
 
-/* Drop a taken top that no push replaced. */
-static void heap_settle(sim_t *sm)
+/* The first completion; only while n_due. */
+static inline done_ev_t due_first(const sim_t *sm)
 {
-	if (!sm->top_taken)
+	uint32_t d = sm->win[1];
+
+	return (done_ev_t){ .at = sm->due[d], .device = d };
+}
+
+/* Drop a taken first event that no push replaced. */
+static void due_settle(sim_t *sm)
+{
+	if (!sm->first_taken)
 		return;
-	sm->top_taken = false;
-	if (--sm->n_heap)
-		heap_down(sm, 0, sm->heap[sm->n_heap]);
+	sm->first_taken = false;
+	due_set(sm, sm->taken, NOT_DUE);
 }
 
-static void heap_push(sim_t *sm, done_ev_t e)
+static void due_push(sim_t *sm, done_ev_t e)
 {
-	size_t i;
-
 	/* A device that finished usually starts another step: its event
-	 * replaces the one taken, one sift instead of two. */
-	if (sm->top_taken) {
-		sm->top_taken = false;
-		heap_down(sm, 0, e);
-		return;
+	 * replaces the one taken, one climb instead of two. */
+	if (sm->first_taken) {
+		sm->first_taken = false;
+		if (sm->taken != e.device)
+			due_set(sm, sm->taken, NOT_DUE);
 	}
-	i = sm->n_heap++;
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-
-		if (!ev_less(&e, &sm->heap[p]))
-			break;
-		sm->heap[i] = sm->heap[p];
-		i = p;
-	}
-	sm->heap[i] = e;
+	due_set(sm, e.device, e.at);
 }
 
-/*
- * The earliest event, taken but left in place until the next push
- * replaces it or heap_settle drops it. Events are ordered by value alone,
- * so the heap yields the same sequence either way.
- */
-static done_ev_t heap_take(sim_t *sm)
+/* The earliest event, taken but left in place until the next push
+ * replaces it or due_settle drops it. */
+static done_ev_t due_take(sim_t *sm)
 {
-	sm->top_taken = true;
-	return sm->heap[0];
+	done_ev_t e = due_first(sm);
+
+	sm->first_taken = true;
+	sm->taken = e.device;
+	return e;
 }
 
 /* ---- power timeline and the driver's own budget check ----------------- */
@@ -271,7 +265,7 @@ static void on_step_start(void *ud, const hs_step_t *st)
 	dv->step_batch = st->batch;
 	dv->step_budget_w = sm->budget_w;
 	set_draw(sm, (size_t)st->device, st->power_w);
-	heap_push(sm, (done_ev_t){ .at = sm->now + ns,
+	due_push(sm, (done_ev_t){ .at = sm->now + ns,
 				   .device = (uint32_t)st->device });
 	sm->started_steps++;
 }
@@ -443,8 +437,8 @@ static int64_t next_time(const sim_t *sm, size_t ai, size_t bi, size_t fi)
 
 	if (ai < sm->n_jobs && sm->jobs[ai].arrival_ns < t)
 		t = sm->jobs[ai].arrival_ns;
-	if (sm->n_heap && sm->heap[0].at < t)
-		t = sm->heap[0].at;
+	if (sm->n_due && due_first(sm).at < t)
+		t = due_first(sm).at;
 	if (bi < o->n_budget_changes && o->budget_changes[bi].at_ns < t)
 		t = o->budget_changes[bi].at_ns;
 	if (fi < o->n_failures && o->failures[fi].at_ns < t)
@@ -476,9 +470,10 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 	sm->io.ud = sm;
 	eo.io = &sm->io;
 	sm->devs = hs__calloc(n_devices, sizeof(*sm->devs));
-	/* One event per device at most, and a spare that heap_down may read
-	 * past the last one. */
-	sm->heap = hs__calloc(n_devices + 1, sizeof(*sm->heap));
+	for (sm->n_leaves = 1; sm->n_leaves < n_devices; sm->n_leaves *= 2)
+		;
+	sm->due = hs__calloc(sm->n_leaves, sizeof(*sm->due));
+	sm->win = hs__calloc(2 * sm->n_leaves, sizeof(*sm->win));
 	sm->done = hs__calloc(sm->n_jobs ? sm->n_jobs : 1, 1);
 	for (d = 0; sm->opts->executors && d < n_devices; d++)
 		if (sm->opts->executors[d] &&
@@ -492,9 +487,16 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 					     "out of memory");
 	}
 	res->devices = hs__calloc(n_devices, sizeof(*res->devices));
-	if (!sm->devs || !sm->heap || !sm->done || !res->devices)
+	if (!sm->devs || !sm->due || !sm->win || !sm->done || !res->devices)
 		return hs__error_set(err, HS_ENOMEM, NULL, 0, NULL,
 				     "out of memory");
+	/* Nothing due: every node names the lowest leaf below it. */
+	for (d = 0; d < sm->n_leaves; d++) {
+		sm->due[d] = NOT_DUE;
+		sm->win[sm->n_leaves + d] = (uint32_t)d;
+	}
+	for (d = sm->n_leaves - 1; d >= 1; d--)
+		sm->win[d] = sm->win[2 * d];
 	res->n_devices = n_devices;
 	for (d = 0; d < n_devices; d++) {
 		sm->devs[d].ops = sm->opts->executors &&
@@ -603,7 +605,7 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 			break;
 		/* Only timers left and nothing happening: the jobs still
 		 * queued wait for a budget that will not come. */
-		if (ai == n_jobs && !sm.n_heap &&
+		if (ai == n_jobs && !sm.n_due &&
 		    bi == sm.opts->n_budget_changes &&
 		    fi == sm.opts->n_failures) {
 			hs_sched_stats(sm.core, &st);
@@ -641,8 +643,8 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 			}
 			fi++;
 		}
-		while (sm.n_heap && sm.heap[0].at == t) {
-			done_ev_t e = heap_take(&sm);
+		while (sm.n_due && due_first(&sm).at == t) {
+			done_ev_t e = due_take(&sm);
 			sim_dev_t *dv = &sm.devs[e.device];
 
 			if (dv->busy) {
@@ -655,7 +657,7 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 							(int)e.device,
 							dv->step_ns, -1));
 			}
-			heap_settle(&sm);
+			due_settle(&sm);
 		}
 		while (ai < n_jobs && jobs[ai].arrival_ns == t)
 			submit(&sm, ai++);
@@ -723,7 +725,8 @@ out:
 			sm.devs[d].ops->close(sm.devs[d].exec);
 	hs_sched_free(sm.core);
 	hs__free(sm.devs);
-	hs__free(sm.heap);
+	hs__free(sm.due);
+	hs__free(sm.win);
 	hs__free(sm.done);
 	for (i = 0; sm.tokens && i < n_jobs; i++)
 		hs__free(sm.tokens[i].tok);

@@ -77,6 +77,9 @@ uint32_t hs__sched_batch_size(const hs_sched_t *s, int d);
 /* Predicted work bound to the device and not yet done (ns at full
  * speed): what eft counts as its queue. */
 double hs__sched_backlog_ns(const hs_sched_t *s, int d);
+/* The same for every device at once: the core's array, read only, valid
+ * until the next event. */
+const double *hs__sched_backlogs(const hs_sched_t *s);
 /* The policy the core runs. */
 const struct hs_policy_ops *hs__sched_policy(const hs_sched_t *s);
 /* The policy solved a new plan (counted in the stats' replans). */

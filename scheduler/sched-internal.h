@@ -135,6 +135,7 @@ struct hs_sched_s {
 	int64_t next_epoch_ns;
 	uint32_t kick_from;
 	uint64_t *idle;          /* bitmap: not busy, not failed */
+	uint64_t *work;          /* bitmap: a batch or jobs bound to it */
 	uint32_t *model_devices; /* per model: devices whose batch runs it */
 	double *finish;          /* n_devs: hs__sched_finish_ns's answer */
 	double *backlog;         /* n_devs: hs__sched_backlog_ns */

@@ -147,6 +147,15 @@ static void set_idle(hs_sched_t *s, uint32_t d, bool idle)
 		s->idle[d / 64] &= ~(1ull << (d % 64));
 }
 
+/* Whether device d has work of its own (see kick). */
+static void set_work(hs_sched_t *s, uint32_t d, bool work)
+{
+	if (work)
+		s->work[d / 64] |= 1ull << (d % 64);
+	else
+		s->work[d / 64] &= ~(1ull << (d % 64));
+}
+
 /* The finish-time entry of (model m, device d) needs a fresh look. */
 static inline void cost_stale(hs_sched_t *s, uint32_t d, uint32_t m)
 {
@@ -244,6 +253,7 @@ static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 	hs__queue_t *q = &s->queues[qi];
 	hs__jobrec_t *r = rec_of(s, slot);
 	hs__qent_t e = { .rank = job_rank(s, &r->pub), .slot = slot };
+	int owner = queue_owner(s, qi);
 
 	if (q_reserve(s, qi))
 		return HS_ENOMEM;
@@ -252,7 +262,8 @@ static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 	q_up(s, q, q->n - 1);
 	if (q->n == 1)
 		mark_nonempty(s, qi, true);
-	s->owner_queued[queue_owner(s, qi) + 1]++;
+	if (s->owner_queued[owner + 1]++ == 0 && owner >= 0)
+		set_work(s, (uint32_t)owner, true);
 	s->st.queued++;
 	r->pub.state = HS_JOB_QUEUED;
 	return 0;
@@ -263,6 +274,7 @@ static void q_remove(hs_sched_t *s, uint32_t slot)
 	hs__jobrec_t *r = rec_of(s, slot);
 	uint32_t qi = r->queue, i = r->pos;
 	hs__queue_t *q = &s->queues[qi];
+	int owner = queue_owner(s, qi);
 
 	q->n--;
 	if (i < q->n) {
@@ -274,7 +286,9 @@ static void q_remove(hs_sched_t *s, uint32_t slot)
 	}
 	if (q->n == 0)
 		mark_nonempty(s, qi, false);
-	s->owner_queued[queue_owner(s, qi) + 1]--;
+	if (--s->owner_queued[owner + 1] == 0 && owner >= 0 &&
+	    !s->devs[owner].n_members)
+		set_work(s, (uint32_t)owner, false);
 	s->st.queued--;
 	r->queue = NONE;
 }
@@ -497,6 +511,8 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot,
 	dv->ids[dv->n_members] = r->pub.id;
 	dv->members[dv->n_members++] = e;
 	b_up(dv, dv->n_members - 1);
+	if (dv->n_members == 1)
+		set_work(s, (uint32_t)dv->d.id, true);
 	dv->sum_ctx += prefill_len(r);
 	dv->sum_join += r->join_seq;
 	dv->kv_used += job_kv(s, &r->pub);
@@ -536,6 +552,8 @@ static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 		s->model_devices[dv->model]--;
 		dv->model = -1;
 		dv->draining = false;
+		if (!s->owner_queued[dv->d.id + 1])
+			set_work(s, (uint32_t)dv->d.id, false);
 	}
 }
 
@@ -998,23 +1016,34 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 	return true;
 }
 
-static void kick_range(hs_sched_t *s, uint32_t from, uint32_t to,
-		       int64_t now)
+/*
+ * Offer work to idle devices, starting from a rotating point so that no
+ * device always comes first for power: kick_from up to the last device,
+ * then the first ones up to kick_from, a word of the idle bitmap at a
+ * time (the word of kick_from twice, its high bits first).
+ */
+static void kick(hs_sched_t *s, int64_t now)
 {
-	uint32_t w;
+	uint32_t words = s->dev_words, w = s->kick_from / 64, k;
+	uint64_t high = ~0ull << (s->kick_from % 64);
 
-	for (w = from / 64; w * 64 < to; w++) {
-		uint64_t word = s->idle[w];
+	for (k = 0; k <= words; k++) {
+		/* While the shared queue is empty, an idle device with no
+		 * work of its own would refuse at once (has_work), and no
+		 * refusal here gives any device work: only the others are
+		 * offered. */
+		uint64_t word = s->idle[w] &
+				(s->owner_queued[0] ? ~0ull : s->work[w]);
 
-		if (w == from / 64)
-			word &= ~0ull << (from % 64);
+		if (k == 0)
+			word &= high;
+		else if (k == words)
+			word &= ~high;
 		while (word) {
 			uint32_t d = w * 64 + (uint32_t)__builtin_ctzll(word);
 			const hs__dev_t *dv = &s->devs[d];
 
 			word &= word - 1;
-			if (d >= to)
-				return;
 			/* Refused for want of power, and no power freed
 			 * since. */
 			if (dv->waiting_power &&
@@ -1022,15 +1051,8 @@ static void kick_range(hs_sched_t *s, uint32_t from, uint32_t to,
 				continue;
 			try_start(s, d, now);
 		}
+		w = w + 1 < words ? w + 1 : 0;
 	}
-}
-
-/* Offer work to idle devices, starting from a rotating point so that no
- * device always comes first for power. */
-static void kick(hs_sched_t *s, int64_t now)
-{
-	kick_range(s, s->kick_from, s->n_devs, now);
-	kick_range(s, 0, s->kick_from, now);
 	/* kick_from < n_devs: the next one without a division. */
 	s->kick_from = s->kick_from + 1 < s->n_devs ? s->kick_from + 1 : 0;
 }
@@ -1147,6 +1169,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 				     sizeof(uint64_t));
 	s->class_ctx = hs__calloc(n_models * s->n_buckets, sizeof(uint64_t));
 	s->idle = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
+	s->work = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
 	s->model_devices = hs__calloc(n_models, sizeof(uint32_t));
 	s->finish = hs__calloc(n_devices ? n_devices : 1, sizeof(double));
 	s->backlog = hs__calloc(n_devices, sizeof(double));
@@ -1158,7 +1181,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 				   sizeof(uint64_t));
 	if (!s->models || !s->devs || !s->perf || !s->queues ||
 	    !s->nonempty || !s->owner_queued || !s->class_jobs ||
-	    !s->class_tokens || !s->class_ctx || !s->idle ||
+	    !s->class_tokens || !s->class_ctx || !s->idle || !s->work ||
 	    !s->model_devices || !s->finish || !s->backlog || !s->cost ||
 	    !s->fit_lim || !s->cost_stale)
 		goto out_nomem;
@@ -1248,6 +1271,7 @@ void hs_sched_free(hs_sched_t *s)
 	hs__free(s->class_tokens);
 	hs__free(s->class_ctx);
 	hs__free(s->idle);
+	hs__free(s->work);
 	hs__free(s->model_devices);
 	hs__free(s->finish);
 	hs__free(s->backlog);
@@ -1903,6 +1927,11 @@ double hs__sched_backlog_ns(const hs_sched_t *s, int d)
 	return s->backlog[d];
 }
 
+const double *hs__sched_backlogs(const hs_sched_t *s)
+{
+	return s->backlog;
+}
+
 uint32_t hs__sched_queued(const hs_sched_t *s, int owner, uint32_t model,
 			  unsigned bucket)
 {
@@ -1983,6 +2012,18 @@ static void cost_refresh(hs_sched_t *s, uint32_t m, uint64_t kv, double B)
 	}
 }
 
+/* Two doubles in a vector register: SSE2 on every x86-64. */
+typedef double v2d __attribute__((vector_size(16)));
+typedef int64_t v2i __attribute__((vector_size(16)));
+
+static inline v2d load2(const double *p)
+{
+	v2d v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
 const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
 				  uint32_t batch)
 {
@@ -2007,9 +2048,23 @@ const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
 	/* hs__sched_job_cost_ns, operation for operation, on the entries:
 	 * the step time of a batch of B with the job's context and no
 	 * prefill (P = 0 kept in, as the prediction adds it), floored (NaN
-	 * too). Every device first, without branches; then those the job
-	 * does not fit, whose entries may be stale. */
-	for (d = 0; d < n; d++) {
+	 * too). Every device first, without branches, two at a time: each
+	 * lane does what the scalar code does, in the same order (ISO C
+	 * mode contracts nothing into fused multiply-adds). Then those the
+	 * job does not fit, whose entries may be stale. */
+	for (d = 0; d + 2 <= n; d += 2) {
+		v2d zero = { 0, 0 }, min = { HS_PERF_MIN_NS, HS_PERF_MIN_NS };
+		v2d t = load2(k_step + d) + load2(k_ctx + d) * C +
+			load2(k_prefill + d) * zero;
+		v2i above = t > min;
+		v2d step = (v2d)(((v2i)t & above) | ((v2i)min & ~above));
+		v2d f = load2(backlog + d) +
+			(load2(k_prefill + d) * ctx + gen * step / B +
+			 load2(k_load + d));
+
+		memcpy(finish + d, &f, sizeof(f));
+	}
+	for (; d < n; d++) {
 		double t = k_step[d] + k_ctx[d] * C + k_prefill[d] * 0.0;
 		double step = t > HS_PERF_MIN_NS ? t : HS_PERF_MIN_NS;
 
