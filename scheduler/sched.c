@@ -2012,7 +2012,14 @@ static void cost_refresh(hs_sched_t *s, uint32_t m, uint64_t kv, double B)
 	}
 }
 
-/* Two doubles in a vector register: SSE2 on every x86-64. */
+/*
+ * Two doubles in a vector register: SSE2 on every x86-64. The lanes must
+ * round as the scalar code does: GCC contracts nothing into fused
+ * multiply-adds in ISO C mode, and clang is told the same for this file.
+ */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
 typedef double v2d __attribute__((vector_size(16)));
 typedef int64_t v2i __attribute__((vector_size(16)));
 
