@@ -253,9 +253,10 @@ static int bench_device(const hs_device_t *dev,
 		err = stream(dev, ex, res->stream_bytes, &res->stream_gbs);
 	if (!err)
 		err = stream(dev, ex, DRAM_BYTES, &res->dram_gbs);
-	if (!err && dev->backend == HS_BACKEND_OPENCL)
-		err = hs__opencl_fma_gflops(ex, quick ? 2 : 5,
-					    &res->fma_gflops);
+	/* The compute roof is an extra: without it the rest still stands. */
+	if (!err && dev->backend == HS_BACKEND_OPENCL &&
+	    hs__opencl_fma_gflops(ex, quick ? 2 : 5, &res->fma_gflops))
+		res->fma_gflops = 0;
 	if (!err && ns > 0)
 		res->b1_gbs = ((double)hs__llm_weight_bytes_read(&s) +
 			       (double)hs__llm_kv_bytes_per_token(&s) * ctx) /
@@ -338,8 +339,8 @@ static void print_table(const hs_device_t *dev, const char *model,
 		printf("  fma peak           %10.1f GFLOP/s (independent fma "
 		       "chains in registers)\n",
 		       r->fma_gflops);
-	printf("  batch-16 decode    %10.1f GFLOP/s (context 128)",
-	       r->b16_gflops);
+	printf("  batch-16 decode    %10.1f GFLOP/s (context %u)",
+	       r->b16_gflops, contexts[0]);
 	if (r->fma_gflops > 0)
 		printf(": %.0f %% of the fma peak",
 		       100.0 * r->b16_gflops / r->fma_gflops);

@@ -38,7 +38,12 @@ typedef struct hs_executor_opts_s {
 				      * core of the device's cpuset) */
 	unsigned mm_tile;            /* opencl: most tokens a matmul work-
 				      * item takes at once, 16, 6 or 3 (0:
-				      * from the device's vector width) */
+				      * from the device's vector width;
+				      * others: HS_EINVAL) */
+	unsigned mm_items;           /* opencl: matmul work-items per launch
+				      * at most, each taking a run of panels
+				      * (0: 8 per compute unit on a CPU, one
+				      * per panel elsewhere) */
 	uint64_t fail_after_steps;   /* tests: fail every step after this
 				      * many (0: never) */
 } hs_executor_opts_t;

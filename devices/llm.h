@@ -398,8 +398,9 @@ int hs__opencl_stream_gbs(void *exec, size_t bytes, unsigned reps, double *gbs);
 /*
  * The compute roofline of an OpenCL executor's device, in GFLOP/s (an fma
  * counts 2): independent chains of float16 fmas in registers on every
- * compute unit, best of reps runs of a few hundred milliseconds at most.
- * 0 or HS_EBACKEND.
+ * compute unit, best of reps runs of tens of milliseconds on a CPU (a
+ * GPU's run is sized for its many work-items, and is no longer than
+ * that where it has a few thousand lanes). 0 or HS_EBACKEND.
  */
 int hs__opencl_fma_gflops(void *exec, unsigned reps, double *gflops);
 

@@ -193,7 +193,6 @@ out_close:
 	return err;
 }
 
-/* Every .cl file of the directory, in name order, as one program. */
 static bool is_cpu(cl_device_id dev)
 {
 	cl_device_type type = 0;
@@ -225,6 +224,7 @@ static unsigned mm_tile_max(cl_device_id dev)
 	return width >= 8 ? 6 : 3;
 }
 
+/* Every .cl file of the directory, in name order, as one program. */
 static int build_program(ocl_t *o, const char *dir, unsigned tile)
 {
 	struct dirent **ents = NULL;
@@ -730,6 +730,9 @@ static int ocl_open(void **exec, const hs_device_t *dev,
 	int err;
 
 	*exec = NULL;
+	if (opts->mm_tile && opts->mm_tile != 3 && opts->mm_tile != 6 &&
+	    opts->mm_tile != 16)
+		return HS_EINVAL;
 	o = hs__calloc(1, sizeof(*o));
 	if (!o)
 		return HS_ENOMEM;
@@ -749,6 +752,8 @@ static int ocl_open(void **exec, const hs_device_t *dev,
 	err = pick_device(o, dev);
 	if (err)
 		goto out_close;
+	if (opts->mm_items)
+		o->mm_items = opts->mm_items;
 	o->ctx = clCreateContext(NULL, 1, &o->dev, NULL, NULL, &rc);
 	if (rc != CL_SUCCESS) {
 		o->ctx = NULL;
@@ -826,6 +831,10 @@ static void launch(ocl_t *o, cl_kernel k, cl_uint dims, const size_t *global,
 
 	if (*rc != CL_SUCCESS)
 		return;
+	/* A step of more launches than PROF_MAX: fold in those done. */
+	if (o->prof && o->prof_n == PROF_MAX &&
+	    clWaitForEvents(o->prof_n, o->prof_ev) == CL_SUCCESS)
+		prof_collect(o);
 	if (o->prof && o->prof_n < PROF_MAX) {
 		for (i = 0; i < K_COUNT && o->k[i] != k; i++)
 			;
@@ -1077,10 +1086,13 @@ int hs__opencl_stream_gbs(void *exec, size_t bytes, unsigned reps, double *gbs)
 	cl_float one = 1;
 	cl_int r = CL_SUCCESS, *rc = &r;
 	unsigned i;
+	bool prof;
 	int err = 0;
 
 	if (n == 0)
 		return HS_EINVAL;
+	prof = o->prof;
+	o->prof = false; /* not a step's work */
 	bytes = n * chunk;
 	src = new_buffer(o, bytes, &r);
 	dst = new_buffer(o, bytes, &r);
@@ -1110,6 +1122,7 @@ int hs__opencl_stream_gbs(void *exec, size_t bytes, unsigned reps, double *gbs)
 		*gbs = 2.0 * (double)bytes / (double)(best > 0 ? best : 1);
 	release_mem(&src);
 	release_mem(&dst);
+	o->prof = prof;
 	return err;
 }
 
@@ -1117,9 +1130,11 @@ int hs__opencl_fma_gflops(void *exec, unsigned reps, double *gflops)
 {
 	ocl_t *o = exec;
 	cl_kernel k = o->k[K_FMA_PEAK];
-	cl_uint iters = 1u << 20, units = 0;
+	cl_uint units = 0;
 	cl_float a = 0.999999f, b = 1e-7f;
-	bool cpu = is_cpu(o->dev);
+	bool cpu = is_cpu(o->dev), prof = o->prof;
+	/* Tens of milliseconds on a CPU, as long on a GPU's many items. */
+	cl_uint iters = cpu ? 1u << 20 : 1u << 12;
 	size_t n, one = 1;
 	int64_t best = INT64_MAX, t;
 	cl_mem out = NULL;
@@ -1135,6 +1150,7 @@ int hs__opencl_fma_gflops(void *exec, unsigned reps, double *gflops)
 	    units == 0)
 		units = 1;
 	n = (size_t)units * (cpu ? 4 : 2048);
+	o->prof = false; /* not a step's work */
 	out = new_buffer(o, n * sizeof(float), &r);
 	ARG(k, 0, out);
 	ARG(k, 1, iters);
@@ -1150,6 +1166,7 @@ int hs__opencl_fma_gflops(void *exec, unsigned reps, double *gflops)
 			best = t;
 	}
 	release_mem(&out);
+	o->prof = prof;
 	if (r != CL_SUCCESS)
 		return HS_EBACKEND;
 	*gflops = (double)n * iters * o->fma_chains * 16 * 2 /

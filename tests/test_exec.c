@@ -113,8 +113,9 @@ static struct tjob *driver_add(struct driver *d, uint64_t id, const char *text)
 	return j;
 }
 
-/* The matmul tile open_exec asks the opencl executor for (0: its own). */
-static unsigned mm_tile;
+/* The matmul tile and work-items open_exec asks the opencl executor for
+ * (0: its own). */
+static unsigned mm_tile, mm_items;
 
 static void *open_exec(const struct hs_executor_ops *ops,
 		       const hs_device_t *dev, struct driver *d,
@@ -125,6 +126,7 @@ static void *open_exec(const struct hs_executor_ops *ops,
 
 	opts.io = &d->io;
 	opts.mm_tile = mm_tile;
+	opts.mm_items = mm_items;
 	opts.fail_after_steps = fail_after;
 	assert_int_equal(ops->open(&ex, dev, models, &opts), 0);
 	assert_non_null(ex);
@@ -540,14 +542,18 @@ static void test_batch_invariance_cpu(void **state)
 
 /*
  * Every matmul tile the kernels have (16 tokens for AVX-512 registers, 6
- * for AVX2, 3 for SSE), whichever this machine's device would pick: a
- * token's outputs are the same fma chains in any tile, so every job of
- * the batch says the same with each, and the watched one what it says
- * alone.
+ * for AVX2, 3 for SSE), whichever this machine's device would pick, and
+ * work-items taking uneven runs of panels (1: all of a matrix's; 3 and 7:
+ * runs of several lengths, and work-items with none), whatever the
+ * device's compute units: a token's outputs are the same fma chains in
+ * any tile and any run, so every job of the batch says the same with
+ * each, and the watched one what it says alone.
  */
 static void test_batch_invariance_opencl(void **state)
 {
-	static const unsigned tiles[] = {16, 6, 3};
+	static const unsigned tiles[][2] = {
+		{16, 0}, {6, 0}, {3, 0}, {0, 1}, {0, 3}, {3, 7},
+	};
 	static struct tjob ref[16], got[16];
 	struct tjob alone, batched;
 	size_t i, j;
@@ -557,10 +563,11 @@ static void test_batch_invariance_opencl(void **state)
 	decode_alone(&hs__executor_opencl, pthread_dev, &alone);
 	decode_batched(&hs__executor_opencl, pthread_dev, &batched, ref);
 	for (i = 0; i < sizeof(tiles) / sizeof(tiles[0]); i++) {
-		mm_tile = tiles[i];
+		mm_tile = tiles[i][0];
+		mm_items = tiles[i][1];
 		decode_batched(&hs__executor_opencl, pthread_dev, &batched,
 			       got);
-		mm_tile = 0;
+		mm_tile = mm_items = 0;
 		assert_memory_equal(alone.toks, batched.toks,
 				    (alone.n_prompt + 16) * sizeof(uint32_t));
 		for (j = 0; j < 16; j++) {
@@ -570,6 +577,24 @@ static void test_batch_invariance_opencl(void **state)
 						    sizeof(uint32_t));
 		}
 	}
+}
+
+/* A tile the kernels do not have is refused, not rounded. */
+static void test_bad_tile_opencl(void **state)
+{
+	static struct driver d;
+	hs_executor_opts_t opts = {0};
+	void *ex = (void *)&opts;
+
+	(void)state;
+	assert_non_null(pthread_dev);
+	driver_init(&d);
+	opts.io = &d.io;
+	opts.mm_tile = 5;
+	assert_int_equal(hs__executor_opencl.open(&ex, pthread_dev, models,
+						  &opts),
+			 HS_EINVAL);
+	assert_null(ex);
 }
 
 /*
@@ -1130,6 +1155,7 @@ int main(void)
 		cmocka_unit_test(test_logits_basic),
 		cmocka_unit_test(test_batch_invariance_cpu),
 		cmocka_unit_test(test_batch_invariance_opencl),
+		cmocka_unit_test(test_bad_tile_opencl),
 		cmocka_unit_test(test_cpu_threads),
 		cmocka_unit_test(test_kv_reuse_cpu),
 		cmocka_unit_test(test_kv_reuse_opencl),

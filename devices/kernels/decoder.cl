@@ -352,9 +352,11 @@ kernel void attention(global const float *q, uint q_dim, global const half *kv,
 
 	/* The first two blocks, before the queries are read: their lines
 	 * would otherwise arrive one miss at a time. */
-	for (i = 0; i < 2 * hd * 16 && i < n * hd; i += 32) {
-		PREFETCH(kb + i);
-		PREFETCH(vb + i);
+	for (i = 0; i < 2 * hd * 16; i += 32) {
+		if (i < (n + 15) / 16 * 16 * hd)
+			PREFETCH(kb + i);
+		if (i < n * hd)
+			PREFETCH(vb + i);
 	}
 	for (g = 0; g < G; g++) {
 		global const float *qh =

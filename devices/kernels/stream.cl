@@ -34,5 +34,11 @@ kernel void fma_peak(global float *out, uint iters, float a, float b)
 			acc[c] = fma(acc[c], (float16)(a), (float16)(b));
 	_Pragma("unroll") for (c = 0; c < FMA_CHAINS; c++)
 		s += acc[c];
-	out[get_global_id(0)] = s.s0 + s.sf;
+	/* Every lane, so that none of the chains' lanes is dead code. */
+	{
+		float8 h = s.lo + s.hi;
+		float4 q = h.lo + h.hi;
+
+		out[get_global_id(0)] = (q.x + q.y) + (q.z + q.w);
+	}
 }
