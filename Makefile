@@ -5,9 +5,8 @@
 #   make asan    the whole suite under AddressSanitizer + UBSan
 #   make valgrind  the CLI paths under valgrind (no leaks allowed)
 #   make bench   build the benchmark programs
-#   make format  clang-format the tree; make format-check lists what it
-#                would change (the tree is not clang-format 14 clean yet,
-#                so CI does not run it)
+#   make format  clang-format the tree; make format-check fails on what it
+#                would change (CI runs it)
 
 CC ?= cc
 BUILD ?= build

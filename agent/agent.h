@@ -383,8 +383,8 @@ struct hs__agent_s {
 	hs__list_t finished;
 	size_t n_finished;
 	uint64_t next_id;
-	bool api_budget;      /* a budget was set over the API (journaled) */
-	double api_budget_w;  /* that budget; 0: none */
+	bool api_budget; /* a budget was set over the API (journaled) */
+	double api_budget_w; /* that budget; 0: none */
 	uint64_t live;
 	uint64_t *live_by_model;
 	uint64_t *running_by_model;

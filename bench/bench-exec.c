@@ -298,9 +298,9 @@ static json_t *result_json(const hs_device_t *dev, const char *model,
 			    r->fma_gflops > 0 ? json_real(r->fma_gflops)
 					      : json_null());
 	json_object_set_new(o, "compute_fraction_b16",
-			    r->fma_gflops > 0 ?
-				    json_real(r->b16_gflops / r->fma_gflops) :
-				    json_null());
+			    r->fma_gflops > 0
+				    ? json_real(r->b16_gflops / r->fma_gflops)
+				    : json_null());
 	return o;
 }
 

@@ -59,8 +59,7 @@ static double normal(void)
 	return sqrt(-2 * log(u + 1e-300)) * cos(2 * M_PI * v);
 }
 
-static uint32_t lognormal(double median, double sigma, uint32_t lo,
-			  uint32_t hi)
+static uint32_t lognormal(double median, double sigma, uint32_t lo, uint32_t hi)
 {
 	double x = median * exp(sigma * normal());
 
@@ -82,8 +81,8 @@ static double now_s(void)
 static int load_fleet(hs_device_t *devs, size_t n, double *max_w,
 		      double *idle_w)
 {
-	static const char *const kinds[] = { "H100-SXM", "H20",
-					     "A100-SXM-80G", "L40S" };
+	static const char *const kinds[] = {"H100-SXM", "H20", "A100-SXM-80G",
+					    "L40S"};
 	hs_profile_catalog_t *cat = NULL;
 	hs_error_t err;
 	size_t i;
@@ -94,8 +93,8 @@ static int load_fleet(hs_device_t *devs, size_t n, double *max_w,
 	}
 	*max_w = *idle_w = 0;
 	for (i = 0; i < n; i++) {
-		const hs_profile_t *p = hs_profile_catalog_find(cat,
-								kinds[i % 4]);
+		const hs_profile_t *p =
+			hs_profile_catalog_find(cat, kinds[i % 4]);
 
 		memset(&devs[i], 0, sizeof(devs[i]));
 		snprintf(devs[i].name, sizeof(devs[i].name), "%s", p->name);
@@ -142,11 +141,11 @@ static double bytes_per_pending(const hs_model_catalog_t *models,
 	}
 	before = live_bytes;
 	for (i = 0; i < n; i++) {
-		hs_job_spec_t spec = { .model = model,
-				       .ctx_tokens = lognormal(800, 1, 1, 8000),
-				       .gen_tokens = lognormal(150, 0.8, 1,
-							       1024),
-				       .deadline_ns = -1 };
+		hs_job_spec_t spec = {.model = model,
+				      .ctx_tokens = lognormal(800, 1, 1, 8000),
+				      .gen_tokens =
+					      lognormal(150, 0.8, 1, 1024),
+				      .deadline_ns = -1};
 
 		if (hs_sched_submit(s, 0, &spec, &id, &err)) {
 			fprintf(stderr, "bench-sched: %s\n", err.text);
@@ -166,13 +165,13 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "jobs", required_argument, NULL, 'n' },
-		{ "devices", required_argument, NULL, 'd' },
-		{ "policy", required_argument, NULL, 'p' },
-		{ "max-batch", required_argument, NULL, 'b' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"jobs", required_argument, NULL, 'n'},
+		{"devices", required_argument, NULL, 'd'},
+		{"policy", required_argument, NULL, 'p'},
+		{"max-batch", required_argument, NULL, 'b'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	size_t n_jobs = 1000000, n_devs = 64, i;
 	const char *policy = "eft";
@@ -180,7 +179,7 @@ int main(int argc, char **argv)
 	hs_sim_job_t *jobs;
 	hs_device_t *devs;
 	hs_sched_config_t cfg;
-	hs_sim_opts_t opts = { 0 };
+	hs_sim_opts_t opts = {0};
 	hs_sim_result_t res;
 	hs_error_t err;
 	struct rusage ru;
@@ -266,9 +265,8 @@ int main(int argc, char **argv)
 	}
 	wall = now_s() - t0;
 	getrusage(RUSAGE_SELF, &ru);
-	per_pending = bytes_per_pending(models, devs, n_devs,
-					n_jobs < 1000000 ? n_jobs : 1000000,
-					m8);
+	per_pending = bytes_per_pending(
+		models, devs, n_devs, n_jobs < 1000000 ? n_jobs : 1000000, m8);
 
 	if (json) {
 		printf("{\"jobs\": %zu, \"devices\": %zu, \"policy\": \"%s\", "

@@ -31,7 +31,7 @@ static double pct(const double *v, size_t n, double q)
 
 hs_pct_t hs_bench_percentiles(double *v, size_t n)
 {
-	hs_pct_t p = { 0 };
+	hs_pct_t p = {0};
 	double sum = 0;
 	size_t i;
 
@@ -84,9 +84,9 @@ static int latency_figures(const hs_bench_config_t *cfg,
 		met += ok;
 	}
 	/* Refused and failed jobs miss the SLO too. */
-	f->slo_attainment = cfg->slo_ttft_ms > 0 || cfg->slo_tpot_ms > 0 ?
-				    (double)met / (double)f->submitted :
-				    -1;
+	f->slo_attainment = cfg->slo_ttft_ms > 0 || cfg->slo_tpot_ms > 0
+				    ? (double)met / (double)f->submitted
+				    : -1;
 	for (i = 0; i < n; i++)
 		v[i] = res->records[i].ttft_ms;
 	f->ttft_ms = hs_bench_percentiles(v, n);
@@ -109,9 +109,8 @@ static int latency_figures(const hs_bench_config_t *cfg,
 		return HS_ENOMEM;
 	}
 	for (i = 0; i < f->n_cdf; i++)
-		f->cdf_e2e_ms[i] = f->n_cdf > 1 ?
-					   v[i * (n - 1) / (f->n_cdf - 1)] :
-					   v[0];
+		f->cdf_e2e_ms[i] =
+			f->n_cdf > 1 ? v[i * (n - 1) / (f->n_cdf - 1)] : v[0];
 	hs__free(v);
 	return 0;
 }
@@ -138,8 +137,8 @@ static int run_figures(const hs_bench_config_t *cfg, const char *policy,
 	f->requests_per_s = (double)st->completed / dur;
 	f->energy_j = res->energy_j;
 	f->joules_per_output_token =
-		st->output_tokens ? res->energy_j / (double)st->output_tokens :
-				    0;
+		st->output_tokens ? res->energy_j / (double)st->output_tokens
+				  : 0;
 	f->energy_modeled = !st->energy_measured;
 	f->power_avg_w = res->energy_j / dur;
 	f->power_peak_w = res->peak_power_w;
@@ -159,8 +158,8 @@ static int run_figures(const hs_bench_config_t *cfg, const char *policy,
 	f->n_devices = res->n_devices;
 	f->devices = hs__calloc(res->n_devices, sizeof(*f->devices));
 	f->n_series = res->n_bins;
-	f->series = hs__calloc(res->n_bins ? res->n_bins : 1,
-			       sizeof(*f->series));
+	f->series =
+		hs__calloc(res->n_bins ? res->n_bins : 1, sizeof(*f->series));
 	if (!f->devices || !f->series)
 		return HS_ENOMEM;
 	for (i = 0; i < res->n_devices; i++) {
@@ -186,8 +185,8 @@ static int run_figures(const hs_bench_config_t *cfg, const char *policy,
 		f->series[i].power_avg_w = res->bins[i].avg_w;
 		f->series[i].power_max_w = res->bins[i].max_w;
 		f->series[i].budget_w = res->bins[i].budget_w;
-		f->series[i].tokens_per_s = res->bins[i].tokens /
-					    ((double)res->bin_ns / 1e9);
+		f->series[i].tokens_per_s =
+			res->bins[i].tokens / ((double)res->bin_ns / 1e9);
 	}
 	rc = latency_figures(cfg, res, f);
 	return rc;
@@ -236,8 +235,8 @@ int hs_bench_run(const hs_bench_config_t *cfg, hs_bench_report_t *rep,
 
 	for (i = 0; i < n_pol; i++) {
 		hs_sched_config_t sc = cfg->sched;
-		hs_sim_opts_t opts = { 0 };
-		progress_t prog = { cfg->policies[i], w->n_jobs };
+		hs_sim_opts_t opts = {0};
+		progress_t prog = {cfg->policies[i], w->n_jobs};
 		hs_sim_result_t res;
 
 		sc.policy = cfg->policies[i];
@@ -261,8 +260,7 @@ int hs_bench_run(const hs_bench_config_t *cfg, hs_bench_report_t *rep,
 		if (rc)
 			goto out_fail;
 		rep->n_runs = i + 1;
-		rc = run_figures(cfg, cfg->policies[i], &res,
-				 &rep->runs[i]);
+		rc = run_figures(cfg, cfg->policies[i], &res, &rep->runs[i]);
 		/* The bound is a property of the fleet, the budget and the
 		 * mix; each run's core computes it from its own calibrated
 		 * model, so keep the largest (the loosest, never unfair). */
@@ -278,8 +276,8 @@ int hs_bench_run(const hs_bench_config_t *cfg, hs_bench_report_t *rep,
 	if (bound > 0)
 		for (i = 0; i < rep->n_runs; i++) {
 			/* Nobody can serve more than was offered. */
-			double cap = offered > 0 && offered < bound ? offered :
-								      bound;
+			double cap = offered > 0 && offered < bound ? offered
+								    : bound;
 
 			rep->runs[i].lp_bound_fraction =
 				rep->runs[i].output_tokens_per_s / cap;

@@ -11,22 +11,22 @@
 
 typedef struct hs_bench_config_s {
 	const hs_model_catalog_t *models;
-	const hs_device_t *devices;    /* the fleet (sim devices) */
+	const hs_device_t *devices; /* the fleet (sim devices) */
 	size_t n_devices;
 	const hs_workload_t *workload;
-	const char *const *policies;   /* NULL-terminated */
-	hs_sched_config_t sched;       /* policy field ignored */
-	double noise;                  /* sim step-time spread */
-	double skew;                   /* sim per-device profile error */
+	const char *const *policies; /* NULL-terminated */
+	hs_sched_config_t sched; /* policy field ignored */
+	double noise; /* sim step-time spread */
+	double skew; /* sim per-device profile error */
 	uint64_t seed;
-	double time_limit_s;           /* 0: none */
-	double slo_ttft_ms;            /* 0: none */
-	double slo_tpot_ms;            /* 0: none */
-	bool progress;                 /* a progress line on stderr */
+	double time_limit_s; /* 0: none */
+	double slo_ttft_ms; /* 0: none */
+	double slo_tpot_ms; /* 0: none */
+	bool progress; /* a progress line on stderr */
 	/* Per device (NULL: all sim): real executors run each step for real
 	 * and their measured times make the timeline. */
 	const struct hs_executor_ops *const *executors;
-	hs_bench_inputs_t inputs;      /* copied into the report */
+	hs_bench_inputs_t inputs; /* copied into the report */
 } hs_bench_config_t;
 
 /*

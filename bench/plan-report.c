@@ -16,8 +16,6 @@
 #define PRICE_MAX 0.40
 #define PRICE_STEPS 40
 
-
-
 static json_t *real(double v)
 {
 	return isfinite(v) ? json_real(v) : json_null();
@@ -37,8 +35,7 @@ static double site_kw(const hs_plan_result_t *r, const hs_plan_solution_t *s)
 /* Dollars per million output tokens at a cost per hour; NaN for none. */
 static double per_million_at(double usd_per_h, double tokens_per_s)
 {
-	return tokens_per_s > 0 ? usd_per_h / (tokens_per_s * 3600) * 1e6 :
-				  NAN;
+	return tokens_per_s > 0 ? usd_per_h / (tokens_per_s * 3600) * 1e6 : NAN;
 }
 
 static double per_million(const hs_plan_result_t *r,
@@ -50,9 +47,8 @@ static double per_million(const hs_plan_result_t *r,
 
 /* One device of type t at site s serving the demand's mix: output tokens
  * per second and facility watts when busy; false when it cannot. */
-static bool device_rate(const hs_plan_scenario_t *sc,
-			const hs_plan_result_t *r, size_t s, size_t t,
-			double *tok_s, double *w)
+static bool device_rate(const hs_plan_scenario_t *sc, const hs_plan_result_t *r,
+			size_t s, size_t t, double *tok_s, double *w)
 {
 	const hs_plan_milp_t *m = &r->milp;
 	double frac = 0, busy = 0, lam = 0, tok = 0;
@@ -101,8 +97,8 @@ json_t *hs_plan_report_json(const hs_plan_scenario_t *sc,
 	}
 	o = json_object();
 	hs__json_put(o, "classes", a, &bad);
-	hs__json_put(o, "output_tokens_per_s",
-		     real(r->output_tokens_per_s), &bad);
+	hs__json_put(o, "output_tokens_per_s", real(r->output_tokens_per_s),
+		     &bad);
 	hs__json_put(o, "mean_output_tokens_per_s",
 		     real(sc->mean_output_tokens_per_s), &bad);
 	/* What a token costs when the fleet idles off-peak. */
@@ -133,12 +129,11 @@ json_t *hs_plan_report_json(const hs_plan_scenario_t *sc,
 			hs__json_push(d, v, &bad);
 		}
 		hs__json_put(o, "devices", d, &bad);
-		hs__json_put(o, "power_kw",
-			     real(r->sol.site_w[s] / 1000), &bad);
+		hs__json_put(o, "power_kw", real(r->sol.site_w[s] / 1000),
+			     &bad);
 		hs__json_put(o, "budget_kw", real(m->budget_w[s] / 1000), &bad);
 		hs__json_put(o, "electricity_usd_per_kwh",
-			     real(m->usd_per_kwh[s]),
-			     &bad);
+			     real(m->usd_per_kwh[s]), &bad);
 		hs__json_put(o, "pue", real(m->pue[s]), &bad);
 		hs__json_put(o, "rtt_ms", real(sc->sites[s].rtt_ms), &bad);
 		hs__json_push(a, o, &bad);
@@ -154,48 +149,44 @@ json_t *hs_plan_report_json(const hs_plan_scenario_t *sc,
 				hs__json_put(o, "site",
 					     json_string(m->site_name[s]),
 					     &bad);
-				hs__json_put(o, "type",
-					     json_string(
-						     sc->types[t].profile.name),
-					     &bad);
+				hs__json_put(
+					o, "type",
+					json_string(sc->types[t].profile.name),
+					&bad);
 				hs__json_put(o, "class",
 					     json_string(m->class_name[c]),
 					     &bad);
 				hs__json_put(o, "jobs_per_s",
-					     real(m->cap[s][t][c]),
-					     &bad);
+					     real(m->cap[s][t][c]), &bad);
 				hs__json_put(o, "busy_w",
-					     real(m->busy_w[s][t][c]),
-					     &bad);
+					     real(m->busy_w[s][t][c]), &bad);
 				hs__json_push(a, o, &bad);
 			}
 	hs__json_put(root, "capacities", a, &bad);
-	hs__json_put(root, "cost_usd_per_hour",
-		     real(r->sol.cost_usd_per_h), &bad);
-	hs__json_put(root, "capital_usd_per_hour",
-		     real(r->sol.capital_usd_per_h),
+	hs__json_put(root, "cost_usd_per_hour", real(r->sol.cost_usd_per_h),
 		     &bad);
-	hs__json_put(root, "energy_usd_per_hour",
-		     real(r->sol.energy_usd_per_h), &bad);
+	hs__json_put(root, "capital_usd_per_hour",
+		     real(r->sol.capital_usd_per_h), &bad);
+	hs__json_put(root, "energy_usd_per_hour", real(r->sol.energy_usd_per_h),
+		     &bad);
 	hs__json_put(root, "cost_per_million_output_tokens",
 		     real(r->cost_per_million_output_tokens), &bad);
 	hs__json_put(root, "capital_share", real(r->capital_share), &bad);
 	hs__json_put(root, "energy_share", real(r->energy_share), &bad);
 	hs__json_put(root, "joules_per_output_token",
-		     real(r->joules_per_output_token),
-		     &bad);
+		     real(r->joules_per_output_token), &bad);
 	hs__json_put(root, "power_modeled", json_true(), &bad);
 	hs__json_put(root, "capacity_probes",
 		     json_integer((json_int_t)r->probes), &bad);
 	o = json_object();
 	if (r->validated) {
-		hs__json_put(o, "policy",
-			     json_string(r->validation_policy), &bad);
+		hs__json_put(o, "policy", json_string(r->validation_policy),
+			     &bad);
 		hs__json_put(o, "jobs",
 			     json_integer((json_int_t)r->validation_jobs),
 			     &bad);
-		hs__json_put(o, "slo_attainment",
-			     real(r->slo_attainment), &bad);
+		hs__json_put(o, "slo_attainment", real(r->slo_attainment),
+			     &bad);
 		hs__json_put(o, "meets_slo", json_boolean(r->meets_slo), &bad);
 		hs__json_put(o, "peak_device_power_kw",
 			     real(r->validation_peak_w / 1000), &bad);
@@ -211,16 +202,16 @@ json_t *hs_plan_report_json(const hs_plan_scenario_t *sc,
 		o = json_object();
 		hs__json_put(o, "fleet", json_string(k->name), &bad);
 		hs__json_put(o, "feasible", json_boolean(k->feasible), &bad);
-		hs__json_put(o, "budget_lifted",
-			     json_boolean(k->budget_lifted), &bad);
+		hs__json_put(o, "budget_lifted", json_boolean(k->budget_lifted),
+			     &bad);
 		if (k->feasible) {
-			hs__json_put(o, "cost_per_million_output_tokens",
-				     real(per_million_at(
-					     k->sol.cost_usd_per_h,
-					     r->output_tokens_per_s)),
+			hs__json_put(
+				o, "cost_per_million_output_tokens",
+				real(per_million_at(k->sol.cost_usd_per_h,
+						    r->output_tokens_per_s)),
+				&bad);
+			hs__json_put(o, "power_kw", real(site_kw(r, &k->sol)),
 				     &bad);
-			hs__json_put(o, "power_kw",
-				     real(site_kw(r, &k->sol)), &bad);
 			pts = json_array();
 			for (c = 0; c <= 8; c++) {
 				double x = PRICE_MAX * (double)c / 8;
@@ -251,9 +242,9 @@ static void table(const hs_plan_scenario_t *sc, const hs_plan_result_t *r,
 	const hs_plan_milp_t *m = &r->milp;
 	size_t s, t, i;
 
-	hs__strbuf_addf(sb,
-			"| site | devices | power (kW, x PUE) | budget (kW) "
-			"| $/kWh | RTT (ms) |\n|---|---|---:|---:|---:|---:|\n");
+	hs__strbuf_addf(
+		sb, "| site | devices | power (kW, x PUE) | budget (kW) "
+		    "| $/kWh | RTT (ms) |\n|---|---|---:|---:|---:|---:|\n");
 	for (s = 0; s < m->n_sites; s++) {
 		bool any = false;
 
@@ -291,8 +282,8 @@ static void table(const hs_plan_scenario_t *sc, const hs_plan_result_t *r,
 				r->validation_policy, r->validation_jobs,
 				r->slo_attainment * 100,
 				sc->slo_attainment * 100,
-				r->meets_slo ? "meets the SLO" :
-					       "FAILS its own validation");
+				r->meets_slo ? "meets the SLO"
+					     : "FAILS its own validation");
 	else
 		hs__strbuf_addf(sb, "| validation | not run |\n");
 	if (r->n_candidates > 1) {
@@ -306,13 +297,12 @@ static void table(const hs_plan_scenario_t *sc, const hs_plan_result_t *r,
 						k->name);
 				continue;
 			}
-			hs__strbuf_addf(sb, "| %s%s | %.4f | %.1f |\n", k->name,
-					k->budget_lifted ?
-						" (over its budget)" : "",
-					k->sol.cost_usd_per_h /
-						(r->output_tokens_per_s *
-						 3600) * 1e6,
-					site_kw(r, &k->sol));
+			hs__strbuf_addf(
+				sb, "| %s%s | %.4f | %.1f |\n", k->name,
+				k->budget_lifted ? " (over its budget)" : "",
+				k->sol.cost_usd_per_h /
+					(r->output_tokens_per_s * 3600) * 1e6,
+				site_kw(r, &k->sol));
 		}
 	}
 }
@@ -340,19 +330,28 @@ void hs_plan_report_table(const hs_plan_scenario_t *sc,
 #define MT 30
 #define MB 45
 
-static const char *const colours[] = { "#1f77b4", "#d62728", "#2ca02c",
-				       "#ff7f0e", "#9467bd", "#8c564b",
-				       "#e377c2", "#17becf" };
+static const char *const colours[] = {"#1f77b4", "#d62728", "#2ca02c",
+				      "#ff7f0e", "#9467bd", "#8c564b",
+				      "#e377c2", "#17becf"};
 
 static void esc(hs__strbuf_t *sb, const char *s)
 {
 	for (; *s; s++) {
 		switch (*s) {
-		case '<': hs__strbuf_add(sb, "&lt;"); break;
-		case '>': hs__strbuf_add(sb, "&gt;"); break;
-		case '&': hs__strbuf_add(sb, "&amp;"); break;
-		case '"': hs__strbuf_add(sb, "&quot;"); break;
-		default: hs__strbuf_addf(sb, "%c", *s);
+		case '<':
+			hs__strbuf_add(sb, "&lt;");
+			break;
+		case '>':
+			hs__strbuf_add(sb, "&gt;");
+			break;
+		case '&':
+			hs__strbuf_add(sb, "&amp;");
+			break;
+		case '"':
+			hs__strbuf_add(sb, "&quot;");
+			break;
+		default:
+			hs__strbuf_addf(sb, "%c", *s);
 		}
 	}
 }
@@ -393,8 +392,9 @@ static void frame_begin(hs__strbuf_t *sb, const struct frame *f,
 			"<text x=\"%d\" y=\"18\" font-size=\"13\">",
 			W, H, W, H, ML);
 	esc(sb, title);
-	hs__strbuf_addf(sb, "</text><rect x=\"%d\" y=\"%d\" width=\"%d\" "
-			    "height=\"%d\" fill=\"none\" stroke=\"#999\"/>",
+	hs__strbuf_addf(sb,
+			"</text><rect x=\"%d\" y=\"%d\" width=\"%d\" "
+			"height=\"%d\" fill=\"none\" stroke=\"#999\"/>",
 			ML, MT, W - ML - MR, H - MT - MB);
 	for (i = 0; i <= 4; i++) {
 		double x = f->x0 + (f->x1 - f->x0) * i / 4;
@@ -438,7 +438,7 @@ static void legend(hs__strbuf_t *sb, size_t i, const char *name)
 
 static void chart_electricity(const hs_plan_result_t *r, hs__strbuf_t *sb)
 {
-	struct frame f = { 0, PRICE_MAX, 0, 0 };
+	struct frame f = {0, PRICE_MAX, 0, 0};
 	size_t i, k;
 
 	for (i = 0; i < r->n_candidates; i++)
@@ -458,8 +458,9 @@ static void chart_electricity(const hs_plan_result_t *r, hs__strbuf_t *sb)
 
 		if (!c->feasible)
 			continue;
-		hs__strbuf_addf(sb, "<polyline fill=\"none\" stroke=\"%s\" "
-				    "stroke-width=\"2\" points=\"",
+		hs__strbuf_addf(sb,
+				"<polyline fill=\"none\" stroke=\"%s\" "
+				"stroke-width=\"2\" points=\"",
 				colours[i % HS_ARRAY_SIZE(colours)]);
 		for (k = 0; k <= PRICE_STEPS; k++) {
 			double x = PRICE_MAX * (double)k / PRICE_STEPS;
@@ -483,7 +484,7 @@ static void chart_budget(const hs_plan_scenario_t *sc,
 			 const hs_plan_result_t *r, hs__strbuf_t *sb)
 {
 	const hs_plan_milp_t *m = &r->milp;
-	struct frame f = { 0, 0, 0, 0 };
+	struct frame f = {0, 0, 0, 0};
 	double tok, w;
 	size_t s, t, i = 0, k;
 
@@ -513,9 +514,9 @@ static void chart_budget(const hs_plan_scenario_t *sc,
 			for (k = 0; k <= 100; k++) {
 				double b = f.x1 * (double)k / 100;
 
-				hs__strbuf_addf(sb, "%.1f,%.1f ", fx(&f, b),
-						fy(&f, floor(b * 1000 / w) *
-							       tok));
+				hs__strbuf_addf(
+					sb, "%.1f,%.1f ", fx(&f, b),
+					fy(&f, floor(b * 1000 / w) * tok));
 			}
 			hs__strbuf_add(sb, "\"/>");
 			snprintf(name, sizeof(name), "%s at %s",
@@ -533,12 +534,13 @@ static void html(const hs_plan_scenario_t *sc, const hs_plan_result_t *r,
 {
 	const char *p;
 
-	hs__strbuf_add(sb, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-			   "<title>hetsched plan</title><style>"
-			   "body{font-family:sans-serif;max-width:60em;"
-			   "margin:2em auto}table{border-collapse:collapse}"
-			   "td,th{border:1px solid #ccc;padding:.2em .6em}"
-			   "</style></head><body><h1>Capacity plan: ");
+	hs__strbuf_add(sb,
+		       "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+		       "<title>hetsched plan</title><style>"
+		       "body{font-family:sans-serif;max-width:60em;"
+		       "margin:2em auto}table{border-collapse:collapse}"
+		       "td,th{border:1px solid #ccc;padding:.2em .6em}"
+		       "</style></head><body><h1>Capacity plan: ");
 	esc(sb, sc->source);
 	hs__strbuf_add(sb, "</h1>\n<table>");
 	/* The Markdown tables, as HTML rows. */
@@ -580,8 +582,8 @@ static int dump_cb(const char *buf, size_t size, void *ud)
 	return hs__strbuf_addf(sb, "%.*s", (int)size, buf) ? -1 : 0;
 }
 
-static int write_file(const char *dir, const char *name,
-		      const hs__strbuf_t *sb, hs_error_t *err)
+static int write_file(const char *dir, const char *name, const hs__strbuf_t *sb,
+		      hs_error_t *err)
 {
 	char path[1024];
 	FILE *f;
@@ -615,9 +617,9 @@ int hs_plan_report_write(const hs_plan_scenario_t *sc,
 	hs__strbuf_init(&md);
 	hs__strbuf_init(&ht);
 	root = hs_plan_report_json(sc, r);
-	if (!root || json_dump_callback(root, dump_cb, &js,
-					JSON_INDENT(2) |
-						JSON_REAL_PRECISION(10))) {
+	if (!root ||
+	    json_dump_callback(root, dump_cb, &js,
+			       JSON_INDENT(2) | JSON_REAL_PRECISION(10))) {
 		rc = hs__error_set(err, HS_ENOMEM, NULL, 0, NULL,
 				   "out of memory");
 		goto out;

@@ -12,7 +12,7 @@
 
 /* Context buckets of trace demand: a class per (model, bucket). Wider
  * than the core's so that a probe's mean stands for its class. */
-static const uint32_t bucket_edges[] = { 512, 2048, 8192, UINT32_MAX };
+static const uint32_t bucket_edges[] = {512, 2048, 8192, UINT32_MAX};
 
 #define VALIDATE_DEFAULT_S 60
 /* Fewer jobs than this in a probe and its attainment is noise: low rates
@@ -23,13 +23,12 @@ static const uint32_t bucket_edges[] = { 512, 2048, 8192, UINT32_MAX };
 /* Scenario                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static int load_catalog(hs__jv_t *jv, const json_t *arr,
-			hs_plan_scenario_t *sc,
+static int load_catalog(hs__jv_t *jv, const json_t *arr, hs_plan_scenario_t *sc,
 			const hs_profile_catalog_t *profiles)
 {
-	static const char *const keys[] = { "profile", "price_usd",
-					    "lifetime_years", "hourly_usd",
-					    "host_overhead_w", NULL };
+	static const char *const keys[] = {"profile",	      "price_usd",
+					   "lifetime_years",  "hourly_usd",
+					   "host_overhead_w", NULL};
 	size_t i, k;
 	int rc;
 
@@ -37,8 +36,7 @@ static int load_catalog(hs__jv_t *jv, const json_t *arr,
 		return rc;
 	if (!json_array_size(arr) || json_array_size(arr) > HS_PLAN_MAX_TYPES)
 		return hs__error_set(jv->err, HS_ERANGE, jv->source, 0,
-				     jv->path,
-				     "expected 1 to %d device types",
+				     jv->path, "expected 1 to %d device types",
 				     HS_PLAN_MAX_TYPES);
 	for (i = 0; i < json_array_size(arr); i++) {
 		const json_t *o = json_array_get(arr, i);
@@ -91,9 +89,10 @@ static int load_catalog(hs__jv_t *jv, const json_t *arr,
 					     "\"%s\" has no price: give "
 					     "\"price_usd\"",
 					     p->name);
-		t->capital_usd_per_h = t->hourly_usd > 0 ?
-			t->hourly_usd :
-			t->price_usd / (t->lifetime_years * 8760.0);
+		t->capital_usd_per_h =
+			t->hourly_usd > 0
+				? t->hourly_usd
+				: t->price_usd / (t->lifetime_years * 8760.0);
 	}
 	sc->n_types = i;
 	return 0;
@@ -101,9 +100,10 @@ static int load_catalog(hs__jv_t *jv, const json_t *arr,
 
 static int load_sites(hs__jv_t *jv, const json_t *arr, hs_plan_scenario_t *sc)
 {
-	static const char *const keys[] = { "name", "electricity_usd_per_kwh",
-					    "pue", "budget_kw", "rtt_ms",
-					    "allowed", NULL };
+	static const char *const keys[] = {"name",   "electricity_usd_per_kwh",
+					   "pue",    "budget_kw",
+					   "rtt_ms", "allowed",
+					   NULL};
 	size_t i, j, k;
 	int rc;
 
@@ -127,8 +127,8 @@ static int load_sites(hs__jv_t *jv, const json_t *arr, hs_plan_scenario_t *sc)
 		    (rc = hs__jv_double(&c, o, "electricity_usd_per_kwh", true,
 					&s->usd_per_kwh, 0, 10)) ||
 		    (rc = hs__jv_double(&c, o, "pue", false, &s->pue, 1, 5)) ||
-		    (rc = hs__jv_double(&c, o, "budget_kw", true,
-					&s->budget_kw, 1e-3, 1e7)) ||
+		    (rc = hs__jv_double(&c, o, "budget_kw", true, &s->budget_kw,
+					1e-3, 1e7)) ||
 		    (rc = hs__jv_double(&c, o, "rtt_ms", false, &s->rtt_ms, 0,
 					1e5)))
 			return rc;
@@ -202,16 +202,16 @@ static int class_slot(const hs_plan_scenario_t *sc, const hs_sim_job_t *j)
  * ctx/gen. A fleet must carry the busy part of the day, not the mean: each
  * class's rate is its highest over windows of PEAK_WINDOW of the span.
  */
-#define PEAK_WINDOW 12   /* span / 12: 5 minutes of an hour */
-#define PEAK_SLIDE 4     /* windows start every window / 4 */
+#define PEAK_WINDOW 12 /* span / 12: 5 minutes of an hour */
+#define PEAK_SLIDE 4 /* windows start every window / 4 */
 
 static int classes_from_work(hs_plan_scenario_t *sc,
 			     const hs_model_catalog_t *models, hs_error_t *err)
 {
 	enum { NB = HS_ARRAY_SIZE(bucket_edges), NS = 16 * NB };
 	const hs_workload_t *w = &sc->work;
-	double span, win, n[NS] = { 0 }, ctx[NS] = { 0 }, gen[NS] = { 0 },
-			      peak[NS] = { 0 };
+	double span, win, n[NS] = {0}, ctx[NS] = {0}, gen[NS] = {0},
+			  peak[NS] = {0};
 	size_t i, lo = 0, k, slot, step;
 	int64_t start;
 
@@ -235,13 +235,14 @@ static int classes_from_work(hs_plan_scenario_t *sc,
 	sc->mean_output_tokens_per_s /= span;
 	win = span / PEAK_WINDOW;
 	for (step = 0; step <= (PEAK_WINDOW - 1) * PEAK_SLIDE; step++) {
-		double cnt[NS] = { 0 };
+		double cnt[NS] = {0};
 
 		start = (int64_t)(win * 1e9 * (double)step / PEAK_SLIDE);
 		while (lo < w->n_jobs && w->jobs[lo].arrival_ns < start)
 			lo++;
-		for (i = lo; i < w->n_jobs &&
-			     w->jobs[i].arrival_ns < start + (int64_t)(win * 1e9);
+		for (i = lo;
+		     i < w->n_jobs &&
+		     w->jobs[i].arrival_ns < start + (int64_t)(win * 1e9);
 		     i++) {
 			int c = class_slot(sc, &w->jobs[i]);
 
@@ -260,10 +261,9 @@ static int classes_from_work(hs_plan_scenario_t *sc,
 		if (!n[slot])
 			continue;
 		if (k == HS_PLAN_MAX_CLASSES)
-			return hs__error_set(err, HS_ERANGE, sc->source, 0,
-					     "$.demand",
-					     "over %d demand classes",
-					     HS_PLAN_MAX_CLASSES);
+			return hs__error_set(
+				err, HS_ERANGE, sc->source, 0, "$.demand",
+				"over %d demand classes", HS_PLAN_MAX_CLASSES);
 		mod = hs_model_catalog_get(models, sc->mixv.models[m]);
 		c->model = sc->mixv.models[m];
 		c->jobs_per_s = fmax(peak[slot], n[slot] / span);
@@ -288,10 +288,14 @@ static int classes_from_work(hs_plan_scenario_t *sc,
 static double dist_mean(const hs_dist_t *d)
 {
 	switch (d->kind) {
-	case HS_DIST_CONST: return d->a;
-	case HS_DIST_UNIFORM: return (d->a + d->b) / 2;
-	case HS_DIST_LOGNORMAL: return d->a * exp(d->b * d->b / 2);
-	case HS_DIST_EXP: return d->a;
+	case HS_DIST_CONST:
+		return d->a;
+	case HS_DIST_UNIFORM:
+		return (d->a + d->b) / 2;
+	case HS_DIST_LOGNORMAL:
+		return d->a * exp(d->b * d->b / 2);
+	case HS_DIST_EXP:
+		return d->a;
 	}
 	return d->a;
 }
@@ -300,7 +304,8 @@ static int cmp_job(const void *a, const void *b)
 {
 	const hs_sim_job_t *x = a, *y = b;
 
-	return (x->arrival_ns > y->arrival_ns) - (x->arrival_ns < y->arrival_ns);
+	return (x->arrival_ns > y->arrival_ns) -
+	       (x->arrival_ns < y->arrival_ns);
 }
 
 /* The validation workload of a rates demand: each class on its own
@@ -313,19 +318,22 @@ static int work_from_rates(hs_plan_scenario_t *sc, double duration_s,
 
 	for (i = 0; i < sc->n_classes; i++) {
 		const hs_plan_class_t *c = &sc->classes[i];
-		hs_model_mix_t mix = { .models = { c->model },
-				       .weights = { 1 }, .n = 1 };
-		hs_synth_opts_t so = { .arrival = HS_ARRIVAL_POISSON,
-				       .rate = c->jobs_per_s,
-				       .duration_s = duration_s,
-				       .ctx = c->ctx, .gen = c->gen,
-				       .mix = &mix, .seed = 7 + i };
+		hs_model_mix_t mix = {
+			.models = {c->model}, .weights = {1}, .n = 1};
+		hs_synth_opts_t so = {.arrival = HS_ARRIVAL_POISSON,
+				      .rate = c->jobs_per_s,
+				      .duration_s = duration_s,
+				      .ctx = c->ctx,
+				      .gen = c->gen,
+				      .mix = &mix,
+				      .seed = 7 + i};
 		hs_workload_t w;
 
 		if ((rc = hs_synth_generate(&w, &so, err)))
 			return rc;
 		if (hs__grow((void **)&sc->work.jobs, &cap,
-			     sc->work.n_jobs + w.n_jobs, sizeof(hs_sim_job_t))) {
+			     sc->work.n_jobs + w.n_jobs,
+			     sizeof(hs_sim_job_t))) {
 			hs_workload_release(&w);
 			return hs__error_set(err, HS_ENOMEM, NULL, 0, NULL,
 					     "out of memory");
@@ -342,15 +350,14 @@ static int work_from_rates(hs_plan_scenario_t *sc, double duration_s,
 static int load_rates(hs__jv_t *jv, const json_t *arr, hs_plan_scenario_t *sc,
 		      const hs_model_catalog_t *models)
 {
-	static const char *const keys[] = { "model", "jobs_per_s", "ctx",
-					    "gen", NULL };
+	static const char *const keys[] = {"model", "jobs_per_s", "ctx", "gen",
+					   NULL};
 	size_t i, k;
 	int rc;
 
 	if ((rc = hs__jv_expect_array(jv, arr)))
 		return rc;
-	if (!json_array_size(arr) ||
-	    json_array_size(arr) > HS_PLAN_MAX_CLASSES)
+	if (!json_array_size(arr) || json_array_size(arr) > HS_PLAN_MAX_CLASSES)
 		return hs__error_set(jv->err, HS_ERANGE, jv->source, 0,
 				     jv->path, "expected 1 to %d rates",
 				     HS_PLAN_MAX_CLASSES);
@@ -405,9 +412,9 @@ static int load_rates(hs__jv_t *jv, const json_t *arr, hs_plan_scenario_t *sc,
 static int load_demand(hs__jv_t *jv, const json_t *o, hs_plan_scenario_t *sc,
 		       const char *data_dir, const hs_model_catalog_t *models)
 {
-	static const char *const keys[] = { "trace", "model", "mix",
-					    "rate_scale", "growth", "rates",
-					    "duration_s", NULL };
+	static const char *const keys[] = {"trace",	 "model",  "mix",
+					   "rate_scale", "growth", "rates",
+					   "duration_s", NULL};
 	const json_t *rates;
 	char trace[384] = "", model[64] = "", mix[256] = "";
 	double duration = VALIDATE_DEFAULT_S;
@@ -418,17 +425,14 @@ static int load_demand(hs__jv_t *jv, const json_t *o, hs_plan_scenario_t *sc,
 	sc->growth = 1;
 	if ((rc = hs__jv_expect_object(jv, o)) ||
 	    (rc = hs__jv_check_keys(jv, o, keys)) ||
-	    (rc = hs__jv_string(jv, o, "trace", false, trace,
-				sizeof(trace))) ||
-	    (rc = hs__jv_string(jv, o, "model", false, model,
-				sizeof(model))) ||
+	    (rc = hs__jv_string(jv, o, "trace", false, trace, sizeof(trace))) ||
+	    (rc = hs__jv_string(jv, o, "model", false, model, sizeof(model))) ||
 	    (rc = hs__jv_string(jv, o, "mix", false, mix, sizeof(mix))) ||
 	    (rc = hs__jv_double(jv, o, "rate_scale", false, &sc->rate_scale,
 				1e-6, 1e6)) ||
 	    (rc = hs__jv_double(jv, o, "growth", false, &sc->growth, 1e-3,
 				1e3)) ||
-	    (rc = hs__jv_double(jv, o, "duration_s", false, &duration, 1,
-				1e5)))
+	    (rc = hs__jv_double(jv, o, "duration_s", false, &duration, 1, 1e5)))
 		return rc;
 	rates = json_object_get(o, "rates");
 	if (!!trace[0] == !!rates)
@@ -477,12 +481,11 @@ static int load_demand(hs__jv_t *jv, const json_t *o, hs_plan_scenario_t *sc,
 					     f.path, "%s", merr.text);
 	}
 	{
-		hs_trace_opts_t to = { .format = HS_TRACE_AUTO,
-				       .models = models,
-				       .mix = &sc->mixv,
-				       .rate_scale = sc->rate_scale *
-						     sc->growth,
-				       .seed = 1 };
+		hs_trace_opts_t to = {.format = HS_TRACE_AUTO,
+				      .models = models,
+				      .mix = &sc->mixv,
+				      .rate_scale = sc->rate_scale * sc->growth,
+				      .seed = 1};
 
 		if ((rc = hs_trace_load(&sc->work, sc->trace, &to, jv->err)))
 			return rc;
@@ -492,19 +495,19 @@ static int load_demand(hs__jv_t *jv, const json_t *o, hs_plan_scenario_t *sc,
 
 static int load_slo(hs__jv_t *jv, const json_t *o, hs_plan_scenario_t *sc)
 {
-	static const char *const keys[] = { "ttft_ms", "tpot_ms",
-					    "attainment", NULL };
+	static const char *const keys[] = {"ttft_ms", "tpot_ms", "attainment",
+					   NULL};
 	int rc;
 
 	sc->slo_attainment = 0.95;
 	if ((rc = hs__jv_expect_object(jv, o)) ||
 	    (rc = hs__jv_check_keys(jv, o, keys)) ||
-	    (rc = hs__jv_double(jv, o, "ttft_ms", true, &sc->slo_ttft_ms,
-				1e-3, 1e7)) ||
-	    (rc = hs__jv_double(jv, o, "tpot_ms", true, &sc->slo_tpot_ms,
-				1e-3, 1e7)) ||
-	    (rc = hs__jv_double(jv, o, "attainment", false,
-				&sc->slo_attainment, 0.01, 1)))
+	    (rc = hs__jv_double(jv, o, "ttft_ms", true, &sc->slo_ttft_ms, 1e-3,
+				1e7)) ||
+	    (rc = hs__jv_double(jv, o, "tpot_ms", true, &sc->slo_tpot_ms, 1e-3,
+				1e7)) ||
+	    (rc = hs__jv_double(jv, o, "attainment", false, &sc->slo_attainment,
+				0.01, 1)))
 		return rc;
 	return 0;
 }
@@ -527,9 +530,9 @@ int hs_plan_scenario_load(hs_plan_scenario_t *sc, const char *path,
 			  const hs_profile_catalog_t *profiles,
 			  const hs_model_catalog_t *models, hs_error_t *err)
 {
-	static const char *const keys[] = { "demand", "catalog", "sites",
-					    "slo", "comment", NULL };
-	hs__jv_t jv = { .source = path, .err = err, .path = "$" }, c;
+	static const char *const keys[] = {"demand", "catalog", "sites",
+					   "slo",    "comment", NULL};
+	hs__jv_t jv = {.source = path, .err = err, .path = "$"}, c;
 	const json_t *v;
 	json_t *root;
 	int rc;
@@ -543,8 +546,7 @@ int hs_plan_scenario_load(hs_plan_scenario_t *sc, const char *path,
 	    (rc = hs__jv_check_keys(&jv, root, keys)))
 		goto out;
 	rc = HS_EMISSING;
-	if (!(v = section(&jv, &c, root, "slo")) ||
-	    (rc = load_slo(&c, v, sc)))
+	if (!(v = section(&jv, &c, root, "slo")) || (rc = load_slo(&c, v, sc)))
 		goto out;
 	rc = HS_EMISSING;
 	if (!(v = section(&jv, &c, root, "catalog")) ||
@@ -614,10 +616,10 @@ enum objective { MIN_COST, MIN_SITE_POWER, MIN_TOTAL_POWER };
 static int solve(const hs_plan_milp_t *m, enum objective goal, size_t relax,
 		 hs_plan_solution_t *sol, double *obj)
 {
-	int ncol[HS_PLAN_MAX_SITES][HS_PLAN_MAX_TYPES] = { { 0 } };
+	int ncol[HS_PLAN_MAX_SITES][HS_PLAN_MAX_TYPES] = {{0}};
 	int xcol[HS_PLAN_MAX_SITES][HS_PLAN_MAX_TYPES][HS_PLAN_MAX_CLASSES];
 	int ind[1 + HS_PLAN_MAX_SITES * HS_PLAN_MAX_TYPES *
-		(HS_PLAN_MAX_CLASSES + 1)];
+			    (HS_PLAN_MAX_CLASSES + 1)];
 	double val[HS_ARRAY_SIZE(ind)];
 	glp_prob *lp = glp_create_prob();
 	glp_iocp parm;
@@ -641,9 +643,10 @@ static int solve(const hs_plan_milp_t *m, enum objective goal, size_t relax,
 			per_h = m->capital_usd_per_h[t] +
 				w / 1000 * m->usd_per_kwh[s];
 			glp_set_obj_coef(lp, col,
-					 goal == MIN_COST ? per_h :
-					 goal == MIN_TOTAL_POWER ||
-						 s == relax ? w : 0);
+					 goal == MIN_COST ? per_h
+					 : goal == MIN_TOTAL_POWER || s == relax
+						 ? w
+						 : 0);
 		}
 	for (s = 0; s < m->n_sites; s++)
 		for (t = 0; t < m->n_types; t++)
@@ -660,10 +663,11 @@ static int solve(const hs_plan_milp_t *m, enum objective goal, size_t relax,
 				    m->pue[s];
 				glp_set_obj_coef(
 					lp, col,
-					goal == MIN_COST ?
-						w / 1000 * m->usd_per_kwh[s] :
-					goal == MIN_TOTAL_POWER ||
-							s == relax ? w : 0);
+					goal == MIN_COST
+						? w / 1000 * m->usd_per_kwh[s]
+					: goal == MIN_TOTAL_POWER || s == relax
+						? w
+						: 0);
 			}
 	/* Every class served. */
 	for (c = 0; c < m->n_classes; c++) {
@@ -763,8 +767,8 @@ static int solve(const hs_plan_milp_t *m, enum objective goal, size_t relax,
 					continue;
 				x = glp_mip_col_val(lp, xcol[s][t][c]);
 				sol->load[s][t][c] = x;
-				w += x * m->busy_w[s][t][c] /
-				     m->cap[s][t][c] * m->pue[s];
+				w += x * m->busy_w[s][t][c] / m->cap[s][t][c] *
+				     m->pue[s];
 			}
 			sol->site_w[s] += w;
 			sol->capital_usd_per_h += n * m->capital_usd_per_h[t];
@@ -779,9 +783,9 @@ out:
 /* Watts as kW for a message: whole kW once there are tens of them. */
 #define KW(w) (fabs(w) >= 10000 ? 0 : 2), ((w) / 1000)
 /* A need rounded up, so that it never reads as what the budget has. */
-#define KW_UP(w)                                                           \
-	(fabs(w) >= 10000 ? 0 : 2),                                        \
-	(fabs(w) >= 10000 ? ceil((w) / 1000) : ceil((w) / 10) / 100)
+#define KW_UP(w)                    \
+	(fabs(w) >= 10000 ? 0 : 2), \
+		(fabs(w) >= 10000 ? ceil((w) / 1000) : ceil((w) / 10) / 100)
 
 /* Name the constraint that makes the demand infeasible. */
 static int explain(const hs_plan_milp_t *m, hs_error_t *err)
@@ -886,14 +890,16 @@ static int probe(const hs_plan_scenario_t *sc, const hs_model_catalog_t *models,
 		 double rate, double *att, double *avg_w, hs_error_t *err)
 {
 	const hs_plan_class_t *k = &sc->classes[c];
-	hs_model_mix_t mix = { .models = { k->model }, .weights = { 1 },
-			       .n = 1 };
-	hs_synth_opts_t so = { .arrival = HS_ARRIVAL_POISSON, .rate = rate,
-			       .duration_s = fmax(o->probe_s,
-						  MIN_PROBE_JOBS / rate),
-			       .ctx = k->ctx,
-			       .gen = k->gen, .mix = &mix, .seed = o->seed };
-	hs_sim_opts_t simo = { .seed = o->seed, .keep_records = true };
+	hs_model_mix_t mix = {.models = {k->model}, .weights = {1}, .n = 1};
+	hs_synth_opts_t so = {.arrival = HS_ARRIVAL_POISSON,
+			      .rate = rate,
+			      .duration_s =
+				      fmax(o->probe_s, MIN_PROBE_JOBS / rate),
+			      .ctx = k->ctx,
+			      .gen = k->gen,
+			      .mix = &mix,
+			      .seed = o->seed};
+	hs_sim_opts_t simo = {.seed = o->seed, .keep_records = true};
 	hs_sim_result_t res;
 	hs_sched_config_t cfg;
 	hs_workload_t w;
@@ -914,8 +920,8 @@ static int probe(const hs_plan_scenario_t *sc, const hs_model_catalog_t *models,
 	}
 	/* An overloaded device never drains: judge it by what it did in
 	 * a while past the window. */
-	simo.time_limit_ns = (int64_t)(so.duration_s * 3e9) +
-			     (int64_t)(ttft_ms * 1e6);
+	simo.time_limit_ns =
+		(int64_t)(so.duration_s * 3e9) + (int64_t)(ttft_ms * 1e6);
 	memset(&res, 0, sizeof(res));
 	rc = hs_sim_run(&cfg, models, &dev, 1, w.jobs, w.n_jobs, &simo, &res,
 			err);
@@ -934,8 +940,8 @@ static int probe(const hs_plan_scenario_t *sc, const hs_model_catalog_t *models,
 	for (i = 0; i < res.n_records; i++)
 		ok += meets(&res.records[i], ttft_ms, sc->slo_tpot_ms);
 	*att = (double)ok / (double)w.n_jobs;
-	*avg_w = res.end_ns > 0 ? res.energy_j / ((double)res.end_ns / 1e9) :
-				  dev.idle_w;
+	*avg_w = res.end_ns > 0 ? res.energy_j / ((double)res.end_ns / 1e9)
+				: dev.idle_w;
 	hs_sim_result_release(&res);
 	hs_workload_release(&w);
 	return 0;
@@ -945,11 +951,11 @@ static int probe(const hs_plan_scenario_t *sc, const hs_model_catalog_t *models,
  * SLO: doubling, then bisection. */
 static int capacity(const hs_plan_scenario_t *sc,
 		    const hs_model_catalog_t *models, const hs_plan_opts_t *o,
-		    size_t t, size_t c, double ttft_ms,
-		    hs_plan_capacity_t *cap, hs_error_t *err)
+		    size_t t, size_t c, double ttft_ms, hs_plan_capacity_t *cap,
+		    hs_error_t *err)
 {
 	double lo = 0, hi, att, w, lo_w = sc->types[t].profile.idle_w,
-		lo_att = 0;
+	       lo_att = 0;
 	unsigned i;
 	int rc;
 
@@ -1003,7 +1009,7 @@ static int validate(const hs_plan_scenario_t *sc,
 {
 	const hs_plan_milp_t *m = &r->milp;
 	double rtt[1024];
-	hs_sim_opts_t simo = { .seed = o->seed, .keep_records = true };
+	hs_sim_opts_t simo = {.seed = o->seed, .keep_records = true};
 	hs_sim_result_t res;
 	hs_sched_config_t cfg;
 	hs_device_t *devs;
@@ -1068,8 +1074,7 @@ static int candidates(hs_plan_result_t *r, hs_error_t *err)
 
 	r->candidates[0].feasible = true;
 	r->candidates[0].sol = r->sol;
-	snprintf(r->candidates[0].name, sizeof(r->candidates[0].name),
-		 "plan");
+	snprintf(r->candidates[0].name, sizeof(r->candidates[0].name), "plan");
 	r->n_candidates = 1;
 	if (r->milp.n_sites < 2)
 		return 0;
@@ -1105,9 +1110,9 @@ static int candidates(hs_plan_result_t *r, hs_error_t *err)
 	return 0;
 }
 
-int hs_plan_run(const hs_plan_scenario_t *sc,
-		const hs_model_catalog_t *models, const hs_plan_opts_t *opts,
-		hs_plan_result_t *r, hs_error_t *err)
+int hs_plan_run(const hs_plan_scenario_t *sc, const hs_model_catalog_t *models,
+		const hs_plan_opts_t *opts, hs_plan_result_t *r,
+		hs_error_t *err)
 {
 	hs_plan_opts_t o = *opts;
 	hs_plan_milp_t *m = &r->milp;
@@ -1185,7 +1190,8 @@ int hs_plan_run(const hs_plan_scenario_t *sc,
 	if (r->sol.cost_usd_per_h > 0) {
 		r->capital_share =
 			r->sol.capital_usd_per_h / r->sol.cost_usd_per_h;
-		r->energy_share = r->sol.energy_usd_per_h / r->sol.cost_usd_per_h;
+		r->energy_share =
+			r->sol.energy_usd_per_h / r->sol.cost_usd_per_h;
 	}
 	if ((rc = candidates(r, err)))
 		return rc;

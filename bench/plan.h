@@ -18,17 +18,17 @@
 typedef struct hs_plan_class_s {
 	char name[96];
 	uint32_t model;
-	double jobs_per_s;        /* growth included */
+	double jobs_per_s; /* growth included */
 	double mean_ctx, mean_gen;
-	hs_dist_t ctx, gen;       /* what capacity probes draw */
+	hs_dist_t ctx, gen; /* what capacity probes draw */
 } hs_plan_class_t;
 
 /* A device type that may be bought. */
 typedef struct hs_plan_type_s {
 	hs_profile_t profile;
 	double price_usd;
-	double lifetime_years;    /* 0 when hourly_usd is given */
-	double hourly_usd;        /* 0 when bought */
+	double lifetime_years; /* 0 when hourly_usd is given */
+	double hourly_usd; /* 0 when bought */
 	double host_overhead_w;
 	double capital_usd_per_h; /* derived */
 } hs_plan_type_t;
@@ -45,8 +45,8 @@ typedef struct hs_plan_site_s {
 typedef struct hs_plan_scenario_s {
 	char source[256];
 	/* Demand: a trace, or rates. */
-	char trace[512];          /* resolved path; "" for rates */
-	char mix[256];            /* model or mix spec, for the trace */
+	char trace[512]; /* resolved path; "" for rates */
+	char mix[256]; /* model or mix spec, for the trace */
 	double rate_scale;
 	double growth;
 	hs_plan_class_t classes[HS_PLAN_MAX_CLASSES];
@@ -89,7 +89,7 @@ int hs_plan_scenario_check(const char *path, const char *data_dir,
  */
 typedef struct hs_plan_milp_s {
 	size_t n_sites, n_types, n_classes;
-	double demand[HS_PLAN_MAX_CLASSES];       /* jobs/s */
+	double demand[HS_PLAN_MAX_CLASSES]; /* jobs/s */
 	double cap[HS_PLAN_MAX_SITES][HS_PLAN_MAX_TYPES][HS_PLAN_MAX_CLASSES];
 	double busy_w[HS_PLAN_MAX_SITES][HS_PLAN_MAX_TYPES]
 		     [HS_PLAN_MAX_CLASSES];
@@ -106,8 +106,8 @@ typedef struct hs_plan_milp_s {
 typedef struct hs_plan_solution_s {
 	unsigned count[HS_PLAN_MAX_SITES][HS_PLAN_MAX_TYPES];
 	double load[HS_PLAN_MAX_SITES][HS_PLAN_MAX_TYPES]
-		   [HS_PLAN_MAX_CLASSES];       /* jobs/s */
-	double site_w[HS_PLAN_MAX_SITES];       /* facility (x PUE) */
+		   [HS_PLAN_MAX_CLASSES]; /* jobs/s */
+	double site_w[HS_PLAN_MAX_SITES]; /* facility (x PUE) */
 	double capital_usd_per_h, energy_usd_per_h;
 	double cost_usd_per_h;
 } hs_plan_solution_t;
@@ -121,18 +121,18 @@ int hs_plan_milp_solve(const hs_plan_milp_t *m, hs_plan_solution_t *sol,
 		       hs_error_t *err);
 
 typedef struct hs_plan_opts_s {
-	double probe_s;           /* simulated seconds per probe (default 60) */
-	unsigned probe_iters;     /* bisection steps (default 8) */
+	double probe_s; /* simulated seconds per probe (default 60) */
+	unsigned probe_iters; /* bisection steps (default 8) */
 	uint64_t seed;
-	bool validate;            /* run the chosen fleet (lp policy) */
-	double validate_max_s;    /* cut validation there (0: whole demand) */
+	bool validate; /* run the chosen fleet (lp policy) */
+	double validate_max_s; /* cut validation there (0: whole demand) */
 	const char *validate_policy; /* default "lp" */
 } hs_plan_opts_t;
 
 /* Capacity of one device of a type for a class, as measured. */
 typedef struct hs_plan_capacity_s {
-	double jobs_per_s;        /* 0: cannot meet the SLO at all */
-	double avg_w;             /* mean draw at that load */
+	double jobs_per_s; /* 0: cannot meet the SLO at all */
+	double avg_w; /* mean draw at that load */
 	double attainment;
 	unsigned probes;
 } hs_plan_capacity_t;
@@ -141,7 +141,7 @@ typedef struct hs_plan_capacity_s {
 typedef struct hs_plan_candidate_s {
 	char name[96];
 	bool feasible;
-	bool budget_lifted;       /* infeasible within the budget */
+	bool budget_lifted; /* infeasible within the budget */
 	hs_plan_solution_t sol;
 } hs_plan_candidate_t;
 
@@ -153,7 +153,7 @@ typedef struct hs_plan_result_s {
 	double output_tokens_per_s;
 	double cost_per_million_output_tokens;
 	double capital_share, energy_share;
-	double joules_per_output_token;   /* facility energy (x PUE) */
+	double joules_per_output_token; /* facility energy (x PUE) */
 	size_t probes;
 	bool validated;
 	char validation_policy[16];
@@ -163,9 +163,9 @@ typedef struct hs_plan_result_s {
 	double validation_peak_w;
 } hs_plan_result_t;
 
-int hs_plan_run(const hs_plan_scenario_t *sc,
-		const hs_model_catalog_t *models, const hs_plan_opts_t *opts,
-		hs_plan_result_t *res, hs_error_t *err);
+int hs_plan_run(const hs_plan_scenario_t *sc, const hs_model_catalog_t *models,
+		const hs_plan_opts_t *opts, hs_plan_result_t *res,
+		hs_error_t *err);
 
 /* Hourly cost of a solution's fleet at another electricity price (every
  * site), for the sensitivity chart. */

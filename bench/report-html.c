@@ -62,8 +62,8 @@ static size_t utf8_len(const unsigned char *s)
 		cp = cp << 6 | (s[i] & 0x3f);
 	}
 	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff ||
-	    cp == 0xfffe || cp == 0xffff)
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff || cp == 0xfffe ||
+	    cp == 0xffff)
 		return 0;
 	return n;
 }
@@ -204,7 +204,7 @@ static double py(const struct chart *c, double v)
  */
 static bool axis_tick(const struct axis *a, unsigned k, double *v)
 {
-	static const double sub[] = { 1, 2, 5 };
+	static const double sub[] = {1, 2, 5};
 	unsigned decades, per;
 
 	if (!a->log) {
@@ -229,8 +229,7 @@ static void tick_label(char *buf, size_t size, double v, double step)
 	else if (a >= 1e4)
 		snprintf(buf, size, "%gk", v / 1e3);
 	else {
-		d = step >= 1 || step <= 0 ? 0 :
-					      (int)ceil(-log10(step) - 1e-9);
+		d = step >= 1 || step <= 0 ? 0 : (int)ceil(-log10(step) - 1e-9);
 		snprintf(buf, size, "%.*f", d, v);
 	}
 }
@@ -272,8 +271,7 @@ static void chart_begin(struct chart *c, hs__strbuf_t *sb, const char *title,
 				"y2=\"%.0f\" stroke=\"%s\" stroke-width=\"3\"",
 				x, y - 4, x + 26, y - 4, k.colour);
 		if (k.dash)
-			hs__strbuf_addf(sb, " stroke-dasharray=\"%s\"",
-					k.dash);
+			hs__strbuf_addf(sb, " stroke-dasharray=\"%s\"", k.dash);
 		hs__strbuf_addf(sb, "/><text x=\"%.0f\" y=\"%.0f\">", x + 32,
 				y);
 		esc(sb, k.name);
@@ -395,8 +393,8 @@ static void series_line(struct chart *c, const hs_run_fig_t *r, size_t i,
 		got = 0;
 		for (k = j; k < j + stride && k < r->n_series; k++) {
 			t = r->series[k].t_s;
-			y = power ? r->series[k].power_avg_w :
-				    r->series[k].tokens_per_s;
+			y = power ? r->series[k].power_avg_w
+				  : r->series[k].tokens_per_s;
 			if (isfinite(y) && isfinite(t)) {
 				sum_t += t;
 				sum_y += y;
@@ -417,8 +415,8 @@ static void series_line(struct chart *c, const hs_run_fig_t *r, size_t i,
 				py(c, sum_y / (double)got), colour(i));
 }
 
-static void series_range(const hs_bench_report_t *rep, bool power,
-			 double *tmax, double *ymax, bool *any)
+static void series_range(const hs_bench_report_t *rep, bool power, double *tmax,
+			 double *ymax, bool *any)
 {
 	size_t i, j;
 	double y;
@@ -497,7 +495,7 @@ static void budget_line(struct chart *c, const hs_bench_report_t *rep,
 
 static void chart_power(const hs_bench_report_t *rep, hs__strbuf_t *sb)
 {
-	static const struct key budget = { "power budget", "#222222", "7 5" };
+	static const struct key budget = {"power budget", "#222222", "7 5"};
 	struct chart c;
 	double tmax = 0, wmax = 0;
 	bool any = false, has_budget;
@@ -512,9 +510,9 @@ static void chart_power(const hs_bench_report_t *rep, hs__strbuf_t *sb)
 	if (rep->in.power_budget_w > 0)
 		wmax = fmax(wmax, rep->in.power_budget_w);
 	chart_begin(&c, sb,
-		    any_modeled(rep) ?
-			    "Power over time against the budget (modeled)" :
-			    "Power over time against the budget",
+		    any_modeled(rep)
+			    ? "Power over time against the budget (modeled)"
+			    : "Power over time against the budget",
 		    rep, true, &budget, has_budget);
 	axis_fit(&c.x, 0, tmax, false);
 	axis_fit(&c.y, 0, wmax * 1.05, false);
@@ -566,13 +564,13 @@ static void chart_cdf(const hs_bench_report_t *rep, hs__strbuf_t *sb)
 		}
 	/* Latencies spread over decades read better on a log axis. */
 	logx = hi > 0 && hi / lo >= 20;
-	chart_begin(&c, sb, "End-to-end latency, cumulative distribution",
-		    rep, true, NULL, 0);
+	chart_begin(&c, sb, "End-to-end latency, cumulative distribution", rep,
+		    true, NULL, 0);
 	axis_fit(&c.x, logx ? lo : 0, hi, logx);
 	axis_fit(&c.y, 0, 100, false);
 	axes(&c,
-	     logx ? "end-to-end latency (ms, log scale)" :
-		   "end-to-end latency (ms)",
+	     logx ? "end-to-end latency (ms, log scale)"
+		  : "end-to-end latency (ms)",
 	     "requests completed within (%)");
 	if (!(hi > 0))
 		no_data(&c);
@@ -587,8 +585,8 @@ static void chart_cdf(const hs_bench_report_t *rep, hs__strbuf_t *sb)
 			if (isfinite(r->cdf_e2e_ms[j]))
 				line_pt(&c, r->cdf_e2e_ms[j],
 					n > 1 ? 100.0 * (double)j /
-							(double)(n - 1) :
-						100);
+							(double)(n - 1)
+					      : 100);
 		line_end(&c);
 	}
 	chart_end(&c);
@@ -601,9 +599,8 @@ static double bar_tokens_per_s(const hs_run_fig_t *r)
 
 static double bar_tokens_per_joule(const hs_run_fig_t *r)
 {
-	return r->joules_per_output_token > 0 ?
-		       1 / r->joules_per_output_token :
-		       NAN;
+	return r->joules_per_output_token > 0 ? 1 / r->joules_per_output_token
+					      : NAN;
 }
 
 /* One bar per policy, its value above it and its name below; ref > 0
@@ -622,8 +619,8 @@ static void chart_bars(const hs_bench_report_t *rep, hs__strbuf_t *sb,
 		v = value(&rep->runs[i]);
 		if (isfinite(v))
 			vmax = fmax(vmax, v);
-		name_w = fmax(name_w,
-			      7.0 * (double)strlen(rep->runs[i].policy));
+		name_w =
+			fmax(name_w, 7.0 * (double)strlen(rep->runs[i].policy));
 	}
 	if (ref > 0)
 		vmax = fmax(vmax, ref);
@@ -783,8 +780,8 @@ static void comparison(const hs_bench_report_t *rep, hs__strbuf_t *sb)
 			best = hs__report_cell(rep, &rep->runs[i], c, cell,
 					       sizeof(cell));
 			some |= best;
-			hs__strbuf_add(sb, best ? "<td class=\"best\">" :
-						  "<td>");
+			hs__strbuf_add(sb,
+				       best ? "<td class=\"best\">" : "<td>");
 			esc(sb, cell);
 			hs__strbuf_add(sb, "</td>");
 		}
@@ -829,7 +826,7 @@ static void comparison(const hs_bench_report_t *rep, hs__strbuf_t *sb)
 
 static void charts(const hs_bench_report_t *rep, hs__strbuf_t *sb)
 {
-	static const struct key bound = { "LP upper bound", "#222222", "4 4" };
+	static const struct key bound = {"LP upper bound", "#222222", "4 4"};
 
 	hs__strbuf_add(sb, "<h2>Charts</h2>\n");
 	chart_power(rep, sb);
@@ -838,9 +835,8 @@ static void charts(const hs_bench_report_t *rep, hs__strbuf_t *sb)
 	chart_bars(rep, sb, "Output tokens per second", "output tokens/s",
 		   bar_tokens_per_s, rep->upper_bound_tokens_per_s, &bound);
 	chart_bars(rep, sb,
-		   any_modeled(rep) ?
-			   "Output tokens per joule (modeled energy)" :
-			   "Output tokens per joule",
+		   any_modeled(rep) ? "Output tokens per joule (modeled energy)"
+				    : "Output tokens per joule",
 		   "output tokens/J", bar_tokens_per_joule, 0, NULL);
 }
 
@@ -875,8 +871,7 @@ static void inputs(const hs_bench_report_t *rep, hs__strbuf_t *sb)
 	kv_text(sb, "Fleet", in->fleet);
 	hs__strbuf_addf(sb, "<tr><th>Devices</th><td>%zu</td></tr>\n",
 			in->n_devices);
-	hs__strbuf_addf(sb, "<tr><th>Jobs</th><td>%zu</td></tr>\n",
-			in->n_jobs);
+	hs__strbuf_addf(sb, "<tr><th>Jobs</th><td>%zu</td></tr>\n", in->n_jobs);
 	kv_num(sb, "Offered load", in->offered_output_tokens_per_s,
 	       " output tokens/s");
 	kv_num(sb, "Rate scale", in->rate_scale, "");
@@ -888,9 +883,9 @@ static void inputs(const hs_bench_report_t *rep, hs__strbuf_t *sb)
 	slo_text(sb, in);
 	hs__strbuf_add(sb, "</td></tr>\n");
 	kv_num(sb, "LP upper bound",
-	       rep->upper_bound_tokens_per_s >= 0 ?
-		       rep->upper_bound_tokens_per_s :
-		       0,
+	       rep->upper_bound_tokens_per_s >= 0
+		       ? rep->upper_bound_tokens_per_s
+		       : 0,
 	       " output tokens/s");
 	kv_text(sb, "Version", in->version[0] ? in->version : "unknown");
 	hs__strbuf_add(sb, "</table>\n");

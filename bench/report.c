@@ -183,8 +183,8 @@ static json_t *run_json(const hs_run_fig_t *r, bool with_series, bool *bad)
 	hs__json_put(jobs, "failed", count(r->failed), bad);
 	hs__json_put(o, "jobs", jobs, bad);
 	hs__json_put(o, "duration_s", real(r->duration_s), bad);
-	hs__json_put(o, "output_tokens_per_s",
-		     real(r->output_tokens_per_s), bad);
+	hs__json_put(o, "output_tokens_per_s", real(r->output_tokens_per_s),
+		     bad);
 	hs__json_put(o, "total_tokens_per_s", real(r->total_tokens_per_s), bad);
 	hs__json_put(o, "requests_per_s", real(r->requests_per_s), bad);
 	hs__json_put(o, "ttft_ms", pct_json(&r->ttft_ms, bad), bad);
@@ -194,8 +194,7 @@ static json_t *run_json(const hs_run_fig_t *r, bool with_series, bool *bad)
 	hs__json_put(o, "slo_attainment", real_or_none(r->slo_attainment), bad);
 	hs__json_put(o, "energy_j", real(r->energy_j), bad);
 	hs__json_put(o, "joules_per_output_token",
-		     real(r->joules_per_output_token),
-		     bad);
+		     real(r->joules_per_output_token), bad);
 	hs__json_put(o, "energy_modeled", json_boolean(r->energy_modeled), bad);
 	hs__json_put(power, "budget", positive(r->budget_w), bad);
 	hs__json_put(power, "avg", real(r->power_avg_w), bad);
@@ -203,16 +202,16 @@ static json_t *run_json(const hs_run_fig_t *r, bool with_series, bool *bad)
 	hs__json_put(o, "power_w", power, bad);
 	hs__json_put(o, "power_violations", count(r->power_violations), bad);
 	hs__json_put(o, "max_violation_w", real(r->max_violation_w), bad);
-	hs__json_put(o, "lp_bound_fraction",
-		     real_or_none(r->lp_bound_fraction), bad);
-	hs__json_put(o, "sched_ns_per_decision",
-		     real(r->sched_ns_per_decision), bad);
+	hs__json_put(o, "lp_bound_fraction", real_or_none(r->lp_bound_fraction),
+		     bad);
+	hs__json_put(o, "sched_ns_per_decision", real(r->sched_ns_per_decision),
+		     bad);
 	hs__json_put(o, "decisions", count(r->decisions), bad);
 	hs__json_put(o, "replans", count(r->replans), bad);
-	hs__json_put(o, "perf_mean_rel_error",
-		     real(r->perf_mean_rel_error), bad);
-	hs__json_put(o, "perf_calibrated_error",
-		     real(r->perf_calibrated_error), bad);
+	hs__json_put(o, "perf_mean_rel_error", real(r->perf_mean_rel_error),
+		     bad);
+	hs__json_put(o, "perf_calibrated_error", real(r->perf_calibrated_error),
+		     bad);
 	hs__json_put(o, "power_waits", count(r->power_waits), bad);
 	hs__json_put(o, "paused", count(r->paused), bad);
 	hs__json_put(o, "devices", devices_json(r, bad), bad);
@@ -234,8 +233,8 @@ json_t *hs_bench_report_json(const hs_bench_report_t *rep, bool with_series)
 	hs__json_put(root, "upper_bound_tokens_per_s",
 		     real_or_none(rep->upper_bound_tokens_per_s), &bad);
 	for (i = 0; i < rep->n_runs; i++)
-		hs__json_push(runs,
-			      run_json(&rep->runs[i], with_series, &bad), &bad);
+		hs__json_push(runs, run_json(&rep->runs[i], with_series, &bad),
+			      &bad);
 	hs__json_put(root, "runs", runs, &bad);
 	if (bad) {
 		json_decref(root);
@@ -271,21 +270,21 @@ static const struct {
 	const char *head;
 	int better; /* +1 higher is better, -1 lower, 0 neither */
 } cols[N_COLS] = {
-	[COL_POLICY] = { "POLICY", 0 },
-	[COL_DONE] = { "DONE/SUBMITTED", +1 },
-	[COL_OUT_TPS] = { "OUT TOK/S", +1 },
-	[COL_REQ_S] = { "REQ/S", +1 },
-	[COL_TTFT] = { "TTFT p50/p99 (ms)", -1 },
-	[COL_TPOT] = { "TPOT p50 (ms)", -1 },
-	[COL_E2E] = { "E2E p99 (s)", -1 },
-	[COL_JTOK] = { "J/TOK", -1 },
+	[COL_POLICY] = {"POLICY", 0},
+	[COL_DONE] = {"DONE/SUBMITTED", +1},
+	[COL_OUT_TPS] = {"OUT TOK/S", +1},
+	[COL_REQ_S] = {"REQ/S", +1},
+	[COL_TTFT] = {"TTFT p50/p99 (ms)", -1},
+	[COL_TPOT] = {"TPOT p50 (ms)", -1},
+	[COL_E2E] = {"E2E p99 (s)", -1},
+	[COL_JTOK] = {"J/TOK", -1},
 	/* Drawing less power is not better in itself: the budget and its
 	 * violations say whether it was too much. */
-	[COL_AVG_W] = { "AVG W", 0 },
-	[COL_PEAK_W] = { "PEAK W", 0 },
-	[COL_VIOL] = { "VIOL", -1 },
-	[COL_BOUND] = { "%BOUND", +1 },
-	[COL_NSDEC] = { "NS/DEC", -1 },
+	[COL_AVG_W] = {"AVG W", 0},
+	[COL_PEAK_W] = {"PEAK W", 0},
+	[COL_VIOL] = {"VIOL", -1},
+	[COL_BOUND] = {"%BOUND", +1},
+	[COL_NSDEC] = {"NS/DEC", -1},
 };
 
 void hs__report_num(double v, char *buf, size_t size)
@@ -314,8 +313,7 @@ static double col_key(const hs_run_fig_t *r, unsigned col)
 
 	switch (col) {
 	case COL_DONE:
-		return r->submitted ? (double)r->completed / r->submitted :
-				      NAN;
+		return r->submitted ? (double)r->completed / r->submitted : NAN;
 	case COL_OUT_TPS:
 		return r->output_tokens_per_s;
 	case COL_REQ_S:
@@ -327,9 +325,9 @@ static double col_key(const hs_run_fig_t *r, unsigned col)
 	case COL_E2E:
 		return lat ? r->e2e_ms.p99 / 1000 : NAN;
 	case COL_JTOK:
-		return r->joules_per_output_token > 0 ?
-			       r->joules_per_output_token :
-			       NAN;
+		return r->joules_per_output_token > 0
+			       ? r->joules_per_output_token
+			       : NAN;
 	case COL_AVG_W:
 		return r->power_avg_w;
 	case COL_PEAK_W:
@@ -477,8 +475,7 @@ static void table_header(const hs_bench_report_t *rep, FILE *f)
 		in->n_jobs, a, b);
 	hs__report_num(in->power_budget_w, a, sizeof(a));
 	fprintf(f, "fleet   %s, %zu devices, budget %s%s, seed %" PRIu64 "\n",
-		in->fleet, in->n_devices,
-		in->power_budget_w > 0 ? a : "none",
+		in->fleet, in->n_devices, in->power_budget_w > 0 ? a : "none",
 		in->power_budget_w > 0 ? " W" : "", in->seed);
 	if (in->time_limit_s > 0) {
 		hs__report_num(in->time_limit_s, a, sizeof(a));
@@ -523,7 +520,7 @@ static void table_row(const hs_bench_report_t *rep, const hs_run_fig_t *run,
 void hs_bench_report_table(const hs_bench_report_t *rep, FILE *f)
 {
 	size_t width[N_COLS], i;
-	bool marked[N_COLS] = { false }, some = false;
+	bool marked[N_COLS] = {false}, some = false;
 	char cell[64], slo[96];
 	unsigned c;
 
@@ -898,8 +895,7 @@ static int make_dirs(const char *dir, hs_error_t *err)
 		if (mkdir(path, 0755) && errno != EEXIST) {
 			e = errno;
 			if (!is_dir(path))
-				return hs__error_set(err, HS_EIO, path, 0,
-						     NULL,
+				return hs__error_set(err, HS_EIO, path, 0, NULL,
 						     "cannot create directory: "
 						     "%s",
 						     strerror(e));
@@ -914,8 +910,8 @@ static int make_dirs(const char *dir, hs_error_t *err)
 
 /* A reader never sees half a file: it is written beside its name, flushed
  * and renamed over it. */
-static int write_file(const char *dir, const char *name,
-		      const hs__strbuf_t *sb, hs_error_t *err)
+static int write_file(const char *dir, const char *name, const hs__strbuf_t *sb,
+		      hs_error_t *err)
 {
 	char path[PATH_MAX], tmp[PATH_MAX];
 	const char *what = "cannot write";
@@ -981,8 +977,7 @@ int hs_bench_report_write(const hs_bench_report_t *rep, const char *dir,
 	root = hs_bench_report_json(rep, true);
 	if (!root)
 		goto out_nomem;
-	if (json_dump_callback(root, dump_cb, &json,
-			       JSON_INDENT(2))) {
+	if (json_dump_callback(root, dump_cb, &json, JSON_INDENT(2))) {
 		json_decref(root);
 		goto out_nomem;
 	}

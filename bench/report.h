@@ -13,18 +13,18 @@ typedef struct hs_pct_s {
 
 /* A point of a time series (one bin). */
 typedef struct hs_series_pt_s {
-	double t_s;          /* bin start, seconds from the first arrival */
+	double t_s; /* bin start, seconds from the first arrival */
 	double power_avg_w;
 	double power_max_w;
-	double budget_w;     /* 0: none */
+	double budget_w; /* 0: none */
 	double tokens_per_s; /* output tokens finished in the bin / bin */
 } hs_series_pt_t;
 
 typedef struct hs_device_fig_s {
 	char name[128];
 	char profile[64];
-	double utilisation;  /* busy time / run time */
-	double energy_j;     /* its steps' energy */
+	double utilisation; /* busy time / run time */
+	double energy_j; /* its steps' energy */
 	uint64_t output_tokens;
 	bool failed;
 } hs_device_fig_t;
@@ -33,22 +33,22 @@ typedef struct hs_device_fig_s {
 typedef struct hs_run_fig_s {
 	char policy[16];
 	uint64_t submitted, completed, refused, failed;
-	double duration_s;           /* first arrival to last event */
+	double duration_s; /* first arrival to last event */
 	double output_tokens_per_s;
-	double total_tokens_per_s;   /* prompt + output */
+	double total_tokens_per_s; /* prompt + output */
 	double requests_per_s;
 	hs_pct_t ttft_ms, tpot_ms, e2e_ms, queue_ms;
-	double slo_attainment;       /* -1 when no SLO given */
-	double energy_j;             /* node energy: steps + idle */
+	double slo_attainment; /* -1 when no SLO given */
+	double energy_j; /* node energy: steps + idle */
 	double joules_per_output_token;
 	bool energy_modeled;
 	double power_avg_w, power_peak_w, budget_w;
 	uint64_t power_violations;
 	double max_violation_w;
-	double lp_bound_fraction;    /* -1 when no bound */
+	double lp_bound_fraction; /* -1 when no bound */
 	double sched_ns_per_decision;
 	uint64_t decisions;
-	uint64_t replans;            /* plans the policy solved (lp) */
+	uint64_t replans; /* plans the policy solved (lp) */
 	double perf_mean_rel_error;
 	double perf_calibrated_error; /* after each fit's warm-up */
 	uint64_t power_waits, paused;
@@ -66,17 +66,17 @@ typedef struct hs_run_fig_s {
 
 /* What went in. */
 typedef struct hs_bench_inputs_s {
-	char trace[512];        /* path, or "synthetic: ..." */
+	char trace[512]; /* path, or "synthetic: ..." */
 	char format[16];
-	char models[256];       /* model or mix as given */
-	char fleet[512];        /* path or "default" */
+	char models[256]; /* model or mix as given */
+	char fleet[512]; /* path or "default" */
 	size_t n_jobs;
 	size_t n_devices;
 	double rate_scale;
-	double power_budget_w;  /* 0: none */
-	double time_limit_s;    /* 0: none */
+	double power_budget_w; /* 0: none */
+	double time_limit_s; /* 0: none */
 	uint64_t seed;
-	double slo_ttft_ms;     /* 0: none */
+	double slo_ttft_ms; /* 0: none */
 	double slo_tpot_ms;
 	double offered_output_tokens_per_s;
 	char version[32];

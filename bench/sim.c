@@ -13,7 +13,7 @@
 typedef struct sim_dev_s {
 	const struct hs_executor_ops *ops;
 	void *exec;
-	bool fail_pending;        /* its step failed: tell the core */
+	bool fail_pending; /* its step failed: tell the core */
 	bool busy;
 	double draw_w;
 	double step_budget_w;
@@ -42,23 +42,23 @@ typedef struct sim_s {
 	size_t n_jobs;
 	hs_sched_t *core;
 	sim_dev_t *devs;
-	job_tokens_t *tokens;     /* per job, real executors only */
+	job_tokens_t *tokens; /* per job, real executors only */
 	bool any_fail_pending;
 	size_t n_devs;
 	/* Step completions, at most one per device, first by (at, device):
 	 * a tournament tree over the devices. */
-	int64_t *due;             /* per leaf: completion, or NOT_DUE */
-	uint32_t *win;            /* node i: the leaf due first below it;
-				   * leaf d is node n_leaves + d */
-	size_t n_leaves;          /* a power of two, >= n_devs */
-	size_t n_due;             /* devices with a completion due */
-	bool first_taken;         /* the first is handled: the next push
-				   * or due_settle removes it */
-	uint32_t taken;           /* its device */
+	int64_t *due; /* per leaf: completion, or NOT_DUE */
+	uint32_t *win; /* node i: the leaf due first below it;
+			* leaf d is node n_leaves + d */
+	size_t n_leaves; /* a power of two, >= n_devs */
+	size_t n_due; /* devices with a completion due */
+	bool first_taken; /* the first is handled: the next push
+			   * or due_settle removes it */
+	uint32_t taken; /* its device */
 	int64_t now;
-	int64_t timer_at;         /* -1: none */
+	int64_t timer_at; /* -1: none */
 	double budget_w;
-	double idle_floor_w;      /* a budget below it cannot be met */
+	double idle_floor_w; /* a budget below it cannot be met */
 	double power_w;
 	int64_t power_since;
 	/* id -> job index, through the id's slot part */
@@ -67,20 +67,20 @@ typedef struct sim_s {
 	struct slot_map {
 		uint64_t id;
 		uint32_t job;
-	} *slot_job;
+	} * slot_job;
 	size_t cap_slot_job;
-	int64_t submitting;       /* job being submitted, -1: none */
-	uint8_t *done;            /* per job: finished */
-	size_t pending_index;     /* job being submitted */
+	int64_t submitting; /* job being submitted, -1: none */
+	uint8_t *done; /* per job: finished */
+	size_t pending_index; /* job being submitted */
 	uint64_t started_steps;
 	hs_executor_io_t io;
-	bool real;                /* some device runs steps for real */
+	bool real; /* some device runs steps for real */
 	hs_sim_result_t *res;
 	size_t cap_records;
-	int failed;               /* first error inside a hook */
-	unsigned untimed;         /* core calls before the next timed one */
-	unsigned sample;          /* core calls timed: one in this many */
-	unsigned timing;          /* inside a timed core call: its weight */
+	int failed; /* first error inside a hook */
+	unsigned untimed; /* core calls before the next timed one */
+	unsigned sample; /* core calls timed: one in this many */
+	unsigned timing; /* inside a timed core call: its weight */
 } sim_t;
 
 static int64_t mono_ns(void)
@@ -122,7 +122,7 @@ static inline done_ev_t due_first(const sim_t *sm)
 {
 	uint32_t d = sm->win[1];
 
-	return (done_ev_t){ .at = sm->due[d], .device = d };
+	return (done_ev_t){.at = sm->due[d], .device = d};
 }
 
 /* Drop a taken first event that no push replaced. */
@@ -173,8 +173,8 @@ static void bins_add(sim_t *sm, int64_t from, int64_t to, double w)
 
 		if (from < res->first_arrival_ns || i >= res->n_bins)
 			return;
-		res->bins[i].avg_w += (float)(w * (double)(upto - from) /
-					      (double)bin);
+		res->bins[i].avg_w +=
+			(float)(w * (double)(upto - from) / (double)bin);
 		if (w > res->bins[i].max_w)
 			res->bins[i].max_w = (float)w;
 		res->bins[i].budget_w = (float)sm->budget_w;
@@ -198,8 +198,8 @@ static void bins_tokens(sim_t *sm, int64_t at, uint32_t tokens)
 static void power_advance(sim_t *sm)
 {
 	bins_add(sm, sm->power_since, sm->now, sm->power_w);
-	sm->res->energy_j += sm->power_w * (double)(sm->now - sm->power_since) /
-			     1e9;
+	sm->res->energy_j +=
+		sm->power_w * (double)(sm->now - sm->power_since) / 1e9;
 	sm->power_since = sm->now;
 }
 
@@ -214,9 +214,9 @@ static void set_draw(sim_t *sm, size_t d, double w)
 static void power_check(sim_t *sm)
 {
 	hs_sim_result_t *res = sm->res;
-	double over = sm->power_w - (sm->budget_w > sm->idle_floor_w ?
-					     sm->budget_w :
-					     sm->idle_floor_w);
+	double over = sm->power_w - (sm->budget_w > sm->idle_floor_w
+					     ? sm->budget_w
+					     : sm->idle_floor_w);
 	size_t d;
 
 	if (sm->power_w > res->peak_power_w)
@@ -265,8 +265,8 @@ static void on_step_start(void *ud, const hs_step_t *st)
 	dv->step_batch = st->batch;
 	dv->step_budget_w = sm->budget_w;
 	set_draw(sm, (size_t)st->device, st->power_w);
-	due_push(sm, (done_ev_t){ .at = sm->now + ns,
-				   .device = (uint32_t)st->device });
+	due_push(sm, (done_ev_t){.at = sm->now + ns,
+				 .device = (uint32_t)st->device});
 	sm->started_steps++;
 }
 
@@ -346,12 +346,13 @@ static void on_job_event(void *ud, const hs_job_t *job, hs_job_event_t ev)
 
 		r->ttft_ms = (float)(ttft / 1e6);
 		r->e2e_ms = (float)(e2e / 1e6);
-		r->tpot_ms = job->gen_tokens > 1 ?
-				     (float)((e2e - ttft) / 1e6 /
-					     (job->gen_tokens - 1)) :
-				     0;
-		r->queue_ms = (float)((double)(job->start_ns - job->arrival_ns) /
-				      1e6);
+		r->tpot_ms = job->gen_tokens > 1
+				     ? (float)((e2e - ttft) / 1e6 /
+					       (job->gen_tokens - 1))
+				     : 0;
+		r->queue_ms =
+			(float)((double)(job->start_ns - job->arrival_ns) /
+				1e6);
 		r->energy_j = (float)job->energy_j;
 		r->gen_tokens = job->gen_tokens;
 		r->device = job->device;
@@ -415,19 +416,19 @@ static void io_token(void *ud, uint64_t id, uint32_t token)
  * spends most of its time in a few calls, which sampling would catch or
  * miss by chance: every call is timed.
  */
-#define CORE(sm, rc, call)                                                 \
-	do {                                                               \
-		if (--(sm)->untimed) {                                     \
-			(rc) = (call);                                     \
-		} else {                                                   \
-			int64_t t0_ = mono_ns();                           \
-			(sm)->untimed = (sm)->sample;                      \
-			(sm)->timing = (sm)->sample;                       \
-			(rc) = (call);                                     \
-			(sm)->timing = 0;                                  \
-			(sm)->res->sched_cpu_ns +=                         \
-				(double)(mono_ns() - t0_) * (sm)->sample;  \
-		}                                                          \
+#define CORE(sm, rc, call)                                                \
+	do {                                                              \
+		if (--(sm)->untimed) {                                    \
+			(rc) = (call);                                    \
+		} else {                                                  \
+			int64_t t0_ = mono_ns();                          \
+			(sm)->untimed = (sm)->sample;                     \
+			(sm)->timing = (sm)->sample;                      \
+			(rc) = (call);                                    \
+			(sm)->timing = 0;                                 \
+			(sm)->res->sched_cpu_ns +=                        \
+				(double)(mono_ns() - t0_) * (sm)->sample; \
+		}                                                         \
 	} while (0)
 
 static int64_t next_time(const sim_t *sm, size_t ai, size_t bi, size_t fi)
@@ -452,16 +453,16 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 		 const hs_model_catalog_t *models, const hs_device_t *devices,
 		 size_t n_devices, hs_error_t *err)
 {
-	static const hs_executor_io_t io_tmpl = { .prompt = io_prompt,
-						  .token = io_token };
-	hs_executor_opts_t eo = { .seed = sm->opts->seed,
-				  .noise = sm->opts->noise,
-				  .skew = sm->opts->skew,
-				  .kernel_dir = sm->opts->kernel_dir };
-	hs_sched_hooks_t hooks = { .step_start = on_step_start,
-				   .job_event = on_job_event,
-				   .timer = on_timer,
-				   .ud = sm };
+	static const hs_executor_io_t io_tmpl = {.prompt = io_prompt,
+						 .token = io_token};
+	hs_executor_opts_t eo = {.seed = sm->opts->seed,
+				 .noise = sm->opts->noise,
+				 .skew = sm->opts->skew,
+				 .kernel_dir = sm->opts->kernel_dir};
+	hs_sched_hooks_t hooks = {.step_start = on_step_start,
+				  .job_event = on_job_event,
+				  .timer = on_timer,
+				  .ud = sm};
 	hs_sim_result_t *res = sm->res;
 	size_t d;
 	int rc;
@@ -499,10 +500,9 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 		sm->win[d] = sm->win[2 * d];
 	res->n_devices = n_devices;
 	for (d = 0; d < n_devices; d++) {
-		sm->devs[d].ops = sm->opts->executors &&
-						  sm->opts->executors[d] ?
-					  sm->opts->executors[d] :
-					  &hs__executor_sim;
+		sm->devs[d].ops = sm->opts->executors && sm->opts->executors[d]
+					  ? sm->opts->executors[d]
+					  : &hs__executor_sim;
 		rc = sm->devs[d].ops->open(&sm->devs[d].exec, &devices[d],
 					   models, &eo);
 		if (rc)
@@ -539,11 +539,11 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 static void submit(sim_t *sm, size_t i)
 {
 	const hs_sim_job_t *j = &sm->jobs[i];
-	hs_job_spec_t spec = { .model = j->model,
-			       .ctx_tokens = j->ctx_tokens,
-			       .gen_tokens = j->gen_tokens,
-			       .priority = j->priority,
-			       .deadline_ns = -1 };
+	hs_job_spec_t spec = {.model = j->model,
+			      .ctx_tokens = j->ctx_tokens,
+			      .gen_tokens = j->gen_tokens,
+			      .priority = j->priority,
+			      .deadline_ns = -1};
 	uint64_t id;
 	int rc;
 
@@ -562,13 +562,12 @@ static void submit(sim_t *sm, size_t i)
 int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 	       const hs_device_t *devices, size_t n_devices,
 	       const hs_sim_job_t *jobs, size_t n_jobs,
-	       const hs_sim_opts_t *opts, hs_sim_result_t *res,
-	       hs_error_t *err)
+	       const hs_sim_opts_t *opts, hs_sim_result_t *res, hs_error_t *err)
 {
-	static const hs_sim_opts_t defaults = { 0 };
+	static const hs_sim_opts_t defaults = {0};
 	size_t ai = 0, bi = 0, fi = 0, d, i;
 	uint64_t idle_timers = 0, last_steps = 0, progress_next;
-	sim_t sm = { 0 };
+	sim_t sm = {0};
 	int rc;
 
 	hs__error_clear(err);
@@ -611,8 +610,7 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 			hs_sched_stats(sm.core, &st);
 			if (st.queued + st.running == 0)
 				break;
-			if (sm.started_steps == last_steps &&
-			    ++idle_timers > 2)
+			if (sm.started_steps == last_steps && ++idle_timers > 2)
 				break;
 			last_steps = sm.started_steps;
 		}
@@ -622,8 +620,8 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 		       sm.opts->budget_changes[bi].at_ns == t) {
 			power_advance(&sm);
 			sm.budget_w = sm.opts->budget_changes[bi].budget_w;
-			CORE(&sm, rc, hs_sched_set_budget(sm.core, t,
-							  sm.budget_w));
+			CORE(&sm, rc,
+			     hs_sched_set_budget(sm.core, t, sm.budget_w));
 			bi++;
 		}
 		while (fi < sm.opts->n_failures &&
@@ -638,8 +636,8 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 					set_draw(&sm, (size_t)dev,
 						 devices[dev].idle_w);
 				}
-				CORE(&sm, rc, hs_sched_device_failed(sm.core,
-								     t, dev));
+				CORE(&sm, rc,
+				     hs_sched_device_failed(sm.core, t, dev));
 			}
 			fi++;
 		}
@@ -673,9 +671,9 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 				if (!sm.devs[d].fail_pending)
 					continue;
 				sm.devs[d].fail_pending = false;
-				CORE(&sm, rc, hs_sched_device_failed(sm.core,
-								     t,
-								     (int)d));
+				CORE(&sm, rc,
+				     hs_sched_device_failed(sm.core, t,
+							    (int)d));
 			}
 		}
 		rc = 0;
@@ -691,8 +689,8 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 			if (st.completed >= progress_next) {
 				sm.opts->progress(sm.opts->progress_ud, t,
 						  st.completed, n_jobs);
-				progress_next = st.completed +
-						sm.opts->progress_every;
+				progress_next =
+					st.completed + sm.opts->progress_every;
 			}
 		}
 	}

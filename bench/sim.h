@@ -22,16 +22,16 @@ typedef struct hs_sim_job_s {
 /* A budget change or a device failure at a point in virtual time. */
 typedef struct hs_sim_event_s {
 	int64_t at_ns;
-	double budget_w;   /* budget changes */
-	int device;        /* failures */
+	double budget_w; /* budget changes */
+	int device; /* failures */
 } hs_sim_event_t;
 
 /* What became of one job (completed ones only). */
 typedef struct hs_sim_record_s {
 	float ttft_ms;
 	float e2e_ms;
-	float tpot_ms;     /* (e2e - ttft) / (generated - 1); 0 if 1 token */
-	float queue_ms;    /* arrival to joining a batch (the last time) */
+	float tpot_ms; /* (e2e - ttft) / (generated - 1); 0 if 1 token */
+	float queue_ms; /* arrival to joining a batch (the last time) */
 	float energy_j;
 	uint32_t gen_tokens;
 	int32_t device;
@@ -39,30 +39,30 @@ typedef struct hs_sim_record_s {
 
 /* Power over time, in fixed bins. */
 typedef struct hs_sim_power_bin_s {
-	float avg_w;       /* time-weighted mean in the bin */
+	float avg_w; /* time-weighted mean in the bin */
 	float max_w;
-	float budget_w;    /* at the end of the bin; 0: none */
-	uint32_t tokens;   /* output tokens finished in the bin */
+	float budget_w; /* at the end of the bin; 0: none */
+	uint32_t tokens; /* output tokens finished in the bin */
 } hs_sim_power_bin_t;
 
 typedef struct hs_sim_opts_s {
 	uint64_t seed;
-	double noise;            /* relative spread of step times */
-	double skew;             /* per-device profile error (max, relative) */
+	double noise; /* relative spread of step times */
+	double skew; /* per-device profile error (max, relative) */
 	const hs_sim_event_t *budget_changes; /* sorted by at_ns */
 	size_t n_budget_changes;
-	const hs_sim_event_t *failures;       /* sorted by at_ns */
+	const hs_sim_event_t *failures; /* sorted by at_ns */
 	size_t n_failures;
-	int64_t time_limit_ns;   /* stop then (0: run to the end) */
-	int64_t bin_ns;          /* power/throughput bin (0: no timeline) */
-	bool keep_records;       /* fill records (one per completed job) */
-	bool want_upper_bound;   /* compute upper_bound_tps at the end */
+	int64_t time_limit_ns; /* stop then (0: run to the end) */
+	int64_t bin_ns; /* power/throughput bin (0: no timeline) */
+	bool keep_records; /* fill records (one per completed job) */
+	bool want_upper_bound; /* compute upper_bound_tps at the end */
 	/* Executors per device (NULL entries, or NULL: sim). Real ones run
 	 * each step for real, one at a time, and their measured times are
 	 * laid on the virtual timeline as if the devices ran side by side;
 	 * they get synthetic prompt tokens drawn from the seed. */
 	const struct hs_executor_ops *const *executors;
-	const char *kernel_dir;  /* for opencl executors */
+	const char *kernel_dir; /* for opencl executors */
 	/* Called every `progress_every` completions (0: never). */
 	void (*progress)(void *ud, int64_t now_ns, uint64_t done,
 			 uint64_t total);
@@ -72,16 +72,16 @@ typedef struct hs_sim_opts_s {
 
 typedef struct hs_sim_result_s {
 	hs_sched_stats_t stats;
-	hs_device_stats_t *devices;   /* n_devices */
+	hs_device_stats_t *devices; /* n_devices */
 	size_t n_devices;
-	hs_sim_record_t *records;     /* completed jobs, completion order */
+	hs_sim_record_t *records; /* completed jobs, completion order */
 	size_t n_records;
 	hs_sim_power_bin_t *bins;
 	size_t n_bins;
 	int64_t bin_ns;
-	int64_t end_ns;               /* virtual time of the last event */
+	int64_t end_ns; /* virtual time of the last event */
 	int64_t first_arrival_ns;
-	uint64_t submit_failures;     /* refused at submission */
+	uint64_t submit_failures; /* refused at submission */
 	/* The driver's own check of the power budget, independent of the
 	 * core's: instants above the budget outside the grace of steps
 	 * started under a higher budget. */
@@ -90,14 +90,14 @@ typedef struct hs_sim_result_s {
 	double peak_power_w;
 	double energy_j;
 	uint64_t events;
-	uint64_t lost_jobs;           /* accepted, never finished (bug) */
-	uint64_t duplicate_done;      /* finished twice (bug) */
-	double sched_cpu_ns;          /* time inside the core's calls,
-				       * estimated from one call in 16
-				       * unless the policy re-plans (lp) */
-	double upper_bound_tps;       /* LP bound for the mix seen; -1 if
-				       * not asked or not solvable */
-	uint64_t device_failures;     /* steps that failed on a device */
+	uint64_t lost_jobs; /* accepted, never finished (bug) */
+	uint64_t duplicate_done; /* finished twice (bug) */
+	double sched_cpu_ns; /* time inside the core's calls,
+			      * estimated from one call in 16
+			      * unless the policy re-plans (lp) */
+	double upper_bound_tps; /* LP bound for the mix seen; -1 if
+				 * not asked or not solvable */
+	uint64_t device_failures; /* steps that failed on a device */
 } hs_sim_result_t;
 
 /*

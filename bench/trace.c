@@ -200,8 +200,8 @@ static int64_t days_from_civil(int64_t y, int m, int d)
 
 static int days_in_month(int y, int m)
 {
-	static const int days[] = { 31, 28, 31, 30, 31, 30,
-				    31, 31, 30, 31, 30, 31 };
+	static const int days[] = {31, 28, 31, 30, 31, 30,
+				   31, 31, 30, 31, 30, 31};
 	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 
 	return m == 2 && leap ? 29 : days[m - 1];
@@ -230,12 +230,12 @@ static bool parse_civil(const char *s, int64_t *ns)
 		return false;
 	if (*s == 'Z')
 		s++;
-	if (*s || y < MIN_YEAR || y > MAX_YEAR || mo < 1 || mo > 12 ||
-	    d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
-	    sec > 59)
+	if (*s || y < MIN_YEAR || y > MAX_YEAR || mo < 1 || mo > 12 || d < 1 ||
+	    d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59)
 		return false;
-	*ns = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 +
-		sec) * 1000000000) + frac;
+	*ns = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) *
+	       1000000000) +
+	      frac;
 	return true;
 }
 
@@ -306,10 +306,8 @@ static int split_csv(char *s, char **cols, int max, const char **why)
 /* ------------------------------------------------------------------------ */
 
 static const char *const format_names[] = {
-	[HS_TRACE_AUTO] = "auto",
-	[HS_TRACE_AZURE] = "azure",
-	[HS_TRACE_MOONCAKE] = "mooncake",
-	[HS_TRACE_BURSTGPT] = "burstgpt",
+	[HS_TRACE_AUTO] = "auto",	  [HS_TRACE_AZURE] = "azure",
+	[HS_TRACE_MOONCAKE] = "mooncake", [HS_TRACE_BURSTGPT] = "burstgpt",
 	[HS_TRACE_JSONL] = "jsonl",
 };
 
@@ -317,8 +315,7 @@ int hs_trace_format_parse(const char *name, hs_trace_format_t *out)
 {
 	size_t i;
 
-	for (i = HS_TRACE_AZURE; name && i < HS_ARRAY_SIZE(format_names);
-	     i++) {
+	for (i = HS_TRACE_AZURE; name && i < HS_ARRAY_SIZE(format_names); i++) {
 		if (!strcmp(name, format_names[i])) {
 			*out = (hs_trace_format_t)i;
 			return 0;
@@ -335,10 +332,10 @@ const char *hs_trace_format_name(hs_trace_format_t f)
 }
 
 /* The columns a CSV format needs, by header name (any order). */
-static const char *const azure_cols[] = { "TIMESTAMP", "ContextTokens",
-					  "GeneratedTokens" };
-static const char *const burstgpt_cols[] = { "Timestamp", "Request tokens",
-					     "Response tokens" };
+static const char *const azure_cols[] = {"TIMESTAMP", "ContextTokens",
+					 "GeneratedTokens"};
+static const char *const burstgpt_cols[] = {"Timestamp", "Request tokens",
+					    "Response tokens"};
 
 /* ------------------------------------------------------------------------ */
 /* The loader                                                               */
@@ -356,28 +353,28 @@ typedef struct loader_s {
 	size_t cap;
 	hs_trace_format_t format;
 	FILE *f;
-	char *buf;                 /* MAX_LINE + 1 */
-	char *blk;                 /* BLOCK: what fread gave */
+	char *buf; /* MAX_LINE + 1 */
+	char *blk; /* BLOCK: what fread gave */
 	size_t blk_pos, blk_len;
 	size_t len;
 	int line;
-	hs_error_t row_err;        /* the problem of the current row */
-	const char *const *names;  /* CSV: the needed columns' names */
-	int col[N_NEEDED];         /* CSV: where they are */
-	int n_cols;                /* CSV: columns in the header */
+	hs_error_t row_err; /* the problem of the current row */
+	const char *const *names; /* CSV: the needed columns' names */
+	int col[N_NEEDED]; /* CSV: where they are */
+	int n_cols; /* CSV: columns in the header */
 	char *cols[MAX_COLS];
-	int64_t prev_ns;           /* the last accepted row's time */
+	int64_t prev_ns; /* the last accepted row's time */
 	int prev_line;
-	char prev_ts[48];          /* and its text, for messages */
-	char ts[48];               /* the current row's */
+	char prev_ts[48]; /* and its text, for messages */
+	char ts[48]; /* the current row's */
 	uint64_t rng;
 } loader_t;
 
-static int row_fail(loader_t *ld, int code, const char *field,
-		    const char *fmt, ...) HS__PRINTF(4, 5);
+static int row_fail(loader_t *ld, int code, const char *field, const char *fmt,
+		    ...) HS__PRINTF(4, 5);
 
-static int row_fail(loader_t *ld, int code, const char *field,
-		    const char *fmt, ...)
+static int row_fail(loader_t *ld, int code, const char *field, const char *fmt,
+		    ...)
 {
 	char text[256];
 	va_list ap;
@@ -475,8 +472,8 @@ static int csv_tokens(loader_t *ld, int which, uint32_t *out)
 	if (!*s)
 		return row_fail(ld, HS_EPARSE, name, "empty");
 	if (*s == '-' && s[1] >= '0' && s[1] <= '9')
-		return row_fail(ld, HS_ERANGE, name,
-				"negative token count %s", shown);
+		return row_fail(ld, HS_ERANGE, name, "negative token count %s",
+				shown);
 	if (p == s || *p)
 		return row_fail(ld, HS_EPARSE, name,
 				"expected a whole number, got \"%s\"", shown);
@@ -552,10 +549,9 @@ static int csv_row(loader_t *ld, hs_sim_job_t *job)
 
 static int json_row(loader_t *ld, hs_sim_job_t *job)
 {
-	static const char *const ours[] = { "t", "model", "ctx", "gen",
-					    "priority", NULL };
-	hs__jv_t jv = { .source = ld->path, .err = &ld->row_err,
-			.path = "$" };
+	static const char *const ours[] = {"t",	  "model",    "ctx",
+					   "gen", "priority", NULL};
+	hs__jv_t jv = {.source = ld->path, .err = &ld->row_err, .path = "$"};
 	char name[sizeof(((hs_model_t *)0)->name)], shown[64];
 	const hs_model_t *m;
 	uint64_t ms = 0;
@@ -600,8 +596,7 @@ static int json_row(loader_t *ld, hs_sim_job_t *job)
 			      shown);
 		goto out_put;
 	}
-	job->model = (uint32_t)(m - hs_model_catalog_get(ld->opts->models,
-							  0));
+	job->model = (uint32_t)(m - hs_model_catalog_get(ld->opts->models, 0));
 	job->priority = prio;
 	job->arrival_ns = llround(t * 1e9);
 	snprintf(ld->ts, sizeof(ld->ts), "%.9g s", t);
@@ -700,9 +695,8 @@ static int add_job(loader_t *ld, hs_sim_job_t *job)
 		job->model = mix_draw(ld->opts->mix, &ld->rng);
 	if (hs__grow((void **)&w->jobs, &ld->cap, w->n_jobs + 1,
 		     sizeof(*w->jobs)))
-		return hs__error_set(&ld->row_err, HS_ENOMEM, ld->path, 0,
-				     NULL, "out of memory (%zu jobs)",
-				     w->n_jobs);
+		return hs__error_set(&ld->row_err, HS_ENOMEM, ld->path, 0, NULL,
+				     "out of memory (%zu jobs)", w->n_jobs);
 	w->jobs[w->n_jobs++] = *job;
 	ld->prev_ns = job->arrival_ns;
 	ld->prev_line = ld->line;
@@ -714,12 +708,12 @@ static int add_job(loader_t *ld, hs_sim_job_t *job)
 static int do_row(loader_t *ld)
 {
 	const hs_trace_opts_t *opts = ld->opts;
-	hs_sim_job_t job = { 0 };
+	hs_sim_job_t job = {0};
 	int rc;
 
 	rc = check_nul(ld);
-	if (!rc && (ld->format == HS_TRACE_AZURE ||
-		    ld->format == HS_TRACE_BURSTGPT))
+	if (!rc &&
+	    (ld->format == HS_TRACE_AZURE || ld->format == HS_TRACE_BURSTGPT))
 		rc = csv_row(ld, &job);
 	else if (!rc)
 		rc = json_row(ld, &job);
@@ -797,7 +791,7 @@ static int rebase(loader_t *ld)
 int hs_trace_load(hs_workload_t *w, const char *path,
 		  const hs_trace_opts_t *opts, hs_error_t *err)
 {
-	loader_t ld = { .path = path, .opts = opts, .w = w };
+	loader_t ld = {.path = path, .opts = opts, .w = w};
 	int header, rc;
 
 	hs__error_clear(err);
@@ -829,12 +823,12 @@ int hs_trace_load(hs_workload_t *w, const char *path,
 		goto out_err;
 	if ((ld.format == HS_TRACE_JSONL && !opts->models) ||
 	    (ld.format != HS_TRACE_JSONL && !opts->mix)) {
-		rc = hs__error_set(&ld.row_err, HS_EINVAL, path, 0, NULL,
-				   "a %s trace needs %s",
-				   hs_trace_format_name(ld.format),
-				   ld.format == HS_TRACE_JSONL ?
-				   "the model catalog" :
-				   "a model or a model mix for its jobs");
+		rc = hs__error_set(
+			&ld.row_err, HS_EINVAL, path, 0, NULL,
+			"a %s trace needs %s", hs_trace_format_name(ld.format),
+			ld.format == HS_TRACE_JSONL
+				? "the model catalog"
+				: "a model or a model mix for its jobs");
 		goto out_err;
 	}
 	/* Rows start after the header, or on the line detect() looked at. */
@@ -890,7 +884,7 @@ int hs_model_mix_parse(hs_model_mix_t *mix, const char *spec,
 {
 	char buf[1024], shown[64], *item, *next, *colon, *end;
 	const hs_model_t *m, *first;
-	hs_model_mix_t out = { .n = 0 };
+	hs_model_mix_t out = {.n = 0};
 	double w, sum = 0;
 	unsigned i;
 
@@ -1013,13 +1007,13 @@ int hs_dist_parse(hs_dist_t *d, const char *spec, const char *what,
 		int kind;
 		int n_args;
 	} kinds[] = {
-		{ "const", HS_DIST_CONST, 1 },
-		{ "uniform", HS_DIST_UNIFORM, 2 },
-		{ "lognormal", HS_DIST_LOGNORMAL, 2 },
-		{ "exp", HS_DIST_EXP, 1 },
+		{"const", HS_DIST_CONST, 1},
+		{"uniform", HS_DIST_UNIFORM, 2},
+		{"lognormal", HS_DIST_LOGNORMAL, 2},
+		{"exp", HS_DIST_EXP, 1},
 	};
 	char buf[128], shown[64], *arg, *end;
-	double v[2] = { 0, 0 };
+	double v[2] = {0, 0};
 	hs_dist_t out;
 	size_t k;
 	int n = 0, rc;
@@ -1061,8 +1055,7 @@ int hs_dist_parse(hs_dist_t *d, const char *spec, const char *what,
 		return hs__error_set(err, HS_EINVAL, NULL, 0, what,
 				     "%s takes %d value%s, got %d in \"%s\"",
 				     kinds[k].name, kinds[k].n_args,
-				     kinds[k].n_args > 1 ? "s" : "", n,
-				     shown);
+				     kinds[k].n_args > 1 ? "s" : "", n, shown);
 	out.kind = kinds[k].kind;
 	out.a = v[0];
 	out.b = v[1];
@@ -1164,16 +1157,15 @@ int hs_synth_generate(hs_workload_t *w, const hs_synth_opts_t *opts,
 
 		/* A very bursty process can overshoot its mean count. */
 		if (w->n_jobs >= (size_t)MAX_SYNTH_JOBS) {
-			rc = hs__error_set(err, HS_ERANGE,
-					   "synthetic workload", 0, NULL,
-					   "over %.0f jobs", MAX_SYNTH_JOBS);
+			rc = hs__error_set(err, HS_ERANGE, "synthetic workload",
+					   0, NULL, "over %.0f jobs",
+					   MAX_SYNTH_JOBS);
 			goto out_release;
 		}
 		if (hs__grow((void **)&w->jobs, &cap, w->n_jobs + 1,
 			     sizeof(*w->jobs))) {
-			rc = hs__error_set(err, HS_ENOMEM,
-					   "synthetic workload", 0, NULL,
-					   "out of memory (%zu jobs)",
+			rc = hs__error_set(err, HS_ENOMEM, "synthetic workload",
+					   0, NULL, "out of memory (%zu jobs)",
 					   w->n_jobs);
 			goto out_release;
 		}

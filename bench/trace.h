@@ -8,14 +8,14 @@
 #include "sim.h"
 
 typedef enum {
-	HS_TRACE_AUTO,      /* detect from the header / first line */
-	HS_TRACE_AZURE,     /* CSV: TIMESTAMP,ContextTokens,GeneratedTokens */
-	HS_TRACE_MOONCAKE,  /* JSONL: timestamp (ms), input_length,
-			     * output_length */
-	HS_TRACE_BURSTGPT,  /* CSV: Timestamp,Model,Request tokens,
-			     * Response tokens,Total tokens,Log Type */
-	HS_TRACE_JSONL,     /* ours: {"t": s, "model", "ctx", "gen",
-			     * "priority"?} per line */
+	HS_TRACE_AUTO, /* detect from the header / first line */
+	HS_TRACE_AZURE, /* CSV: TIMESTAMP,ContextTokens,GeneratedTokens */
+	HS_TRACE_MOONCAKE, /* JSONL: timestamp (ms), input_length,
+			    * output_length */
+	HS_TRACE_BURSTGPT, /* CSV: Timestamp,Model,Request tokens,
+			    * Response tokens,Total tokens,Log Type */
+	HS_TRACE_JSONL, /* ours: {"t": s, "model", "ctx", "gen",
+			 * "priority"?} per line */
 } hs_trace_format_t;
 
 /* "azure", "mooncake", "burstgpt", "jsonl"; HS_EINVAL for others. */
@@ -26,7 +26,7 @@ const char *hs_trace_format_name(hs_trace_format_t f);
  * weighted mix drawn with the seed ("Llama-3.1-8B:3,Qwen2.5-7B:1"). */
 typedef struct hs_model_mix_s {
 	uint32_t models[16];
-	double weights[16];     /* normalised to sum 1 */
+	double weights[16]; /* normalised to sum 1 */
 	unsigned n;
 } hs_model_mix_t;
 
@@ -38,22 +38,22 @@ int hs_model_mix_parse(hs_model_mix_t *mix, const char *spec,
 typedef struct hs_trace_opts_s {
 	hs_trace_format_t format;
 	const hs_model_catalog_t *models;
-	const hs_model_mix_t *mix;  /* for traces without a model; may be
-				     * NULL only for traces that name them */
-	double rate_scale;          /* > 0: arrivals X times as fast */
-	uint64_t seed;              /* for the mix draw */
-	bool skip_bad_rows;         /* count malformed rows instead of
-				     * failing on the first */
-	size_t max_jobs;            /* 0: all */
+	const hs_model_mix_t *mix; /* for traces without a model; may be
+				    * NULL only for traces that name them */
+	double rate_scale; /* > 0: arrivals X times as fast */
+	uint64_t seed; /* for the mix draw */
+	bool skip_bad_rows; /* count malformed rows instead of
+			     * failing on the first */
+	size_t max_jobs; /* 0: all */
 } hs_trace_opts_t;
 
 typedef struct hs_workload_s {
-	hs_sim_job_t *jobs;         /* sorted by arrival, first at 0 */
+	hs_sim_job_t *jobs; /* sorted by arrival, first at 0 */
 	size_t n_jobs;
-	size_t skipped;             /* rows skipped (bad, or BurstGPT
-				     * failures with 0 response tokens) */
-	size_t skipped_failed;      /* of which BurstGPT failures */
-	hs_trace_format_t format;   /* as detected */
+	size_t skipped; /* rows skipped (bad, or BurstGPT
+			 * failures with 0 response tokens) */
+	size_t skipped_failed; /* of which BurstGPT failures */
+	hs_trace_format_t format; /* as detected */
 } hs_workload_t;
 
 /*
@@ -70,8 +70,12 @@ int hs_trace_load(hs_workload_t *w, const char *path,
 /* A token-count distribution: "const:N", "uniform:LO:HI",
  * "lognormal:MEDIAN:SIGMA" (clamped to [1, 1M]), "exp:MEAN". */
 typedef struct hs_dist_s {
-	enum { HS_DIST_CONST, HS_DIST_UNIFORM, HS_DIST_LOGNORMAL,
-	       HS_DIST_EXP } kind;
+	enum {
+		HS_DIST_CONST,
+		HS_DIST_UNIFORM,
+		HS_DIST_LOGNORMAL,
+		HS_DIST_EXP
+	} kind;
 	double a, b;
 } hs_dist_t;
 
@@ -80,10 +84,10 @@ int hs_dist_parse(hs_dist_t *d, const char *spec, const char *what,
 
 typedef struct hs_synth_opts_s {
 	enum { HS_ARRIVAL_POISSON, HS_ARRIVAL_GAMMA } arrival;
-	double rate;          /* jobs per second */
+	double rate; /* jobs per second */
 	double duration_s;
-	double gamma_cv;      /* coefficient of variation for gamma (> 0;
-			       * 1 is Poisson, > 1 bursty) */
+	double gamma_cv; /* coefficient of variation for gamma (> 0;
+			  * 1 is Poisson, > 1 bursty) */
 	hs_dist_t ctx, gen;
 	const hs_model_mix_t *mix;
 	uint64_t seed;

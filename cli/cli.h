@@ -29,7 +29,8 @@ const char *hs__cli_data_dir(void);
 /* "<data dir>/<name>" in a static buffer. */
 const char *hs__cli_data_path(const char *name);
 
-/* Report a loader error on stderr as "hetsched CMD: SOURCE:LINE: PATH: TEXT". */
+/* Report a loader error on stderr as "hetsched CMD: SOURCE:LINE: PATH: TEXT".
+ */
 void hs__cli_error(const char *cmd, const hs_error_t *err);
 
 /*
@@ -42,8 +43,8 @@ int hs__cli_getopt(const char *cmd, int argc, char **argv,
 
 /* A number from a flag's value within [lo, hi], or a usage error on stderr
  * naming the command and the flag (HS_EINVAL). */
-int hs__cli_number(const char *cmd, const char *flag, const char *s,
-		   double lo, double hi, double *out);
+int hs__cli_number(const char *cmd, const char *flag, const char *s, double lo,
+		   double hi, double *out);
 
 /* Print a JSON value followed by a newline; 0 or HS_EIO/HS_ENOMEM. */
 int hs__cli_print_json(json_t *v);

@@ -23,54 +23,82 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-"usage: hetsched bench [options]\n"
-"\n"
-"Replay a workload against every scheduling policy on the same simulated\n"
-"fleet, with the same jobs and seed, and compare them. With no options: the\n"
-"Azure LLM conversation trace (1 hour, 19,365 requests) at %dx its rate,\n"
-"served as %s by the default mixed fleet (%s)\n"
-"under a %d W budget. Power is modeled (no sensor measures a sim device).\n"
-"\n"
-"Workload:\n"
-"  --trace FILE            a trace (default: %s)\n"
-"  --format F              azure, mooncake, burstgpt or jsonl (default: detect)\n"
-"  --model NAME            the model of jobs the trace does not name\n"
-"  --model-mix N:W,...     or a weighted mix of models\n"
-"  --synthetic KIND        poisson or gamma arrivals instead of a trace, with\n"
-"    --rate R              jobs per second\n"
-"    --duration S          seconds\n"
-"    --ctx DIST --gen DIST token counts: const:N, uniform:LO:HI,\n"
-"                          lognormal:MEDIAN:SIGMA, exp:MEAN\n"
-"    --cv X                gamma's coefficient of variation (default 2)\n"
-"  --rate-scale X          X times the arrival rate (default %d with the\n"
-"                          default trace, else 1)\n"
-"  --max-jobs N            only the first N jobs\n"
-"  --skip-bad-rows         count malformed rows instead of stopping\n"
-"Fleet:\n"
-"  --fleet FILE.json       an inventory of sim devices (default: %s)\n"
-"  --topology FILE.xml     the GPUs of an hwloc XML topology, as sim devices\n"
-"  --local                 this machine's devices (CPU cores and OpenCL\n"
-"                          devices), running every step for real: the model\n"
-"                          must be runnable (default tiny-15m), jobs are\n"
-"                          scaled to fit it (context /16, generated /8) and\n"
-"                          the first %d are replayed unless --max-jobs says\n"
-"                          otherwise; steps run one at a time and their\n"
-"                          measured times make the virtual timeline\n"
-"  --catalog FILE          device profiles (default: data/devices.json)\n"
-"Scheduling:\n"
-"  --policy P,...|all      policies to compare (default: all)\n"
-"  --power-budget W        watts; 0 for none (default: %d with the default\n"
-"                          fleet, else none)\n"
-"  --max-batch N           jobs per batch (default 32)\n"
-"  --seed N                seed of the mix, the noise and the skew (default 1)\n"
-"  --noise X               relative spread of sim step times (default 0.05)\n"
-"  --skew X                max error of a sim device's profile (default 0.1)\n"
-"  --time-limit S          stop each run after S simulated seconds\n"
-"  --slo-ttft MS --slo-tpot MS   report the fraction of jobs meeting them\n"
-"Output:\n"
-"  --out DIR               write report.json, report.md, report.html there\n"
-"  --json                  the report as JSON on stdout\n"
-"  --help                  this text\n",
+		"usage: hetsched bench [options]\n"
+		"\n"
+		"Replay a workload against every scheduling policy on the same "
+		"simulated\n"
+		"fleet, with the same jobs and seed, and compare them. With no "
+		"options: the\n"
+		"Azure LLM conversation trace (1 hour, 19,365 requests) at %dx "
+		"its rate,\n"
+		"served as %s by the default mixed fleet (%s)\n"
+		"under a %d W budget. Power is modeled (no sensor measures a "
+		"sim device).\n"
+		"\n"
+		"Workload:\n"
+		"  --trace FILE            a trace (default: %s)\n"
+		"  --format F              azure, mooncake, burstgpt or jsonl "
+		"(default: detect)\n"
+		"  --model NAME            the model of jobs the trace does "
+		"not name\n"
+		"  --model-mix N:W,...     or a weighted mix of models\n"
+		"  --synthetic KIND        poisson or gamma arrivals instead "
+		"of a trace, with\n"
+		"    --rate R              jobs per second\n"
+		"    --duration S          seconds\n"
+		"    --ctx DIST --gen DIST token counts: const:N, "
+		"uniform:LO:HI,\n"
+		"                          lognormal:MEDIAN:SIGMA, exp:MEAN\n"
+		"    --cv X                gamma's coefficient of variation "
+		"(default 2)\n"
+		"  --rate-scale X          X times the arrival rate (default "
+		"%d with the\n"
+		"                          default trace, else 1)\n"
+		"  --max-jobs N            only the first N jobs\n"
+		"  --skip-bad-rows         count malformed rows instead of "
+		"stopping\n"
+		"Fleet:\n"
+		"  --fleet FILE.json       an inventory of sim devices "
+		"(default: %s)\n"
+		"  --topology FILE.xml     the GPUs of an hwloc XML topology, "
+		"as sim devices\n"
+		"  --local                 this machine's devices (CPU cores "
+		"and OpenCL\n"
+		"                          devices), running every step for "
+		"real: the model\n"
+		"                          must be runnable (default "
+		"tiny-15m), jobs are\n"
+		"                          scaled to fit it (context /16, "
+		"generated /8) and\n"
+		"                          the first %d are replayed unless "
+		"--max-jobs says\n"
+		"                          otherwise; steps run one at a time "
+		"and their\n"
+		"                          measured times make the virtual "
+		"timeline\n"
+		"  --catalog FILE          device profiles (default: "
+		"data/devices.json)\n"
+		"Scheduling:\n"
+		"  --policy P,...|all      policies to compare (default: all)\n"
+		"  --power-budget W        watts; 0 for none (default: %d with "
+		"the default\n"
+		"                          fleet, else none)\n"
+		"  --max-batch N           jobs per batch (default 32)\n"
+		"  --seed N                seed of the mix, the noise and the "
+		"skew (default 1)\n"
+		"  --noise X               relative spread of sim step times "
+		"(default 0.05)\n"
+		"  --skew X                max error of a sim device's profile "
+		"(default 0.1)\n"
+		"  --time-limit S          stop each run after S simulated "
+		"seconds\n"
+		"  --slo-ttft MS --slo-tpot MS   report the fraction of jobs "
+		"meeting them\n"
+		"Output:\n"
+		"  --out DIR               write report.json, report.md, "
+		"report.html there\n"
+		"  --json                  the report as JSON on stdout\n"
+		"  --help                  this text\n",
 		DEFAULT_RATE_SCALE, DEFAULT_MODEL, DEFAULT_FLEET,
 		DEFAULT_BUDGET_W, DEFAULT_TRACE, DEFAULT_RATE_SCALE,
 		DEFAULT_FLEET, LOCAL_MAX_JOBS, DEFAULT_BUDGET_W);
@@ -95,36 +123,36 @@ static int number(const char *flag, const char *s, double lo, double hi,
 static int parse_args(int argc, char **argv, args_t *a)
 {
 	static const struct option longopts[] = {
-		{ "trace", required_argument, NULL, 't' },
-		{ "format", required_argument, NULL, 'F' },
-		{ "model", required_argument, NULL, 'm' },
-		{ "model-mix", required_argument, NULL, 'M' },
-		{ "synthetic", required_argument, NULL, 'S' },
-		{ "rate", required_argument, NULL, 'r' },
-		{ "duration", required_argument, NULL, 'd' },
-		{ "ctx", required_argument, NULL, 'c' },
-		{ "gen", required_argument, NULL, 'g' },
-		{ "cv", required_argument, NULL, 'v' },
-		{ "rate-scale", required_argument, NULL, 'x' },
-		{ "max-jobs", required_argument, NULL, 'J' },
-		{ "skip-bad-rows", no_argument, NULL, 'k' },
-		{ "fleet", required_argument, NULL, 'f' },
-		{ "topology", required_argument, NULL, 'T' },
-		{ "catalog", required_argument, NULL, 'C' },
-		{ "local", no_argument, NULL, 'l' },
-		{ "policy", required_argument, NULL, 'p' },
-		{ "power-budget", required_argument, NULL, 'b' },
-		{ "max-batch", required_argument, NULL, 'B' },
-		{ "seed", required_argument, NULL, 's' },
-		{ "noise", required_argument, NULL, 'n' },
-		{ "skew", required_argument, NULL, 'w' },
-		{ "time-limit", required_argument, NULL, 'L' },
-		{ "slo-ttft", required_argument, NULL, '1' },
-		{ "slo-tpot", required_argument, NULL, '2' },
-		{ "out", required_argument, NULL, 'o' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"trace", required_argument, NULL, 't'},
+		{"format", required_argument, NULL, 'F'},
+		{"model", required_argument, NULL, 'm'},
+		{"model-mix", required_argument, NULL, 'M'},
+		{"synthetic", required_argument, NULL, 'S'},
+		{"rate", required_argument, NULL, 'r'},
+		{"duration", required_argument, NULL, 'd'},
+		{"ctx", required_argument, NULL, 'c'},
+		{"gen", required_argument, NULL, 'g'},
+		{"cv", required_argument, NULL, 'v'},
+		{"rate-scale", required_argument, NULL, 'x'},
+		{"max-jobs", required_argument, NULL, 'J'},
+		{"skip-bad-rows", no_argument, NULL, 'k'},
+		{"fleet", required_argument, NULL, 'f'},
+		{"topology", required_argument, NULL, 'T'},
+		{"catalog", required_argument, NULL, 'C'},
+		{"local", no_argument, NULL, 'l'},
+		{"policy", required_argument, NULL, 'p'},
+		{"power-budget", required_argument, NULL, 'b'},
+		{"max-batch", required_argument, NULL, 'B'},
+		{"seed", required_argument, NULL, 's'},
+		{"noise", required_argument, NULL, 'n'},
+		{"skew", required_argument, NULL, 'w'},
+		{"time-limit", required_argument, NULL, 'L'},
+		{"slo-ttft", required_argument, NULL, '1'},
+		{"slo-tpot", required_argument, NULL, '2'},
+		{"out", required_argument, NULL, 'o'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	double v;
 	int c;
@@ -139,24 +167,61 @@ static int parse_args(int argc, char **argv, args_t *a)
 		int rc = 0;
 
 		switch (c) {
-		case 't': a->trace = optarg; break;
-		case 'F': a->format = optarg; break;
-		case 'm': a->model = optarg; break;
-		case 'M': a->mix = optarg; break;
-		case 'S': a->synthetic = optarg; break;
-		case 'c': a->ctx = optarg; break;
-		case 'g': a->gen = optarg; break;
-		case 'f': a->fleet = optarg; break;
-		case 'T': a->topology = optarg; break;
-		case 'C': a->catalog = optarg; break;
-		case 'p': a->policy = optarg; break;
-		case 'o': a->out = optarg; break;
-		case 'j': a->json = true; break;
-		case 'k': a->skip_bad = true; break;
-		case 'l': a->local = true; break;
-		case 'r': rc = number("--rate", optarg, 1e-6, 1e9, &a->rate); break;
-		case 'd': rc = number("--duration", optarg, 1e-3, 1e9, &a->duration); break;
-		case 'v': rc = number("--cv", optarg, 0.01, 100, &a->cv); break;
+		case 't':
+			a->trace = optarg;
+			break;
+		case 'F':
+			a->format = optarg;
+			break;
+		case 'm':
+			a->model = optarg;
+			break;
+		case 'M':
+			a->mix = optarg;
+			break;
+		case 'S':
+			a->synthetic = optarg;
+			break;
+		case 'c':
+			a->ctx = optarg;
+			break;
+		case 'g':
+			a->gen = optarg;
+			break;
+		case 'f':
+			a->fleet = optarg;
+			break;
+		case 'T':
+			a->topology = optarg;
+			break;
+		case 'C':
+			a->catalog = optarg;
+			break;
+		case 'p':
+			a->policy = optarg;
+			break;
+		case 'o':
+			a->out = optarg;
+			break;
+		case 'j':
+			a->json = true;
+			break;
+		case 'k':
+			a->skip_bad = true;
+			break;
+		case 'l':
+			a->local = true;
+			break;
+		case 'r':
+			rc = number("--rate", optarg, 1e-6, 1e9, &a->rate);
+			break;
+		case 'd':
+			rc = number("--duration", optarg, 1e-3, 1e9,
+				    &a->duration);
+			break;
+		case 'v':
+			rc = number("--cv", optarg, 0.01, 100, &a->cv);
+			break;
 		case 'x':
 			rc = number("--rate-scale", optarg, 1e-6, 1e6,
 				    &a->rate_scale);
@@ -167,11 +232,24 @@ static int parse_args(int argc, char **argv, args_t *a)
 				    &a->budget);
 			a->budget_set = true;
 			break;
-		case 'n': rc = number("--noise", optarg, 0, 0.9, &a->noise); break;
-		case 'w': rc = number("--skew", optarg, 0, 0.9, &a->skew); break;
-		case 'L': rc = number("--time-limit", optarg, 1e-3, 1e9, &a->time_limit); break;
-		case '1': rc = number("--slo-ttft", optarg, 1e-3, 1e9, &a->slo_ttft); break;
-		case '2': rc = number("--slo-tpot", optarg, 1e-3, 1e9, &a->slo_tpot); break;
+		case 'n':
+			rc = number("--noise", optarg, 0, 0.9, &a->noise);
+			break;
+		case 'w':
+			rc = number("--skew", optarg, 0, 0.9, &a->skew);
+			break;
+		case 'L':
+			rc = number("--time-limit", optarg, 1e-3, 1e9,
+				    &a->time_limit);
+			break;
+		case '1':
+			rc = number("--slo-ttft", optarg, 1e-3, 1e9,
+				    &a->slo_ttft);
+			break;
+		case '2':
+			rc = number("--slo-tpot", optarg, 1e-3, 1e9,
+				    &a->slo_tpot);
+			break;
 		case 'B':
 			rc = number("--max-batch", optarg, 1, 4096, &v);
 			a->max_batch = (long)v;
@@ -199,12 +277,13 @@ static int parse_args(int argc, char **argv, args_t *a)
 			argv[optind]);
 		return HS_EINVAL;
 	}
-#define EXCLUSIVE(x, y, nx, ny)                                            \
-	if ((x) && (y)) {                                                  \
-		fprintf(stderr, "hetsched bench: %s and %s exclude each "  \
-				"other\n",                                 \
-			nx, ny);                                           \
-		return HS_EINVAL;                                          \
+#define EXCLUSIVE(x, y, nx, ny)                                   \
+	if ((x) && (y)) {                                         \
+		fprintf(stderr,                                   \
+			"hetsched bench: %s and %s exclude each " \
+			"other\n",                                \
+			nx, ny);                                  \
+		return HS_EINVAL;                                 \
 	}
 	EXCLUSIVE(a->trace, a->synthetic, "--trace", "--synthetic");
 	EXCLUSIVE(a->model, a->mix, "--model", "--model-mix");
@@ -217,8 +296,8 @@ static int parse_args(int argc, char **argv, args_t *a)
 				"--duration\n");
 		return HS_EINVAL;
 	}
-	if (!a->synthetic && (a->rate > 0 || a->duration > 0 || a->ctx ||
-			      a->gen)) {
+	if (!a->synthetic &&
+	    (a->rate > 0 || a->duration > 0 || a->ctx || a->gen)) {
 		fprintf(stderr, "hetsched bench: --rate, --duration, --ctx and "
 				"--gen go with --synthetic\n");
 		return HS_EINVAL;
@@ -269,7 +348,7 @@ static int load_fleet(const args_t *a, const hs_profile_catalog_t *profiles,
 		      hs_device_t **devs, size_t *n, char *label, size_t size,
 		      hs_error_t *err)
 {
-	hs_discover_opts_t opts = { .profiles = profiles, .no_opencl = true };
+	hs_discover_opts_t opts = {.profiles = profiles, .no_opencl = true};
 	hs_node_t *node = NULL;
 	size_t i, k = 0;
 	int rc;
@@ -284,8 +363,8 @@ static int load_fleet(const args_t *a, const hs_profile_catalog_t *profiles,
 		opts.topology_xml = a->topology;
 		hs__strlcpy(label, a->topology, size);
 	} else {
-		opts.inventory = a->fleet ? a->fleet :
-					    hs__cli_data_path(DEFAULT_FLEET);
+		opts.inventory = a->fleet ? a->fleet
+					  : hs__cli_data_path(DEFAULT_FLEET);
 		hs__strlcpy(label, a->fleet ? a->fleet : "default", size);
 	}
 	rc = hs_node_discover(&node, &opts, err);
@@ -342,9 +421,10 @@ static int load_workload(const args_t *a, const hs_model_catalog_t *models,
 			 hs_error_t *err)
 {
 	hs_model_mix_t mix;
-	const char *mix_spec = a->mix ? a->mix :
-			       a->model ? a->model :
-			       a->local ? LOCAL_MODEL : DEFAULT_MODEL;
+	const char *mix_spec = a->mix	  ? a->mix
+			       : a->model ? a->model
+			       : a->local ? LOCAL_MODEL
+					  : DEFAULT_MODEL;
 	int rc;
 
 	rc = hs_model_mix_parse(&mix, mix_spec, models, err);
@@ -357,11 +437,11 @@ static int load_workload(const args_t *a, const hs_model_catalog_t *models,
 	}
 	hs__strlcpy(in->models, mix_spec, sizeof(in->models));
 	if (a->synthetic) {
-		hs_synth_opts_t so = { .rate = a->rate,
-				       .duration_s = a->duration,
-				       .gamma_cv = a->cv,
-				       .mix = &mix,
-				       .seed = a->seed };
+		hs_synth_opts_t so = {.rate = a->rate,
+				      .duration_s = a->duration,
+				      .gamma_cv = a->cv,
+				      .mix = &mix,
+				      .seed = a->seed};
 
 		if (!strcmp(a->synthetic, "poisson")) {
 			so.arrival = HS_ARRIVAL_POISSON;
@@ -374,11 +454,11 @@ static int load_workload(const args_t *a, const hs_model_catalog_t *models,
 					     "(poisson or gamma)",
 					     a->synthetic);
 		}
-		if ((rc = hs_dist_parse(&so.ctx, a->ctx ? a->ctx :
-							   "lognormal:800:1",
+		if ((rc = hs_dist_parse(&so.ctx,
+					a->ctx ? a->ctx : "lognormal:800:1",
 					"--ctx", err)) ||
-		    (rc = hs_dist_parse(&so.gen, a->gen ? a->gen :
-							   "lognormal:150:0.8",
+		    (rc = hs_dist_parse(&so.gen,
+					a->gen ? a->gen : "lognormal:150:0.8",
 					"--gen", err)))
 			return rc;
 		rc = hs_synth_generate(w, &so, err);
@@ -389,18 +469,17 @@ static int load_workload(const args_t *a, const hs_model_catalog_t *models,
 			 a->gen ? a->gen : "lognormal:150:0.8");
 		hs__strlcpy(in->format, "synthetic", sizeof(in->format));
 	} else {
-		hs_trace_opts_t to = { .models = models,
-				       .mix = &mix,
-				       .rate_scale = in->rate_scale,
-				       .seed = a->seed,
-				       .skip_bad_rows = a->skip_bad,
-				       .max_jobs = a->max_jobs };
-		const char *path = a->trace ? a->trace :
-					      hs__cli_data_path(DEFAULT_TRACE);
+		hs_trace_opts_t to = {.models = models,
+				      .mix = &mix,
+				      .rate_scale = in->rate_scale,
+				      .seed = a->seed,
+				      .skip_bad_rows = a->skip_bad,
+				      .max_jobs = a->max_jobs};
+		const char *path = a->trace ? a->trace
+					    : hs__cli_data_path(DEFAULT_TRACE);
 
 		to.format = HS_TRACE_AUTO;
-		if (a->format &&
-		    hs_trace_format_parse(a->format, &to.format))
+		if (a->format && hs_trace_format_parse(a->format, &to.format))
 			return hs__error_set(err, HS_EINVAL, "--format", 0,
 					     NULL,
 					     "unknown trace format '%s' "
@@ -430,15 +509,15 @@ int hs__cmd_bench(int argc, char **argv)
 {
 	const char *policies[16];
 	char pbuf[256];
-	args_t a = { 0 };
+	args_t a = {0};
 	hs_model_catalog_t *models = NULL;
 	hs_profile_catalog_t *profiles = NULL;
 	hs_device_t *devs = NULL;
 	const struct hs_executor_ops **execs = NULL;
-	hs_workload_t w = { 0 };
-	hs_bench_config_t cfg = { 0 };
-	hs_bench_report_t rep = { 0 };
-	hs_error_t err = { 0 };
+	hs_workload_t w = {0};
+	hs_bench_config_t cfg = {0};
+	hs_bench_report_t rep = {0};
+	hs_error_t err = {0};
 	int status = HS_EXIT_USAGE, rc;
 	bool defaults;
 
@@ -450,17 +529,19 @@ int hs__cmd_bench(int argc, char **argv)
 		return HS_EXIT_USAGE;
 	defaults = !a.trace && !a.synthetic && !a.fleet && !a.topology &&
 		   !a.local;
-	cfg.inputs.rate_scale = a.rate_scale_set ? a.rate_scale :
-				defaults ? DEFAULT_RATE_SCALE : 1;
-	cfg.inputs.power_budget_w = a.budget_set ? a.budget :
-				    defaults ? DEFAULT_BUDGET_W : 0;
+	cfg.inputs.rate_scale = a.rate_scale_set ? a.rate_scale
+				: defaults	 ? DEFAULT_RATE_SCALE
+						 : 1;
+	cfg.inputs.power_budget_w = a.budget_set ? a.budget
+				    : defaults	 ? DEFAULT_BUDGET_W
+						 : 0;
 
 	if (hs_model_catalog_load(&models, hs__cli_data_path("models.json"),
 				  &err) ||
-	    hs_profile_catalog_load(&profiles,
-				    a.catalog ? a.catalog :
-						hs__cli_data_path("devices.json"),
-				    &err))
+	    hs_profile_catalog_load(
+		    &profiles,
+		    a.catalog ? a.catalog : hs__cli_data_path("devices.json"),
+		    &err))
 		goto out_err;
 	if (load_fleet(&a, profiles, &devs, &cfg.n_devices, cfg.inputs.fleet,
 		       sizeof(cfg.inputs.fleet), &err))

@@ -10,7 +10,8 @@ static void devices_usage(FILE *f)
 		"usage: hetsched devices [--topology FILE.xml | --inventory "
 		"FILE.json] [--catalog FILE] [--no-opencl] [--json]\n"
 		"\n"
-		"List the node's devices: one cpu device per NUMA node (hwloc), "
+		"List the node's devices: one cpu device per NUMA node "
+		"(hwloc), "
 		"every OpenCL\n"
 		"device (ICD loader), their locality, memory and power "
 		"figures. Power that no\n"
@@ -35,12 +36,14 @@ static void print_table(const hs_node_t *node)
 	char mem[32], cu[16], numa[16];
 	size_t i;
 
-	printf("node: %u package%s, %u NUMA node%s, %u cores, %u PUs, %s%s%s\n\n",
+	printf("node: %u package%s, %u NUMA node%s, %u cores, %u PUs, "
+	       "%s%s%s\n\n",
 	       t->packages, t->packages == 1 ? "" : "s", t->numa_nodes,
 	       t->numa_nodes == 1 ? "" : "s", t->cores, t->pus,
 	       hs__cli_bytes(t->memory_bytes, mem, sizeof(mem)),
 	       t->cpu_model[0] ? ", " : "", t->cpu_model);
-	printf("%-3s %-40s %-6s %-7s %5s %10s %4s %-12s %8s %8s %7s %7s %-8s %s\n",
+	printf("%-3s %-40s %-6s %-7s %5s %10s %4s %-12s %8s %8s %7s %7s %-8s "
+	       "%s\n",
 	       "ID", "NAME", "KIND", "BACKEND", "CU", "MEMORY", "NUMA",
 	       "CPUSET", "TFLOP/S", "GB/S", "IDLE W", "MAX W", "POWER",
 	       "PROFILE");
@@ -52,8 +55,7 @@ static void print_table(const hs_node_t *node)
 		printf("%-3d %-40.40s %-6s %-7s %5s %10s %4s %-12.12s %8.1f "
 		       "%8.0f %7.0f %7.0f %-8s %s\n",
 		       d->id, d->name, hs_device_kind_name(d->kind),
-		       hs_backend_name(d->backend),
-		       d->compute_units ? cu : "-",
+		       hs_backend_name(d->backend), d->compute_units ? cu : "-",
 		       hs__cli_bytes(d->memory_bytes, mem, sizeof(mem)),
 		       d->numa_node >= 0 ? numa : "-",
 		       d->cpuset[0] ? d->cpuset : "-", d->peak_tflops,
@@ -71,15 +73,15 @@ static void print_table(const hs_node_t *node)
 int hs__cmd_devices(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "topology", required_argument, NULL, 't' },
-		{ "inventory", required_argument, NULL, 'i' },
-		{ "catalog", required_argument, NULL, 'c' },
-		{ "no-opencl", no_argument, NULL, 'n' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"topology", required_argument, NULL, 't'},
+		{"inventory", required_argument, NULL, 'i'},
+		{"catalog", required_argument, NULL, 'c'},
+		{"no-opencl", no_argument, NULL, 'n'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
-	hs_discover_opts_t opts = { 0 };
+	hs_discover_opts_t opts = {0};
 	hs_profile_catalog_t *profiles = NULL;
 	const char *catalog = NULL;
 	hs_node_t *node = NULL;
@@ -127,9 +129,9 @@ int hs__cmd_devices(int argc, char **argv)
 	opts.profiles = profiles;
 	if (hs_node_discover(&node, &opts, &err)) {
 		hs__cli_error("devices", &err);
-		status = err.code == HS_ENOMEM || err.code == HS_EBACKEND ?
-				 HS_EXIT_FAIL :
-				 HS_EXIT_USAGE;
+		status = err.code == HS_ENOMEM || err.code == HS_EBACKEND
+				 ? HS_EXIT_FAIL
+				 : HS_EXIT_USAGE;
 		goto out_free_profiles;
 	}
 	status = HS_EXIT_OK;
@@ -153,9 +155,11 @@ static void models_usage(FILE *f)
 	fprintf(f,
 		"usage: hetsched models [--catalog FILE] [--json]\n"
 		"\n"
-		"List the model catalog: shapes, parameters (total and active), "
+		"List the model catalog: shapes, parameters (total and "
+		"active), "
 		"weight bytes and\n"
-		"KV-cache bytes per token (derived from the shape, or given for "
+		"KV-cache bytes per token (derived from the shape, or given "
+		"for "
 		"latent attention).\n"
 		"\n"
 		"  --catalog FILE  model catalog (default: %s)\n"
@@ -225,8 +229,7 @@ static void print_models_table(const hs_model_catalog_t *cat)
 	for (i = 0; i < hs_model_catalog_count(cat); i++) {
 		const hs_model_t *m = hs_model_catalog_get(cat, i);
 
-		snprintf(kv, sizeof(kv), "%s%s",
-			 m->kv_bytes_given ? "*" : "",
+		snprintf(kv, sizeof(kv), "%s%s", m->kv_bytes_given ? "*" : "",
 			 hs__cli_bytes(m->kv_bytes_per_token, w, sizeof(w)));
 		printf("%-16s %8s %8s %6u %7u %5u %4u %8u %10s %11s %s\n",
 		       m->name, count(m->params, p, sizeof(p)),
@@ -242,10 +245,10 @@ static void print_models_table(const hs_model_catalog_t *cat)
 int hs__cmd_models(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "catalog", required_argument, NULL, 'c' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"catalog", required_argument, NULL, 'c'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	hs_model_catalog_t *cat = NULL;
 	const char *path = NULL;

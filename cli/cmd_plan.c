@@ -13,25 +13,35 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-"usage: hetsched plan [options] [SCENARIO.json]\n"
-"\n"
-"Plan a fleet for a demand: measure what one device of each type sustains\n"
-"within the SLO by running the scheduler core in simulation, pick device\n"
-"counts per site with a MILP (GLPK) that minimises hourly cost (capital +\n"
-"energy x PUE) under each site's power budget, then simulate the chosen\n"
-"fleet on the demand with the lp policy. Power is modeled.\n"
-"Default scenario: data/%s.\n"
-"\n"
-"  --probe-s S         simulated seconds per capacity probe (default 60)\n"
-"  --probe-iters N     bisection steps per capacity (default 8)\n"
-"  --no-validate       skip the validation run\n"
-"  --validate-s S      validate on the first S seconds of demand only\n"
-"  --validate-policy P policy of the validation run (default lp)\n"
-"  --seed N            (default 1)\n"
-"  --catalog FILE      device profiles (default: data/devices.json)\n"
-"  --out DIR           write report.json, report.md, report.html there\n"
-"  --json              the report as JSON on stdout\n"
-"  --help              this text\n",
+		"usage: hetsched plan [options] [SCENARIO.json]\n"
+		"\n"
+		"Plan a fleet for a demand: measure what one device of each "
+		"type sustains\n"
+		"within the SLO by running the scheduler core in simulation, "
+		"pick device\n"
+		"counts per site with a MILP (GLPK) that minimises hourly cost "
+		"(capital +\n"
+		"energy x PUE) under each site's power budget, then simulate "
+		"the chosen\n"
+		"fleet on the demand with the lp policy. Power is modeled.\n"
+		"Default scenario: data/%s.\n"
+		"\n"
+		"  --probe-s S         simulated seconds per capacity probe "
+		"(default 60)\n"
+		"  --probe-iters N     bisection steps per capacity (default "
+		"8)\n"
+		"  --no-validate       skip the validation run\n"
+		"  --validate-s S      validate on the first S seconds of "
+		"demand only\n"
+		"  --validate-policy P policy of the validation run (default "
+		"lp)\n"
+		"  --seed N            (default 1)\n"
+		"  --catalog FILE      device profiles (default: "
+		"data/devices.json)\n"
+		"  --out DIR           write report.json, report.md, "
+		"report.html there\n"
+		"  --json              the report as JSON on stdout\n"
+		"  --help              this text\n",
 		DEFAULT_SCENARIO);
 }
 
@@ -50,17 +60,17 @@ static int number(const char *flag, const char *s, double lo, double hi,
 static int parse_args(int argc, char **argv, args_t *a)
 {
 	static const struct option longopts[] = {
-		{ "probe-s", required_argument, NULL, 'p' },
-		{ "probe-iters", required_argument, NULL, 'i' },
-		{ "no-validate", no_argument, NULL, 'N' },
-		{ "validate-s", required_argument, NULL, 'V' },
-		{ "validate-policy", required_argument, NULL, 'P' },
-		{ "seed", required_argument, NULL, 's' },
-		{ "catalog", required_argument, NULL, 'C' },
-		{ "out", required_argument, NULL, 'o' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"probe-s", required_argument, NULL, 'p'},
+		{"probe-iters", required_argument, NULL, 'i'},
+		{"no-validate", no_argument, NULL, 'N'},
+		{"validate-s", required_argument, NULL, 'V'},
+		{"validate-policy", required_argument, NULL, 'P'},
+		{"seed", required_argument, NULL, 's'},
+		{"catalog", required_argument, NULL, 'C'},
+		{"out", required_argument, NULL, 'o'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	double v;
 	int c;
@@ -81,7 +91,9 @@ static int parse_args(int argc, char **argv, args_t *a)
 			rc = number("--probe-iters", optarg, 1, 40, &v);
 			a->opts.probe_iters = (unsigned)v;
 			break;
-		case 'N': a->opts.validate = false; break;
+		case 'N':
+			a->opts.validate = false;
+			break;
 		case 'V':
 			rc = number("--validate-s", optarg, 1e-3, 1e9,
 				    &a->opts.validate_max_s);
@@ -91,10 +103,18 @@ static int parse_args(int argc, char **argv, args_t *a)
 				    &v);
 			a->opts.seed = (uint64_t)v;
 			break;
-		case 'P': a->opts.validate_policy = optarg; break;
-		case 'C': a->catalog = optarg; break;
-		case 'o': a->out = optarg; break;
-		case 'j': a->json = true; break;
+		case 'P':
+			a->opts.validate_policy = optarg;
+			break;
+		case 'C':
+			a->catalog = optarg;
+			break;
+		case 'o':
+			a->out = optarg;
+			break;
+		case 'j':
+			a->json = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -116,12 +136,12 @@ static int parse_args(int argc, char **argv, args_t *a)
 
 int hs__cmd_plan(int argc, char **argv)
 {
-	args_t a = { 0 };
+	args_t a = {0};
 	hs_model_catalog_t *models = NULL;
 	hs_profile_catalog_t *profiles = NULL;
 	hs_plan_scenario_t *sc = NULL;
 	hs_plan_result_t *r = NULL;
-	hs_error_t err = { 0 };
+	hs_error_t err = {0};
 	char scenario[1024];
 	int status = HS_EXIT_USAGE, rc;
 
@@ -129,7 +149,8 @@ int hs__cmd_plan(int argc, char **argv)
 	if (rc)
 		return rc > 0 ? HS_EXIT_OK : HS_EXIT_USAGE;
 	hs__strlcpy(scenario,
-		    a.scenario ? a.scenario : hs__cli_data_path(DEFAULT_SCENARIO),
+		    a.scenario ? a.scenario
+			       : hs__cli_data_path(DEFAULT_SCENARIO),
 		    sizeof(scenario));
 	sc = hs__calloc(1, sizeof(*sc));
 	r = hs__calloc(1, sizeof(*r));
@@ -140,10 +161,10 @@ int hs__cmd_plan(int argc, char **argv)
 	}
 	if (hs_model_catalog_load(&models, hs__cli_data_path("models.json"),
 				  &err) ||
-	    hs_profile_catalog_load(&profiles,
-				    a.catalog ? a.catalog :
-						hs__cli_data_path("devices.json"),
-				    &err) ||
+	    hs_profile_catalog_load(
+		    &profiles,
+		    a.catalog ? a.catalog : hs__cli_data_path("devices.json"),
+		    &err) ||
 	    hs_plan_scenario_load(sc, scenario, hs__cli_data_dir(), profiles,
 				  models, &err))
 		goto out_err;

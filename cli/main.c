@@ -14,15 +14,15 @@ static const struct {
 	int (*run)(int argc, char **argv);
 	const char *help;
 } commands[] = {
-	{ "devices", hs__cmd_devices,
-	  "the node's inventory: CPUs (hwloc), OpenCL devices, power" },
-	{ "models", hs__cmd_models, "the model catalog and derived sizes" },
-	{ "bench", hs__cmd_bench,
-	  "replay a workload against every policy and compare them" },
-	{ "serve", hs__cmd_serve,
-	  "the node agent: HTTP job API, real execution, power, metrics" },
-	{ "plan", hs__cmd_plan,
-	  "which devices, how many, where; cost per million tokens" },
+	{"devices", hs__cmd_devices,
+	 "the node's inventory: CPUs (hwloc), OpenCL devices, power"},
+	{"models", hs__cmd_models, "the model catalog and derived sizes"},
+	{"bench", hs__cmd_bench,
+	 "replay a workload against every policy and compare them"},
+	{"serve", hs__cmd_serve,
+	 "the node agent: HTTP job API, real execution, power, metrics"},
+	{"plan", hs__cmd_plan,
+	 "which devices, how many, where; cost per million tokens"},
 };
 
 static void usage(FILE *f)
@@ -36,11 +36,12 @@ static void usage(FILE *f)
 		   "Commands:\n");
 	for (i = 0; i < HS_ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-	fprintf(f, "\n"
-		   "Every command takes --help and --json.\n"
-		   "  --version  print the version\n"
-		   "Environment: HETSCHED_DATA, the data directory "
-		   "(default: %s)\n",
+	fprintf(f,
+		"\n"
+		"Every command takes --help and --json.\n"
+		"  --version  print the version\n"
+		"Environment: HETSCHED_DATA, the data directory "
+		"(default: %s)\n",
 		hs__cli_data_dir());
 }
 
@@ -125,8 +126,8 @@ int hs__cli_getopt(const char *cmd, int argc, char **argv,
 	return '?';
 }
 
-int hs__cli_number(const char *cmd, const char *flag, const char *s,
-		   double lo, double hi, double *out)
+int hs__cli_number(const char *cmd, const char *flag, const char *s, double lo,
+		   double hi, double *out)
 {
 	char *end;
 	double v;
@@ -155,8 +156,7 @@ int hs__cli_print_json(json_t *v)
 
 const char *hs__cli_bytes(uint64_t bytes, char *buf, size_t size)
 {
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB",
-					     "TiB" };
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	double v = (double)bytes;
 	size_t u = 0;
 

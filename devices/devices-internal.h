@@ -43,7 +43,8 @@ void hs__topo_summary(hwloc_topology_t topo, hs_topology_info_t *info);
 /* One cpu device per NUMA node, matched to a CPU profile by the CPU model
  * string; backend cpu (this machine) or sim (XML/synthetic). */
 int hs__topo_add_cpus(hs_node_t *node, hwloc_topology_t topo,
-		      const hs_profile_catalog_t *profiles, hs_backend_t backend);
+		      const hs_profile_catalog_t *profiles,
+		      hs_backend_t backend);
 /* GPU and co-processor OS devices of an XML topology become sim devices,
  * one per PCI device however many backends report it, matched to a
  * profile by name; unmatched ones are kept with a warning. */

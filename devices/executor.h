@@ -26,26 +26,26 @@ typedef struct hs_executor_io_s {
 } hs_executor_io_t;
 
 typedef struct hs_executor_opts_s {
-	uint64_t seed;       /* for anything random (sim noise, weights) */
-	double noise;        /* sim: relative spread of step times (0: none) */
-	double skew;         /* sim: max relative error of the profile, so
-			      * that calibration has something to learn */
-	const hs_executor_io_t *io;  /* real executors: tokens in and out */
-	const char *kernel_dir;      /* opencl: where the .cl files are
-				      * (NULL: $HETSCHED_KERNELS, else
-				      * devices/kernels) */
-	unsigned threads;            /* cpu: worker threads (0: one per
-				      * core of the device's cpuset) */
-	unsigned mm_tile;            /* opencl: most tokens a matmul work-
-				      * item takes at once, 16, 6 or 3 (0:
-				      * from the device's vector width;
-				      * others: HS_EINVAL) */
-	unsigned mm_items;           /* opencl: matmul work-items per launch
-				      * at most, each taking a run of panels
-				      * (0: 8 per compute unit on a CPU, one
-				      * per panel elsewhere) */
-	uint64_t fail_after_steps;   /* tests: fail every step after this
-				      * many (0: never) */
+	uint64_t seed; /* for anything random (sim noise, weights) */
+	double noise; /* sim: relative spread of step times (0: none) */
+	double skew; /* sim: max relative error of the profile, so
+		      * that calibration has something to learn */
+	const hs_executor_io_t *io; /* real executors: tokens in and out */
+	const char *kernel_dir; /* opencl: where the .cl files are
+				 * (NULL: $HETSCHED_KERNELS, else
+				 * devices/kernels) */
+	unsigned threads; /* cpu: worker threads (0: one per
+			   * core of the device's cpuset) */
+	unsigned mm_tile; /* opencl: most tokens a matmul work-
+			   * item takes at once, 16, 6 or 3 (0:
+			   * from the device's vector width;
+			   * others: HS_EINVAL) */
+	unsigned mm_items; /* opencl: matmul work-items per launch
+			    * at most, each taking a run of panels
+			    * (0: 8 per compute unit on a CPU, one
+			    * per panel elsewhere) */
+	uint64_t fail_after_steps; /* tests: fail every step after this
+				    * many (0: never) */
 } hs_executor_opts_t;
 
 struct hs_executor_ops {

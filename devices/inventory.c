@@ -8,8 +8,8 @@
 static int parse_entry(hs_node_t *node, hs__jv_t *jv, const json_t *o,
 		       const hs_profile_catalog_t *profiles)
 {
-	static const char *const keys[] = { "profile", "count", "numa_node",
-					    "name", "compute_units", NULL };
+	static const char *const keys[] = {
+		"profile", "count", "numa_node", "name", "compute_units", NULL};
 	char pname[64], name[128] = "";
 	const hs_profile_t *p;
 	unsigned cu = 0;
@@ -55,8 +55,8 @@ static int parse_entry(hs_node_t *node, hs__jv_t *jv, const json_t *o,
 
 static int parse_topology(hs_node_t *node, hs__jv_t *jv, const json_t *root)
 {
-	static const char *const keys[] = { "packages", "numa_nodes", "cores",
-					    "pus", "memory_gib", NULL };
+	static const char *const keys[] = {"packages", "numa_nodes", "cores",
+					   "pus",      "memory_gib", NULL};
 	hs_topology_info_t *t = &node->topo;
 	json_t *o = json_object_get(root, "topology");
 	double mem_gib = 0;
@@ -104,9 +104,9 @@ static void derive_topology(hs_node_t *node)
 int hs__inventory_load(hs_node_t *node, const char *path,
 		       const hs_profile_catalog_t *profiles, hs_error_t *err)
 {
-	static const char *const keys[] = { "version", "name", "topology",
-					    "devices", NULL };
-	hs__jv_t jv = { .source = path, .err = err, .path = "$" };
+	static const char *const keys[] = {"version", "name", "topology",
+					   "devices", NULL};
+	hs__jv_t jv = {.source = path, .err = err, .path = "$"};
 	char name[64] = "";
 	json_t *root, *arr, *o;
 	int version = 1;
@@ -138,7 +138,7 @@ int hs__inventory_load(hs_node_t *node, const char *path,
 				   "the inventory has no devices");
 		goto out_put;
 	}
-	json_array_foreach(arr, i, o) {
+	json_array_foreach (arr, i, o) {
 		hs__jv_child_index(&e, &list, i);
 		if ((rc = parse_entry(node, &e, o, profiles)))
 			goto out_put;

@@ -27,9 +27,8 @@ bool hs__llm_runnable(const hs_model_t *m)
 {
 	return m->runnable && m->n_experts == 0 && m->layers && m->d_model &&
 	       m->n_heads && m->n_kv_heads && m->n_heads % m->n_kv_heads == 0 &&
-	       m->head_dim && m->head_dim % 2 == 0 &&
-	       m->head_dim <= ATT_BUF && m->d_ff && m->vocab &&
-	       m->max_context;
+	       m->head_dim && m->head_dim % 2 == 0 && m->head_dim <= ATT_BUF &&
+	       m->d_ff && m->vocab && m->max_context;
 }
 
 int hs__llm_shape(hs__llm_shape_t *s, const hs_model_t *m)
@@ -86,8 +85,8 @@ void hs__kv_from_floats_portable(hs__kv_t *dst, const float *src, size_t n)
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx,f16c"))) static void
-to_floats_f16c(float *dst, const hs__kv_t *src, size_t n)
+__attribute__((target("avx,f16c"))) static void to_floats_f16c(
+	float *dst, const hs__kv_t *src, size_t n)
 {
 	size_t i = 0;
 
@@ -101,8 +100,8 @@ to_floats_f16c(float *dst, const hs__kv_t *src, size_t n)
 	hs__kv_to_floats_portable(dst + i, src + i, n - i);
 }
 
-__attribute__((target("avx,f16c"))) static void
-from_floats_f16c(hs__kv_t *dst, const float *src, size_t n)
+__attribute__((target("avx,f16c"))) static void from_floats_f16c(
+	hs__kv_t *dst, const float *src, size_t n)
 {
 	size_t i = 0;
 
@@ -960,7 +959,8 @@ static void ph_rope(void *arg, size_t lo, size_t hi)
 		rope(k, cs, s->n_kv, s->hd);
 		for (h = 0; h < s->n_kv; h++) {
 			head = h * s->max_ctx * s->hd + at;
-			hs__kv_from_floats(kv + koff + head, k + h * s->hd, s->hd);
+			hs__kv_from_floats(kv + koff + head, k + h * s->hd,
+					   s->hd);
 			hs__kv_from_floats(kv + voff + head,
 					   k + s->kv_dim + h * s->hd, s->hd);
 		}
@@ -986,8 +986,7 @@ static void ph_attention(void *arg, size_t lo, size_t hi)
 		attend(sc->xn + t * ldxn(s) + h * s->hd,
 		       sc->qkv + t * s->qkv_dim + h * s->hd,
 		       kv + koff + kvh * s->max_ctx * s->hd,
-		       kv + voff + kvh * s->max_ctx * s->hd,
-		       b->pos[t] + 1, s);
+		       kv + voff + kvh * s->max_ctx * s->hd, b->pos[t] + 1, s);
 	}
 }
 
@@ -1222,8 +1221,8 @@ int hs__executor_warm_up(const struct hs_executor_ops *ops, void *exec)
 		uint64_t id = WARM_JOB(m);
 		unsigned s;
 
-		if (!ex->runnable[m] || ex->shapes[m].max_ctx <=
-						WARM_CONTEXT + HS__WARM_STEPS)
+		if (!ex->runnable[m] ||
+		    ex->shapes[m].max_ctx <= WARM_CONTEXT + HS__WARM_STEPS)
 			continue;
 		err = hs__executor_adopt(exec, m, id, WARM_CONTEXT, 'a');
 		for (s = 0; !err && s < HS__WARM_STEPS; s++) {

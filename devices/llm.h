@@ -114,7 +114,8 @@ static inline hs__kv_t hs__kv_from_float(float f)
 	uint32_t sign = (x.u >> 16) & 0x8000u, a = x.u & 0x7fffffffu;
 
 	if (a >= 0x7f800000u) /* inf, NaN (kept quiet) */
-		return (hs__kv_t)(sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0));
+		return (hs__kv_t)(sign | 0x7c00u |
+				  (a > 0x7f800000u ? 0x200u : 0));
 	if (a >= 0x477ff000u) /* 65520 and up round to inf */
 		return (hs__kv_t)(sign | 0x7c00u);
 	if (a < 0x38800000u) { /* below 2^-14: a subnormal half, or zero */
@@ -253,7 +254,7 @@ typedef struct hs__llm_exec_s {
 	hs__llm_batch_t batch;
 	hs_executor_io_t io;
 	uint64_t fail_after; /* steps before injected faults; 0: none */
-	bool warming;        /* hs__executor_warm_up runs: no io calls */
+	bool warming; /* hs__executor_warm_up runs: no io calls */
 	uint64_t steps; /* run_step calls so far */
 	bool failed; /* the last step failed */
 	/* The backend's part of hs__executor_adopt: make room for the slot

@@ -248,8 +248,7 @@ json_t *hs__device_to_json(const hs_device_t *d)
 
 	hs__json_put(o, "id", json_integer(d->id), bad);
 	hs__json_put(o, "name", json_string(d->name), bad);
-	hs__json_put(o, "kind", json_string(hs_device_kind_name(d->kind)),
-		     bad);
+	hs__json_put(o, "kind", json_string(hs_device_kind_name(d->kind)), bad);
 	hs__json_put(o, "backend", json_string(hs_backend_name(d->backend)),
 		     bad);
 	hs__json_put(o, "vendor", json_string(d->vendor), bad);
@@ -260,8 +259,8 @@ json_t *hs__device_to_json(const hs_device_t *d)
 	hs__json_put(o, "max_alloc_bytes",
 		     json_integer((json_int_t)d->max_alloc_bytes), bad);
 	hs__json_put(o, "numa_node",
-		     d->numa_node >= 0 ? json_integer(d->numa_node) :
-					 json_null(),
+		     d->numa_node >= 0 ? json_integer(d->numa_node)
+				       : json_null(),
 		     bad);
 	hs__json_put(o, "cpuset", str_or_null(d->cpuset), bad);
 	hs__json_put(o, "pci_busid", str_or_null(d->pci_busid), bad);
@@ -302,8 +301,8 @@ json_t *hs__node_to_json(const hs_node_t *node)
 	warns = json_array();
 	failed = !root || !topo || !devs || !warns;
 	for (i = 0; !failed && i < node->n_devices; i++)
-		if (json_array_append_new(devs,
-					  hs__device_to_json(&node->devices[i])))
+		if (json_array_append_new(
+			    devs, hs__device_to_json(&node->devices[i])))
 			failed = true;
 	for (i = 0; !failed && i < node->n_warnings; i++)
 		if (json_array_append_new(warns,

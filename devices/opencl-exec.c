@@ -633,14 +633,12 @@ static void prof_collect(ocl_t *o)
 	unsigned i;
 
 	for (i = 0; i < o->prof_n; i++) {
-		if (clGetEventProfilingInfo(o->prof_ev[i],
-					    CL_PROFILING_COMMAND_START,
-					    sizeof(t0), &t0,
-					    NULL) == CL_SUCCESS &&
-		    clGetEventProfilingInfo(o->prof_ev[i],
-					    CL_PROFILING_COMMAND_END,
-					    sizeof(t1), &t1,
-					    NULL) == CL_SUCCESS &&
+		if (clGetEventProfilingInfo(
+			    o->prof_ev[i], CL_PROFILING_COMMAND_START,
+			    sizeof(t0), &t0, NULL) == CL_SUCCESS &&
+		    clGetEventProfilingInfo(
+			    o->prof_ev[i], CL_PROFILING_COMMAND_END, sizeof(t1),
+			    &t1, NULL) == CL_SUCCESS &&
 		    o->prof_k[i] < K_COUNT && t1 >= t0) {
 			o->prof_ns[o->prof_k[i]] += t1 - t0;
 			o->prof_calls[o->prof_k[i]]++;
@@ -666,7 +664,8 @@ static void prof_print(const ocl_t *o)
 	for (i = 0; i < K_COUNT; i++)
 		if (o->prof_calls[i])
 			fprintf(stderr,
-				"  %-14s %8llu launches %10.3f ms/step %5.1f %%\n",
+				"  %-14s %8llu launches %10.3f ms/step %5.1f "
+				"%%\n",
 				kernel_names[i],
 				(unsigned long long)o->prof_calls[i],
 				(double)o->prof_ns[i] / 1e6 /
@@ -855,9 +854,9 @@ static void launch_matmul(ocl_t *o, cl_kernel k, cl_uint rows, cl_uint T,
 			  cl_int *rc)
 {
 	size_t panels = (rows + PANEL - 1) / PANEL;
-	size_t per = o->mm_items && panels > o->mm_items ?
-			     (panels + o->mm_items - 1) / o->mm_items :
-			     1;
+	size_t per = o->mm_items && panels > o->mm_items
+			     ? (panels + o->mm_items - 1) / o->mm_items
+			     : 1;
 	size_t global[2] = {(panels + per - 1) / per,
 			    (T + TCHUNK - 1) / TCHUNK};
 	size_t local[2] = {1, 1};

@@ -14,7 +14,7 @@ struct hs_profile_catalog_s {
 
 static int parse_kind(hs__jv_t *jv, const json_t *o, hs_device_kind_t *kind)
 {
-	static const char *const names[] = { "cpu", "gpu", "accelerator" };
+	static const char *const names[] = {"cpu", "gpu", "accelerator"};
 	char s[32];
 	hs__jv_t c;
 	size_t i;
@@ -53,7 +53,7 @@ static int parse_match(hs__jv_t *jv, const json_t *o, hs_profile_t *p)
 		return hs__error_set(jv->err, HS_ERANGE, jv->source, 0, c.path,
 				     "needs 1 to %d patterns, has %zu",
 				     HS_MAX_MATCH, json_array_size(arr));
-	json_array_foreach(arr, i, s) {
+	json_array_foreach (arr, i, s) {
 		hs__jv_child_index(&e, &c, i);
 		if (!json_is_string(s) || json_string_length(s) == 0)
 			return hs__error_set(jv->err, HS_ETYPE, jv->source, 0,
@@ -72,10 +72,10 @@ static int parse_match(hs__jv_t *jv, const json_t *o, hs_profile_t *p)
 static int parse_profile(hs__jv_t *jv, const json_t *o, hs_profile_t *p)
 {
 	static const char *const keys[] = {
-		"name", "vendor", "kind", "match", "memory_gib", "mem_bw_gbs",
-		"peak_tflops", "host_link_gbs", "idle_w", "tdp_w",
-		"power_levels", "price_usd", "source", NULL
-	};
+		"name",	      "vendor",	    "kind",	    "match",
+		"memory_gib", "mem_bw_gbs", "peak_tflops",  "host_link_gbs",
+		"idle_w",     "tdp_w",	    "power_levels", "price_usd",
+		"source",     NULL};
 	double mem_gib = 0;
 	hs__jv_t c;
 	int rc;
@@ -91,14 +91,13 @@ static int parse_profile(hs__jv_t *jv, const json_t *o, hs_profile_t *p)
 	    (rc = parse_match(jv, o, p)) ||
 	    (rc = hs__jv_double(jv, o, "memory_gib", true, &mem_gib, 1e-3,
 				1e6)) ||
-	    (rc = hs__jv_double(jv, o, "mem_bw_gbs", true, &p->mem_bw_gbs,
-				1e-3, 1e6)) ||
+	    (rc = hs__jv_double(jv, o, "mem_bw_gbs", true, &p->mem_bw_gbs, 1e-3,
+				1e6)) ||
 	    (rc = hs__jv_double(jv, o, "peak_tflops", true, &p->peak_tflops,
 				1e-6, 1e6)) ||
-	    (rc = hs__jv_double(jv, o, "host_link_gbs", true,
-				&p->host_link_gbs, 1e-3, 1e6)) ||
-	    (rc = hs__jv_double(jv, o, "tdp_w", true, &p->max_w, 1e-3,
-				1e5)) ||
+	    (rc = hs__jv_double(jv, o, "host_link_gbs", true, &p->host_link_gbs,
+				1e-3, 1e6)) ||
+	    (rc = hs__jv_double(jv, o, "tdp_w", true, &p->max_w, 1e-3, 1e5)) ||
 	    (rc = hs__jv_double(jv, o, "idle_w", true, &p->idle_w, 0,
 				p->max_w)) ||
 	    (rc = hs__jv_power_levels(jv, o, "power_levels", true, p->levels,
@@ -127,7 +126,7 @@ static int parse_profile(hs__jv_t *jv, const json_t *o, hs_profile_t *p)
 static int parse_catalog(hs_profile_catalog_t *cat, const json_t *root,
 			 const char *source, hs_error_t *err)
 {
-	hs__jv_t jv = { .source = source, .err = err, .path = "$" };
+	hs__jv_t jv = {.source = source, .err = err, .path = "$"};
 	hs__jv_t list, e;
 	json_t *arr, *o;
 	size_t i, j;
@@ -140,7 +139,7 @@ static int parse_catalog(hs_profile_catalog_t *cat, const json_t *root,
 	if (!cat->profiles)
 		return hs__error_set(err, HS_ENOMEM, source, 0, NULL,
 				     "out of memory");
-	json_array_foreach(arr, i, o) {
+	json_array_foreach (arr, i, o) {
 		hs__jv_child_index(&e, &list, i);
 		if ((rc = parse_profile(&e, o, &cat->profiles[i])))
 			return rc;
@@ -183,16 +182,15 @@ int hs_profile_catalog_load(hs_profile_catalog_t **out, const char *path,
 			    hs_error_t *err)
 {
 	hs__error_clear(err);
-	return catalog_from_json(out, hs__json_load_file(path, err), path,
-				 err);
+	return catalog_from_json(out, hs__json_load_file(path, err), path, err);
 }
 
 int hs_profile_catalog_parse(hs_profile_catalog_t **out, const char *text,
 			     const char *source, hs_error_t *err)
 {
 	hs__error_clear(err);
-	return catalog_from_json(out, hs__json_loads(text, source, err),
-				 source, err);
+	return catalog_from_json(out, hs__json_loads(text, source, err), source,
+				 err);
 }
 
 void hs_profile_catalog_free(hs_profile_catalog_t *cat)

@@ -17,11 +17,11 @@
 
 typedef struct sim_s {
 	hs_device_t dev;
-	hs__perf_t *truth;   /* per model: the fixed roofline law */
+	hs__perf_t *truth; /* per model: the fixed roofline law */
 	size_t n_models;
 	uint64_t rng;
 	double noise;
-	double factor;       /* true time / profile time */
+	double factor; /* true time / profile time */
 } sim_t;
 
 /* splitmix64: small, fast, and the same sequence on every machine. */
@@ -66,8 +66,8 @@ static int sim_open(void **exec, const hs_device_t *dev,
 		return HS_ENOMEM;
 	sm->dev = *dev;
 	sm->n_models = hs_model_catalog_count(models);
-	sm->truth = hs__calloc(sm->n_models ? sm->n_models : 1,
-			       sizeof(*sm->truth));
+	sm->truth =
+		hs__calloc(sm->n_models ? sm->n_models : 1, sizeof(*sm->truth));
 	if (!sm->truth) {
 		hs__free(sm);
 		return HS_ENOMEM;
@@ -95,8 +95,8 @@ static void sim_close(void *exec)
 	hs__free(sm);
 }
 
-static int sim_run_step(void *exec, const hs_step_t *step,
-			int64_t *duration_ns, double *energy_j)
+static int sim_run_step(void *exec, const hs_step_t *step, int64_t *duration_ns,
+			double *energy_j)
 {
 	sim_t *sm = exec;
 	double speed = 1.0, t;

@@ -34,24 +34,24 @@ extern "C" {
  * The one error table: every HS_E* code, its name and its message come from
  * here. Codes are negative; 0 is success.
  */
-#define HS_ERRNO_MAP(XX)                                                   \
-	XX(NOMEM, 1, "out of memory")                                      \
-	XX(INVAL, 2, "invalid argument")                                   \
-	XX(IO, 3, "input/output error")                                    \
-	XX(PARSE, 4, "malformed input")                                    \
-	XX(NOENT, 5, "not found")                                          \
-	XX(EXIST, 6, "already exists")                                     \
-	XX(RANGE, 7, "value out of range")                                 \
-	XX(TYPE, 8, "wrong type")                                          \
-	XX(UNKNOWN_KEY, 9, "unknown key")                                  \
-	XX(MISSING, 10, "required value missing")                          \
-	XX(NODEV, 11, "no such device")                                    \
-	XX(BACKEND, 12, "device backend error")                            \
-	XX(UNSUPP, 13, "not supported")                                    \
-	XX(NOFIT, 14, "job fits no device")                                \
-	XX(FULL, 15, "queue full")                                         \
-	XX(STATE, 16, "operation not valid in this state")                 \
-	XX(SOLVER, 17, "solver failed")                                    \
+#define HS_ERRNO_MAP(XX)                                   \
+	XX(NOMEM, 1, "out of memory")                      \
+	XX(INVAL, 2, "invalid argument")                   \
+	XX(IO, 3, "input/output error")                    \
+	XX(PARSE, 4, "malformed input")                    \
+	XX(NOENT, 5, "not found")                          \
+	XX(EXIST, 6, "already exists")                     \
+	XX(RANGE, 7, "value out of range")                 \
+	XX(TYPE, 8, "wrong type")                          \
+	XX(UNKNOWN_KEY, 9, "unknown key")                  \
+	XX(MISSING, 10, "required value missing")          \
+	XX(NODEV, 11, "no such device")                    \
+	XX(BACKEND, 12, "device backend error")            \
+	XX(UNSUPP, 13, "not supported")                    \
+	XX(NOFIT, 14, "job fits no device")                \
+	XX(FULL, 15, "queue full")                         \
+	XX(STATE, 16, "operation not valid in this state") \
+	XX(SOLVER, 17, "solver failed")                    \
 	XX(INFEASIBLE, 18, "infeasible")
 
 typedef enum {
@@ -72,12 +72,12 @@ const char *hs_err_name(int err);
  * empty path when not applicable) and the problem in words.
  */
 typedef struct hs_error_s {
-	int code;           /* HS_E* */
-	int line;           /* 1-based line, 0 if none */
-	int column;         /* 1-based column, 0 if none */
-	char source[256];   /* file or label */
-	char path[128];     /* JSON path or field name, "" if none */
-	char text[256];     /* the problem */
+	int code; /* HS_E* */
+	int line; /* 1-based line, 0 if none */
+	int column; /* 1-based column, 0 if none */
+	char source[256]; /* file or label */
+	char path[128]; /* JSON path or field name, "" if none */
+	char text[256]; /* the problem */
 } hs_error_t;
 
 /*
@@ -106,9 +106,9 @@ void hs_set_alloc_funcs(hs_malloc_fn malloc_fn, hs_free_fn free_fn);
  */
 typedef struct hs_model_s {
 	char name[64];
-	char family[32];          /* "llama", "qwen2", "mixtral", ... */
-	uint64_t params;          /* total parameters */
-	uint64_t active_params;   /* parameters used per token (MoE < total) */
+	char family[32]; /* "llama", "qwen2", "mixtral", ... */
+	uint64_t params; /* total parameters */
+	uint64_t active_params; /* parameters used per token (MoE < total) */
 	uint32_t layers;
 	uint32_t d_model;
 	uint32_t n_heads;
@@ -117,15 +117,15 @@ typedef struct hs_model_s {
 	uint32_t d_ff;
 	uint32_t vocab;
 	uint32_t max_context;
-	uint32_t n_experts;       /* 0 for dense models */
+	uint32_t n_experts; /* 0 for dense models */
 	uint32_t experts_per_token;
-	uint32_t dtype_bytes;     /* bytes per weight */
-	uint32_t kv_dtype_bytes;  /* bytes per KV-cache element */
-	uint64_t weight_bytes;    /* derived: params * dtype_bytes */
+	uint32_t dtype_bytes; /* bytes per weight */
+	uint32_t kv_dtype_bytes; /* bytes per KV-cache element */
+	uint64_t weight_bytes; /* derived: params * dtype_bytes */
 	uint64_t kv_bytes_per_token; /* derived, or given (latent attention) */
-	bool kv_bytes_given;      /* true when the catalog gave it explicitly */
-	bool runnable;            /* runs here with synthetic weights */
-	uint64_t seed;            /* seed of the synthetic weights */
+	bool kv_bytes_given; /* true when the catalog gave it explicitly */
+	bool runnable; /* runs here with synthetic weights */
+	uint64_t seed; /* seed of the synthetic weights */
 	char source[256];
 } hs_model_t;
 
@@ -144,8 +144,7 @@ int hs_model_catalog_parse(hs_model_catalog_t **out, const char *text,
 			   const char *source, hs_error_t *err);
 void hs_model_catalog_free(hs_model_catalog_t *cat);
 size_t hs_model_catalog_count(const hs_model_catalog_t *cat);
-const hs_model_t *hs_model_catalog_get(const hs_model_catalog_t *cat,
-				       size_t i);
+const hs_model_t *hs_model_catalog_get(const hs_model_catalog_t *cat, size_t i);
 /* By exact name; NULL when absent. */
 const hs_model_t *hs_model_catalog_find(const hs_model_catalog_t *cat,
 					const char *name);
@@ -187,7 +186,7 @@ typedef struct hs_power_level_s {
 
 /* A catalog entry: what a kind of device can do and what it costs. */
 typedef struct hs_profile_s {
-	char name[64];                /* catalog key, e.g. "H100-SXM" */
+	char name[64]; /* catalog key, e.g. "H100-SXM" */
 	char vendor[32];
 	hs_device_kind_t kind;
 	/* Glob patterns (fnmatch, case-insensitive) matched against the names
@@ -195,15 +194,15 @@ typedef struct hs_profile_s {
 	char match[HS_MAX_MATCH][96];
 	unsigned n_match;
 	uint64_t memory_bytes;
-	double mem_bw_gbs;            /* GB/s, 1e9 bytes */
-	double peak_tflops;           /* dense BF16/FP16 */
-	double host_link_gbs;         /* host to device, for weight loads */
+	double mem_bw_gbs; /* GB/s, 1e9 bytes */
+	double peak_tflops; /* dense BF16/FP16 */
+	double host_link_gbs; /* host to device, for weight loads */
 	double idle_w;
-	double max_w;                 /* TDP */
+	double max_w; /* TDP */
 	hs_power_level_t levels[HS_MAX_POWER_LEVELS]; /* descending cap */
 	unsigned n_levels;
-	double price_usd;             /* purchase price, 0 if unknown */
-	char source[512];             /* where the figures come from */
+	double price_usd; /* purchase price, 0 if unknown */
+	char source[512]; /* where the figures come from */
 } hs_profile_t;
 
 typedef struct hs_profile_catalog_s hs_profile_catalog_t;
@@ -236,21 +235,21 @@ const hs_profile_t *hs_profile_catalog_match(const hs_profile_catalog_t *cat,
 
 /* One schedulable device of a node. */
 typedef struct hs_device_s {
-	int id;                       /* index in its node */
-	char name[128];               /* as the driver or hwloc reports it */
+	int id; /* index in its node */
+	char name[128]; /* as the driver or hwloc reports it */
 	char vendor[64];
-	char profile[64];             /* matched catalog profile, "" if none */
+	char profile[64]; /* matched catalog profile, "" if none */
 	hs_device_kind_t kind;
 	hs_backend_t backend;
 	unsigned compute_units;
-	unsigned clock_mhz;           /* 0 if unknown */
+	unsigned clock_mhz; /* 0 if unknown */
 	uint64_t memory_bytes;
-	uint64_t max_alloc_bytes;     /* 0 if unknown */
-	uint64_t local_mem_bytes;     /* 0 if unknown */
-	int numa_node;                /* -1 if unknown */
-	char cpuset[128];             /* hwloc list syntax, e.g. "0-15" */
-	char pci_busid[32];           /* "0000:17:00.0", "" if not on PCI */
-	char version[128];            /* backend version (OpenCL, ...) */
+	uint64_t max_alloc_bytes; /* 0 if unknown */
+	uint64_t local_mem_bytes; /* 0 if unknown */
+	int numa_node; /* -1 if unknown */
+	char cpuset[128]; /* hwloc list syntax, e.g. "0-15" */
+	char pci_busid[32]; /* "0000:17:00.0", "" if not on PCI */
+	char version[128]; /* backend version (OpenCL, ...) */
 	char driver_version[64];
 	double peak_tflops;
 	double mem_bw_gbs;
@@ -259,10 +258,10 @@ typedef struct hs_device_s {
 	double max_w;
 	hs_power_level_t levels[HS_MAX_POWER_LEVELS];
 	unsigned n_levels;
-	hs_sensor_t sensor;           /* HS_SENSOR_NONE: power is modeled */
-	char sensor_path[256];        /* sysfs file or NVML index */
+	hs_sensor_t sensor; /* HS_SENSOR_NONE: power is modeled */
+	char sensor_path[256]; /* sysfs file or NVML index */
 	double price_usd;
-	int cl_platform;              /* OpenCL indices, -1 if not OpenCL */
+	int cl_platform; /* OpenCL indices, -1 if not OpenCL */
 	int cl_device;
 } hs_device_t;
 
@@ -332,7 +331,7 @@ typedef enum {
 	HS_JOB_DONE,
 	HS_JOB_CANCELLED,
 	HS_JOB_REFUSED,
-	HS_JOB_FAILED,      /* its devices failed and no other can run it */
+	HS_JOB_FAILED, /* its devices failed and no other can run it */
 } hs_job_state_t;
 
 /*
@@ -341,23 +340,22 @@ typedef enum {
  */
 typedef struct hs_job_s {
 	uint64_t id;
-	uint32_t model;               /* index in the model catalog */
-	uint32_t ctx_tokens;          /* prompt length */
-	uint32_t gen_tokens;          /* tokens to generate */
-	uint32_t generated;           /* tokens generated so far */
-	int32_t priority;             /* higher runs first */
-	int32_t device;               /* device it ran on, -1 if none */
-	int64_t deadline_ns;          /* -1: none */
+	uint32_t model; /* index in the model catalog */
+	uint32_t ctx_tokens; /* prompt length */
+	uint32_t gen_tokens; /* tokens to generate */
+	uint32_t generated; /* tokens generated so far */
+	int32_t priority; /* higher runs first */
+	int32_t device; /* device it ran on, -1 if none */
+	int64_t deadline_ns; /* -1: none */
 	int64_t arrival_ns;
-	int64_t start_ns;             /* joined a batch (last time) */
+	int64_t start_ns; /* joined a batch (last time) */
 	int64_t first_token_ns;
 	int64_t done_ns;
-	double energy_j;              /* energy attributed to the job */
+	double energy_j; /* energy attributed to the job */
 	hs_job_state_t state;
 } hs_job_t;
 
 const char *hs_job_state_name(hs_job_state_t state);
-
 
 /* ------------------------------------------------------------------------ */
 /* The scheduler core                                                       */
@@ -375,28 +373,28 @@ typedef struct hs_sched_s hs_sched_t;
 #define HS_MAX_BUCKETS 24
 
 typedef struct hs_sched_config_s {
-	const char *policy;        /* "fifo", "rr", "eft", "tpw", "lp" */
-	uint32_t max_batch_jobs;   /* jobs per device batch (default 32) */
-	uint32_t max_step_tokens;  /* prefill + decode tokens per step
-				    * (default 8192); a single joiner with a
-				    * longer prompt still runs, alone */
-	uint32_t min_batch_jobs;   /* an idle device starts a batch of fewer
-				    * jobs only once the oldest has waited
-				    * max_wait_ns (default 1: never waits) */
-	int64_t max_wait_ns;       /* default 50 ms */
-	int64_t aging_ns;          /* a waiting job gains one priority level
-				    * per aging_ns (default 1 s); a running
-				    * batch stops taking jobs once a job of
-				    * another class it could run has waited
-				    * that long, so that no class starves */
+	const char *policy; /* "fifo", "rr", "eft", "tpw", "lp" */
+	uint32_t max_batch_jobs; /* jobs per device batch (default 32) */
+	uint32_t max_step_tokens; /* prefill + decode tokens per step
+				   * (default 8192); a single joiner with a
+				   * longer prompt still runs, alone */
+	uint32_t min_batch_jobs; /* an idle device starts a batch of fewer
+				  * jobs only once the oldest has waited
+				  * max_wait_ns (default 1: never waits) */
+	int64_t max_wait_ns; /* default 50 ms */
+	int64_t aging_ns; /* a waiting job gains one priority level
+			   * per aging_ns (default 1 s); a running
+			   * batch stops taking jobs once a job of
+			   * another class it could run has waited
+			   * that long, so that no class starves */
 	uint32_t bucket_edges[HS_MAX_BUCKETS]; /* upper context edges,
-				    * ascending; n_buckets 0: powers of two
-				    * from 128 up to 1M */
+						* ascending; n_buckets 0: powers
+						* of two from 128 up to 1M */
 	unsigned n_buckets;
-	double power_budget_w;     /* <= 0: no budget */
-	double kv_reserve;         /* fraction of device memory kept free
-				    * (default 0.05) */
-	int64_t lp_epoch_ns;       /* lp policy re-solve period (default 1 s) */
+	double power_budget_w; /* <= 0: no budget */
+	double kv_reserve; /* fraction of device memory kept free
+			    * (default 0.05) */
+	int64_t lp_epoch_ns; /* lp policy re-solve period (default 1 s) */
 } hs_sched_config_t;
 
 /* Fill cfg with the defaults (policy "eft"). */
@@ -405,28 +403,28 @@ void hs_sched_config_init(hs_sched_config_t *cfg);
 /* One step a device is told to run. */
 typedef struct hs_step_s {
 	int device;
-	uint64_t seq;              /* step number on this device, from 1 */
+	uint64_t seq; /* step number on this device, from 1 */
 	uint32_t model;
 	uint32_t bucket;
-	uint32_t batch;            /* jobs in the step */
-	uint32_t joining;          /* of which prefill this step */
-	const uint64_t *jobs;      /* batch ids, joining ones first; valid
-				    * during the hook only */
-	uint64_t ctx_tokens;       /* C: context tokens attended over */
-	uint64_t prefill_tokens;   /* P */
-	int level;                 /* power level index of the device */
-	double power_w;            /* modeled draw during the step */
-	int64_t load_ns;           /* weight load first (model switch) */
-	int64_t predicted_ns;      /* at this level, load included */
+	uint32_t batch; /* jobs in the step */
+	uint32_t joining; /* of which prefill this step */
+	const uint64_t *jobs; /* batch ids, joining ones first; valid
+			       * during the hook only */
+	uint64_t ctx_tokens; /* C: context tokens attended over */
+	uint64_t prefill_tokens; /* P */
+	int level; /* power level index of the device */
+	double power_w; /* modeled draw during the step */
+	int64_t load_ns; /* weight load first (model switch) */
+	int64_t predicted_ns; /* at this level, load included */
 } hs_step_t;
 
 typedef enum {
-	HS_JOB_EV_FIRST_TOKEN,     /* prefill done, first token out */
-	HS_JOB_EV_DONE,            /* every token generated; freed after */
-	HS_JOB_EV_CANCELLED,       /* freed after */
-	HS_JOB_EV_REQUEUED,        /* its device failed; queued again */
-	HS_JOB_EV_FAILED,          /* no remaining device can run it; freed
-				    * after */
+	HS_JOB_EV_FIRST_TOKEN, /* prefill done, first token out */
+	HS_JOB_EV_DONE, /* every token generated; freed after */
+	HS_JOB_EV_CANCELLED, /* freed after */
+	HS_JOB_EV_REQUEUED, /* its device failed; queued again */
+	HS_JOB_EV_FAILED, /* no remaining device can run it; freed
+			   * after */
 } hs_job_event_t;
 
 /*
@@ -457,11 +455,11 @@ void hs_sched_free(hs_sched_t *s);
 
 /* What a job asks for. */
 typedef struct hs_job_spec_s {
-	uint32_t model;            /* index in the model catalog */
+	uint32_t model; /* index in the model catalog */
 	uint32_t ctx_tokens;
-	uint32_t gen_tokens;       /* >= 1 */
-	int32_t priority;          /* higher first; |priority| <= 1000 */
-	int64_t deadline_ns;       /* -1: none */
+	uint32_t gen_tokens; /* >= 1 */
+	int32_t priority; /* higher first; |priority| <= 1000 */
+	int64_t deadline_ns; /* -1: none */
 } hs_job_spec_t;
 
 /*
@@ -492,29 +490,29 @@ const hs_job_t *hs_sched_job(const hs_sched_t *s, uint64_t id);
 
 typedef struct hs_sched_stats_s {
 	uint64_t submitted, refused, completed, cancelled, requeued;
-	uint64_t failed;               /* accepted, then no device left for
-					* them (hs_sched_device_failed) */
-	uint64_t queued, running;      /* now */
-	uint64_t decisions;            /* policy calls */
-	uint64_t replans;              /* plans the policy solved (lp) */
+	uint64_t failed; /* accepted, then no device left for
+			  * them (hs_sched_device_failed) */
+	uint64_t queued, running; /* now */
+	uint64_t decisions; /* policy calls */
+	uint64_t replans; /* plans the policy solved (lp) */
 	uint64_t steps;
-	uint64_t output_tokens;        /* generated */
+	uint64_t output_tokens; /* generated */
 	uint64_t prefill_tokens;
-	double energy_j;               /* modeled unless energy_measured */
-	bool energy_measured;          /* every step's energy was measured */
-	double budget_w;               /* in force; 0: none */
-	double power_floor_w;          /* idle draw of every device: a
-					* budget below it cannot be met */
-	double power_w;                /* modeled draw now */
+	double energy_j; /* modeled unless energy_measured */
+	bool energy_measured; /* every step's energy was measured */
+	double budget_w; /* in force; 0: none */
+	double power_floor_w; /* idle draw of every device: a
+			       * budget below it cannot be met */
+	double power_w; /* modeled draw now */
 	double peak_power_w;
-	uint64_t power_violations;     /* instants above the budget */
+	uint64_t power_violations; /* instants above the budget */
 	double max_violation_w;
-	uint64_t power_waits;          /* starts refused for want of power */
-	uint64_t paused;               /* batches paused by the governor */
+	uint64_t power_waits; /* starts refused for want of power */
+	uint64_t paused; /* batches paused by the governor */
 	uint64_t perf_outliers;
-	double perf_mean_rel_error;    /* over every (device, model) fit */
-	double perf_calibrated_error;  /* the same, once each fit had its
-					* warm-up samples */
+	double perf_mean_rel_error; /* over every (device, model) fit */
+	double perf_calibrated_error; /* the same, once each fit had its
+				       * warm-up samples */
 } hs_sched_stats_t;
 
 void hs_sched_stats(const hs_sched_t *s, hs_sched_stats_t *out);
@@ -542,8 +540,7 @@ int hs_sched_upper_bound(hs_sched_t *s, double *tokens_per_s);
 
 /* Save and load the calibrated performance models (JSON). Entries for
  * devices or models the core does not have are skipped on load. */
-int hs_sched_perf_save(const hs_sched_t *s, const char *path,
-		       hs_error_t *err);
+int hs_sched_perf_save(const hs_sched_t *s, const char *path, hs_error_t *err);
 int hs_sched_perf_load(hs_sched_t *s, const char *path, hs_error_t *err);
 
 /* The names of the policies, NULL-terminated. */

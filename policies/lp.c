@@ -704,7 +704,7 @@ struct lp_state {
 	double *plan_observed;
 	double *plan_rate;
 	double plan_budget_w;
-	unsigned plan_epochs;   /* epochs the plan has been kept */
+	unsigned plan_epochs; /* epochs the plan has been kept */
 	/* [d]: the fastest level a step on device d may take (see
 	 * plan_levels); 0 where nothing limits it */
 	unsigned *top;
@@ -753,8 +753,8 @@ static int lp_init(hs_sched_t *s, void **state)
 	st->credit = hs__calloc(n, sizeof(*st->credit));
 	st->plan_observed = hs__calloc(st->fleet.prob.n_classes,
 				       sizeof(*st->plan_observed));
-	st->plan_rate = hs__calloc(fleet_n_x(&st->fleet),
-				   sizeof(*st->plan_rate));
+	st->plan_rate =
+		hs__calloc(fleet_n_x(&st->fleet), sizeof(*st->plan_rate));
 	st->top = hs__calloc(st->fleet.prob.n_devices, sizeof(*st->top));
 	st->mix_rate = hs__calloc((size_t)st->fleet.prob.n_devices *
 					  HS_MAX_POWER_LEVELS,

@@ -11,8 +11,8 @@ extern const struct hs_policy_ops hs__policy_tpw;
 extern const struct hs_policy_ops hs__policy_lp;
 
 const struct hs_policy_ops *const hs__policies[] = {
-	&hs__policy_fifo, &hs__policy_rr, &hs__policy_eft, &hs__policy_tpw,
-	&hs__policy_lp, NULL,
+	&hs__policy_fifo, &hs__policy_rr, &hs__policy_eft,
+	&hs__policy_tpw,  &hs__policy_lp, NULL,
 };
 
 const struct hs_policy_ops *hs__policy_find(const char *name)

@@ -39,9 +39,9 @@ static unsigned best_level(const hs_device_t *dev, unsigned lo)
  * routing asks for every device at every arrival.
  */
 typedef struct tpw_state_s {
-	uint8_t *best;       /* [d * HS_MAX_POWER_LEVELS + lo] */
-	double *cap;         /* [d]: cap of best_level(dev, 0) */
-	double *speed;       /* [d]: its speed */
+	uint8_t *best; /* [d * HS_MAX_POWER_LEVELS + lo] */
+	double *cap; /* [d]: cap of best_level(dev, 0) */
+	double *speed; /* [d]: its speed */
 } tpw_state_t;
 
 static void tpw_fini(void *state)

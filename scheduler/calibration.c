@@ -8,8 +8,7 @@
 
 #include "sched-internal.h"
 
-int hs_sched_perf_save(const hs_sched_t *s, const char *path,
-		       hs_error_t *err)
+int hs_sched_perf_save(const hs_sched_t *s, const char *path, hs_error_t *err)
 {
 	json_t *root, *entries;
 	char tmp[4096];
@@ -53,7 +52,8 @@ int hs_sched_perf_save(const hs_sched_t *s, const char *path,
 				   "path too long");
 		goto out_put;
 	}
-	if (json_dump_file(root, tmp, JSON_INDENT(1) | JSON_REAL_PRECISION(17))) {
+	if (json_dump_file(root, tmp,
+			   JSON_INDENT(1) | JSON_REAL_PRECISION(17))) {
 		rc = hs__error_set(err, HS_EIO, path, 0, NULL,
 				   "cannot write %s: %s", tmp, strerror(errno));
 		goto out_put;
@@ -90,10 +90,10 @@ static int find_model(const hs_sched_t *s, const char *name)
 
 int hs_sched_perf_load(hs_sched_t *s, const char *path, hs_error_t *err)
 {
-	static const char *const keys[] = { "version", "entries", NULL };
-	static const char *const ekeys[] = { "device_id", "device", "model",
-					     "fit", NULL };
-	hs__jv_t jv = { .source = path, .err = err, .path = "$" };
+	static const char *const keys[] = {"version", "entries", NULL};
+	static const char *const ekeys[] = {"device_id", "device", "model",
+					    "fit", NULL};
+	hs__jv_t jv = {.source = path, .err = err, .path = "$"};
 	hs__perf_t *staged = NULL;
 	json_t *root, *arr, *e;
 	hs__jv_t list, c;
@@ -126,7 +126,7 @@ int hs_sched_perf_load(hs_sched_t *s, const char *path, hs_error_t *err)
 		goto out_put;
 	}
 	memcpy(staged, s->perf, n * sizeof(*staged));
-	json_array_foreach(arr, i, e) {
+	json_array_foreach (arr, i, e) {
 		char dev[128], model[64];
 		int id = -1, d, m;
 		hs__jv_t fit;
@@ -151,9 +151,9 @@ int hs_sched_perf_load(hs_sched_t *s, const char *path, hs_error_t *err)
 		if (d < 0 || m < 0)
 			continue; /* another node's device, or a model gone */
 		hs__jv_child_key(&fit, &c, "fit");
-		rc = hs__perf_from_json(&staged[(uint32_t)d * s->n_models +
-						(uint32_t)m],
-					&fit, json_object_get(e, "fit"));
+		rc = hs__perf_from_json(
+			&staged[(uint32_t)d * s->n_models + (uint32_t)m], &fit,
+			json_object_get(e, "fit"));
 		if (rc)
 			goto out_free;
 	}

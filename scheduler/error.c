@@ -9,8 +9,8 @@ const char *hs_strerror(int err)
 	switch (err) {
 	case 0:
 		return "success";
-#define HS__ERR_MSG(name, num, msg)                                        \
-	case HS_E##name:                                                   \
+#define HS__ERR_MSG(name, num, msg) \
+	case HS_E##name:            \
 		return msg;
 		HS_ERRNO_MAP(HS__ERR_MSG)
 #undef HS__ERR_MSG
@@ -23,8 +23,8 @@ const char *hs_err_name(int err)
 	switch (err) {
 	case 0:
 		return "HS_OK";
-#define HS__ERR_NAME(name, num, msg)                                       \
-	case HS_E##name:                                                   \
+#define HS__ERR_NAME(name, num, msg) \
+	case HS_E##name:             \
 		return "HS_E" #name;
 		HS_ERRNO_MAP(HS__ERR_NAME)
 #undef HS__ERR_NAME
@@ -65,13 +65,13 @@ const char *hs_error_format(const hs_error_t *err, char *buf, size_t size)
 	buf[0] = '\0';
 	if (!err)
 		return buf;
-#define HS__APPEND(...)                                                    \
-	do {                                                               \
-		if (n < size) {                                            \
-			int w = snprintf(buf + n, size - n, __VA_ARGS__);  \
-			if (w > 0)                                         \
-				n += (size_t)w;                            \
-		}                                                          \
+#define HS__APPEND(...)                                                   \
+	do {                                                              \
+		if (n < size) {                                           \
+			int w = snprintf(buf + n, size - n, __VA_ARGS__); \
+			if (w > 0)                                        \
+				n += (size_t)w;                           \
+		}                                                         \
 	} while (0)
 	if (err->source[0])
 		HS__APPEND("%s", err->source);

@@ -79,10 +79,8 @@ typedef struct hs__jv_s {
 } hs__jv_t;
 
 /* A child context for obj[key] or array[index]. */
-void hs__jv_child_key(hs__jv_t *child, const hs__jv_t *parent,
-		      const char *key);
-void hs__jv_child_index(hs__jv_t *child, const hs__jv_t *parent,
-			size_t index);
+void hs__jv_child_key(hs__jv_t *child, const hs__jv_t *parent, const char *key);
+void hs__jv_child_index(hs__jv_t *child, const hs__jv_t *parent, size_t index);
 
 /*
  * Parse JSON text or a file (duplicate keys rejected). On failure returns
@@ -126,16 +124,16 @@ int hs__jv_check_keys(hs__jv_t *jv, const json_t *obj,
  */
 int hs__jv_string(hs__jv_t *jv, const json_t *obj, const char *key,
 		  bool required, char *out, size_t size);
-int hs__jv_u64(hs__jv_t *jv, const json_t *obj, const char *key,
-	       bool required, uint64_t *out, uint64_t min, uint64_t max);
-int hs__jv_u32(hs__jv_t *jv, const json_t *obj, const char *key,
-	       bool required, uint32_t *out, uint32_t min, uint32_t max);
-int hs__jv_int(hs__jv_t *jv, const json_t *obj, const char *key,
-	       bool required, int *out, int min, int max);
+int hs__jv_u64(hs__jv_t *jv, const json_t *obj, const char *key, bool required,
+	       uint64_t *out, uint64_t min, uint64_t max);
+int hs__jv_u32(hs__jv_t *jv, const json_t *obj, const char *key, bool required,
+	       uint32_t *out, uint32_t min, uint32_t max);
+int hs__jv_int(hs__jv_t *jv, const json_t *obj, const char *key, bool required,
+	       int *out, int min, int max);
 int hs__jv_double(hs__jv_t *jv, const json_t *obj, const char *key,
 		  bool required, double *out, double min, double max);
-int hs__jv_bool(hs__jv_t *jv, const json_t *obj, const char *key,
-		bool required, bool *out);
+int hs__jv_bool(hs__jv_t *jv, const json_t *obj, const char *key, bool required,
+		bool *out);
 
 /*
  * The top of a catalog file: an object with "version" (1, optional) and

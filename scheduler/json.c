@@ -20,8 +20,7 @@ static int jv_fail(hs__jv_t *jv, int code, const char *fmt, ...)
 			     text);
 }
 
-void hs__jv_child_key(hs__jv_t *child, const hs__jv_t *parent,
-		      const char *key)
+void hs__jv_child_key(hs__jv_t *child, const hs__jv_t *parent, const char *key)
 {
 	child->source = parent->source;
 	child->err = parent->err;
@@ -31,13 +30,12 @@ void hs__jv_child_key(hs__jv_t *child, const hs__jv_t *parent,
 		child->path[sizeof(child->path) - 1] = '\0';
 }
 
-void hs__jv_child_index(hs__jv_t *child, const hs__jv_t *parent,
-			size_t index)
+void hs__jv_child_index(hs__jv_t *child, const hs__jv_t *parent, size_t index)
 {
 	child->source = parent->source;
 	child->err = parent->err;
-	if (snprintf(child->path, sizeof(child->path), "%s[%zu]",
-		     parent->path, index) >= (int)sizeof(child->path))
+	if (snprintf(child->path, sizeof(child->path), "%s[%zu]", parent->path,
+		     index) >= (int)sizeof(child->path))
 		child->path[sizeof(child->path) - 1] = '\0';
 }
 
@@ -48,14 +46,12 @@ static int load_failed(hs_error_t *err, const char *source,
 
 	/* jansson leaves the text empty when it could not even set up its
 	 * lexer, which only an allocation failure causes. */
-	if (json_error_code(jerr) == json_error_out_of_memory ||
-	    !jerr->text[0])
+	if (json_error_code(jerr) == json_error_out_of_memory || !jerr->text[0])
 		code = HS_ENOMEM;
 	else if (strstr(jerr->text, "unable to open"))
 		code = HS_EIO;
-	hs__error_set(err, code, source, jerr->line > 0 ? jerr->line : 0,
-		      NULL, "%s",
-		      jerr->text[0] ? jerr->text : hs_strerror(code));
+	hs__error_set(err, code, source, jerr->line > 0 ? jerr->line : 0, NULL,
+		      "%s", jerr->text[0] ? jerr->text : hs_strerror(code));
 	if (err && err->code == code && jerr->line > 0)
 		err->column = jerr->column;
 	return code;
@@ -160,7 +156,7 @@ int hs__jv_check_keys(hs__jv_t *jv, const json_t *obj,
 	json_t *v;
 	size_t i;
 
-	json_object_foreach((json_t *)obj, key, v) {
+	json_object_foreach ((json_t *)obj, key, v) {
 		for (i = 0; allowed[i]; i++)
 			if (!strcmp(key, allowed[i]))
 				break;
@@ -225,8 +221,8 @@ static int whole_number(hs__jv_t *c, const json_t *v, double *out)
 		       type_name(v));
 }
 
-int hs__jv_u64(hs__jv_t *jv, const json_t *obj, const char *key,
-	       bool required, uint64_t *out, uint64_t min, uint64_t max)
+int hs__jv_u64(hs__jv_t *jv, const json_t *obj, const char *key, bool required,
+	       uint64_t *out, uint64_t min, uint64_t max)
 {
 	hs__jv_t c;
 	json_t *v;
@@ -256,8 +252,8 @@ out_range:
 		       (unsigned long long)min, (unsigned long long)max);
 }
 
-int hs__jv_u32(hs__jv_t *jv, const json_t *obj, const char *key,
-	       bool required, uint32_t *out, uint32_t min, uint32_t max)
+int hs__jv_u32(hs__jv_t *jv, const json_t *obj, const char *key, bool required,
+	       uint32_t *out, uint32_t min, uint32_t max)
 {
 	uint64_t v = *out;
 	int rc = hs__jv_u64(jv, obj, key, required, &v, min, max);
@@ -267,8 +263,8 @@ int hs__jv_u32(hs__jv_t *jv, const json_t *obj, const char *key,
 	return rc;
 }
 
-int hs__jv_int(hs__jv_t *jv, const json_t *obj, const char *key,
-	       bool required, int *out, int min, int max)
+int hs__jv_int(hs__jv_t *jv, const json_t *obj, const char *key, bool required,
+	       int *out, int min, int max)
 {
 	hs__jv_t c;
 	json_t *v;
@@ -309,8 +305,8 @@ int hs__jv_double(hs__jv_t *jv, const json_t *obj, const char *key,
 	return 0;
 }
 
-int hs__jv_bool(hs__jv_t *jv, const json_t *obj, const char *key,
-		bool required, bool *out)
+int hs__jv_bool(hs__jv_t *jv, const json_t *obj, const char *key, bool required,
+		bool *out)
 {
 	hs__jv_t c;
 	json_t *v;
@@ -330,7 +326,7 @@ int hs__jv_power_levels(hs__jv_t *jv, const json_t *obj, const char *key,
 			bool required, hs_power_level_t *levels,
 			unsigned *n_levels, double max_w)
 {
-	static const char *const keys[] = { "cap_w", "speed", NULL };
+	static const char *const keys[] = {"cap_w", "speed", NULL};
 	hs__jv_t c, e;
 	json_t *arr, *lv;
 	size_t i;
@@ -346,16 +342,16 @@ int hs__jv_power_levels(hs__jv_t *jv, const json_t *obj, const char *key,
 		return jv_fail(&c, HS_ERANGE,
 			       "needs 1 to %d power levels, has %zu",
 			       HS_MAX_POWER_LEVELS, json_array_size(arr));
-	json_array_foreach(arr, i, lv) {
+	json_array_foreach (arr, i, lv) {
 		hs_power_level_t *l = &levels[i];
 
 		hs__jv_child_index(&e, &c, i);
 		if ((rc = hs__jv_expect_object(&e, lv)) ||
 		    (rc = hs__jv_check_keys(&e, lv, keys)) ||
-		    (rc = hs__jv_double(&e, lv, "cap_w", true, &l->cap_w,
-					1e-3, max_w)) ||
-		    (rc = hs__jv_double(&e, lv, "speed", true, &l->speed,
-					1e-3, 1.0)))
+		    (rc = hs__jv_double(&e, lv, "cap_w", true, &l->cap_w, 1e-3,
+					max_w)) ||
+		    (rc = hs__jv_double(&e, lv, "speed", true, &l->speed, 1e-3,
+					1.0)))
 			return rc;
 		if (i > 0 && !(l->cap_w < levels[i - 1].cap_w))
 			return jv_fail(&e, HS_EINVAL,
@@ -375,7 +371,7 @@ int hs__jv_power_levels(hs__jv_t *jv, const json_t *obj, const char *key,
 int hs__jv_catalog(hs__jv_t *jv, const json_t *root, const char *list_key,
 		   const char *what, json_t **list)
 {
-	const char *const keys[] = { "version", list_key, NULL };
+	const char *const keys[] = {"version", list_key, NULL};
 	int version = 1, rc;
 	hs__jv_t c;
 

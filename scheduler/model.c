@@ -21,8 +21,8 @@ static uint64_t derived_params(const hs_model_t *m, bool tied)
 {
 	uint64_t d = m->d_model, q = (uint64_t)m->n_heads * m->head_dim;
 	uint64_t kv = (uint64_t)m->n_kv_heads * m->head_dim;
-	uint64_t per_layer = d * q + 2 * d * kv + q * d + 3 * d * m->d_ff +
-			     2 * d;
+	uint64_t per_layer =
+		d * q + 2 * d * kv + q * d + 3 * d * m->d_ff + 2 * d;
 
 	return (uint64_t)m->vocab * d + m->layers * per_layer + d +
 	       (tied ? 0 : (uint64_t)m->vocab * d);
@@ -52,24 +52,39 @@ static int check_runnable(hs__jv_t *jv, const hs_model_t *m)
 	}
 	if (m->kv_bytes_per_token != hs_model_kv_bytes_derived(m)) {
 		hs__jv_child_key(&c, jv, "kv_bytes_per_token");
-		return hs__error_set(jv->err, HS_EINVAL, jv->source, 0, c.path,
-				     "a runnable model's KV cache takes the "
-				     "%llu bytes per token its shape gives",
-				     (unsigned long long)
-					     hs_model_kv_bytes_derived(m));
+		return hs__error_set(
+			jv->err, HS_EINVAL, jv->source, 0, c.path,
+			"a runnable model's KV cache takes the "
+			"%llu bytes per token its shape gives",
+			(unsigned long long)hs_model_kv_bytes_derived(m));
 	}
 	return 0;
 }
 
 static int parse_model(hs__jv_t *jv, const json_t *o, hs_model_t *m)
 {
-	static const char *const keys[] = {
-		"name", "family", "source", "layers", "d_model", "n_heads",
-		"n_kv_heads", "head_dim", "d_ff", "vocab", "max_context",
-		"params", "active_params", "tie_embeddings", "n_experts",
-		"experts_per_token", "dtype_bytes", "kv_dtype_bytes",
-		"kv_bytes_per_token", "runnable", "seed", NULL
-	};
+	static const char *const keys[] = {"name",
+					   "family",
+					   "source",
+					   "layers",
+					   "d_model",
+					   "n_heads",
+					   "n_kv_heads",
+					   "head_dim",
+					   "d_ff",
+					   "vocab",
+					   "max_context",
+					   "params",
+					   "active_params",
+					   "tie_embeddings",
+					   "n_experts",
+					   "experts_per_token",
+					   "dtype_bytes",
+					   "kv_dtype_bytes",
+					   "kv_bytes_per_token",
+					   "runnable",
+					   "seed",
+					   NULL};
 	bool tied = false;
 	hs__jv_t c;
 	int rc;
@@ -91,8 +106,7 @@ static int parse_model(hs__jv_t *jv, const json_t *o, hs_model_t *m)
 	    (rc = hs__jv_u32(jv, o, "n_heads", true, &m->n_heads, 1, 4096)) ||
 	    (rc = hs__jv_u32(jv, o, "n_kv_heads", true, &m->n_kv_heads, 1,
 			     4096)) ||
-	    (rc = hs__jv_u32(jv, o, "d_ff", true, &m->d_ff, 1,
-			     U32_MAX_DIM)) ||
+	    (rc = hs__jv_u32(jv, o, "d_ff", true, &m->d_ff, 1, U32_MAX_DIM)) ||
 	    (rc = hs__jv_u32(jv, o, "vocab", true, &m->vocab, 1,
 			     U32_MAX_DIM)) ||
 	    (rc = hs__jv_u32(jv, o, "max_context", true, &m->max_context, 1,
@@ -103,8 +117,8 @@ static int parse_model(hs__jv_t *jv, const json_t *o, hs_model_t *m)
 			     &m->experts_per_token, 0, 65536)) ||
 	    (rc = hs__jv_u32(jv, o, "dtype_bytes", false, &m->dtype_bytes, 1,
 			     8)) ||
-	    (rc = hs__jv_u32(jv, o, "kv_dtype_bytes", false,
-			     &m->kv_dtype_bytes, 1, 8)) ||
+	    (rc = hs__jv_u32(jv, o, "kv_dtype_bytes", false, &m->kv_dtype_bytes,
+			     1, 8)) ||
 	    (rc = hs__jv_bool(jv, o, "tie_embeddings", false, &tied)) ||
 	    (rc = hs__jv_bool(jv, o, "runnable", false, &m->runnable)) ||
 	    (rc = hs__jv_u64(jv, o, "seed", false, &m->seed, 0, UINT64_MAX)))
@@ -117,8 +131,7 @@ static int parse_model(hs__jv_t *jv, const json_t *o, hs_model_t *m)
 				     "n_kv_heads (%u)",
 				     m->n_heads, m->n_kv_heads);
 	m->head_dim = m->d_model / m->n_heads;
-	if ((rc = hs__jv_u32(jv, o, "head_dim", false, &m->head_dim, 1,
-			     65536)))
+	if ((rc = hs__jv_u32(jv, o, "head_dim", false, &m->head_dim, 1, 65536)))
 		return rc;
 	if (m->head_dim == 0)
 		return hs__error_set(jv->err, HS_EINVAL, jv->source, 0,
@@ -168,7 +181,7 @@ static int parse_model(hs__jv_t *jv, const json_t *o, hs_model_t *m)
 static int parse_catalog(hs_model_catalog_t *cat, const json_t *root,
 			 const char *source, hs_error_t *err)
 {
-	hs__jv_t jv = { .source = source, .err = err, .path = "$" };
+	hs__jv_t jv = {.source = source, .err = err, .path = "$"};
 	hs__jv_t list, e;
 	json_t *arr, *o;
 	size_t i, j;
@@ -181,7 +194,7 @@ static int parse_catalog(hs_model_catalog_t *cat, const json_t *root,
 	if (!cat->models)
 		return hs__error_set(err, HS_ENOMEM, source, 0, NULL,
 				     "out of memory");
-	json_array_foreach(arr, i, o) {
+	json_array_foreach (arr, i, o) {
 		hs__jv_child_index(&e, &list, i);
 		if ((rc = parse_model(&e, o, &cat->models[i])))
 			return rc;
@@ -223,16 +236,15 @@ int hs_model_catalog_load(hs_model_catalog_t **out, const char *path,
 			  hs_error_t *err)
 {
 	hs__error_clear(err);
-	return catalog_from_json(out, hs__json_load_file(path, err), path,
-				 err);
+	return catalog_from_json(out, hs__json_load_file(path, err), path, err);
 }
 
 int hs_model_catalog_parse(hs_model_catalog_t **out, const char *text,
 			   const char *source, hs_error_t *err)
 {
 	hs__error_clear(err);
-	return catalog_from_json(out, hs__json_loads(text, source, err),
-				 source, err);
+	return catalog_from_json(out, hs__json_loads(text, source, err), source,
+				 err);
 }
 
 void hs_model_catalog_free(hs_model_catalog_t *cat)
@@ -248,8 +260,7 @@ size_t hs_model_catalog_count(const hs_model_catalog_t *cat)
 	return cat ? cat->n : 0;
 }
 
-const hs_model_t *hs_model_catalog_get(const hs_model_catalog_t *cat,
-				       size_t i)
+const hs_model_t *hs_model_catalog_get(const hs_model_catalog_t *cat, size_t i)
 {
 	return cat && i < cat->n ? &cat->models[i] : NULL;
 }

@@ -43,7 +43,7 @@
  * these (a tiny model on a CPU), theirs are used (ridge_scale).
  */
 #define PRIOR_WEIGHT 1.0
-static const double feat_scale[N] = { 1.0, 8.0, 8192.0, 512.0 };
+static const double feat_scale[N] = {1.0, 8.0, 8192.0, 512.0};
 /* The smallest magnitude the prior is weighed at (see ridge_scale),
  * relative to the typical one: it keeps a feature the samples never vary
  * (a device that only ever sees one shape) at its prior. */
@@ -58,20 +58,19 @@ static double floor_figure(double v, double min)
 	return isfinite(v) && v > min ? v : min;
 }
 
-void hs__perf_init(hs__perf_t *p, const hs_device_t *dev,
-		   const hs_model_t *m)
+void hs__perf_init(hs__perf_t *p, const hs_device_t *dev, const hs_model_t *m)
 {
 	/* 1 GB/s is 1 byte/ns; 1 TFLOP/s is 1e3 FLOP/ns. */
 	double bw = floor_figure(dev->mem_bw_gbs, MIN_BW_GBS) * BW_EFFICIENCY;
 	double flops = floor_figure(dev->peak_tflops, MIN_TFLOPS) * 1e3 *
 		       FLOP_EFFICIENCY;
 	double dtype = m->dtype_bytes ? m->dtype_bytes : DEFAULT_DTYPE_BYTES;
-	double active = (double)(m->active_params ? m->active_params :
-						    m->params);
+	double active =
+		(double)(m->active_params ? m->active_params : m->params);
 	double step_bytes, kv = (double)m->kv_bytes_per_token;
 
-	step_bytes = m->weight_bytes ? (double)m->weight_bytes :
-				       (double)m->params * dtype;
+	step_bytes = m->weight_bytes ? (double)m->weight_bytes
+				     : (double)m->params * dtype;
 	/*
 	 * A MoE step reads only the experts its tokens are routed to. Taking
 	 * the active parameters as that set is exact for one token and low
@@ -139,9 +138,10 @@ static void ridge_scale(const hs__perf_t *p, double *scale)
 	int i;
 
 	for (i = 0; i < N; i++) {
-		double rms = p->samples ? sqrt(p->xtx[i * N + i] /
-					       (double)p->samples) :
-					  feat_scale[i];
+		double rms =
+			p->samples
+				? sqrt(p->xtx[i * N + i] / (double)p->samples)
+				: feat_scale[i];
 
 		scale[i] = rms < feat_scale[i] ? rms : feat_scale[i];
 		if (!(scale[i] >= feat_scale[i] * SCALE_MIN))
@@ -161,8 +161,8 @@ static void ridge_scale(const hs__perf_t *p, double *scale)
  */
 bool hs__perf_solve(hs__perf_t *p)
 {
-	double phi[N] = { 0 }, sc[N];
-	bool pinned[N] = { false };
+	double phi[N] = {0}, sc[N];
+	bool pinned[N] = {false};
 	bool ok = true;
 	int i, j;
 
@@ -380,7 +380,7 @@ static int read_numbers(hs__jv_t *jv, const json_t *obj, const char *key,
 	if (!json_is_array(arr) || json_array_size(arr) != n)
 		return hs__error_set(c.err, HS_ETYPE, c.source, 0, c.path,
 				     "expected an array of %zu numbers", n);
-	json_array_foreach(arr, i, v) {
+	json_array_foreach (arr, i, v) {
 		hs__jv_child_index(&e, &c, i);
 		if (!json_is_number(v))
 			return hs__error_set(e.err, HS_ETYPE, e.source, 0,
@@ -389,10 +389,9 @@ static int read_numbers(hs__jv_t *jv, const json_t *obj, const char *key,
 		 * of their products. */
 		out[i] = json_number_value(v);
 		if (!isfinite(out[i]) || out[i] < 0)
-			return hs__error_set(e.err, HS_ERANGE, e.source, 0,
-					     e.path,
-					     "expected a number >= 0, got %g",
-					     out[i]);
+			return hs__error_set(
+				e.err, HS_ERANGE, e.source, 0, e.path,
+				"expected a number >= 0, got %g", out[i]);
 	}
 	return 0;
 }
@@ -400,9 +399,8 @@ static int read_numbers(hs__jv_t *jv, const json_t *obj, const char *key,
 int hs__perf_from_json(hs__perf_t *p, hs__jv_t *jv, const json_t *obj)
 {
 	static const char *const keys[] = {
-		"prior", "theta", "xtx", "xty", "samples", "outliers",
-		"resets", "rel_err_sum", "rel_err_n", NULL
-	};
+		"prior",    "theta",  "xtx",	     "xty",	  "samples",
+		"outliers", "resets", "rel_err_sum", "rel_err_n", NULL};
 	hs__perf_t in;
 	hs__jv_t c;
 	int rc, i, j;
@@ -420,8 +418,8 @@ int hs__perf_from_json(hs__perf_t *p, hs__jv_t *jv, const json_t *obj)
 			     INT64_MAX)) ||
 	    (rc = hs__jv_u32(jv, obj, "resets", false, &in.resets, 0,
 			     UINT32_MAX)) ||
-	    (rc = hs__jv_double(jv, obj, "rel_err_sum", true,
-				&in.rel_err_sum, 0, DBL_MAX)) ||
+	    (rc = hs__jv_double(jv, obj, "rel_err_sum", true, &in.rel_err_sum,
+				0, DBL_MAX)) ||
 	    (rc = hs__jv_u64(jv, obj, "rel_err_n", true, &in.rel_err_n, 0,
 			     INT64_MAX)))
 		goto out;
@@ -430,18 +428,17 @@ int hs__perf_from_json(hs__perf_t *p, hs__jv_t *jv, const json_t *obj)
 	for (i = 0; i < N; i++)
 		for (j = 0; j < i; j++)
 			if (in.xtx[i * N + j] != in.xtx[j * N + i]) {
-				rc = hs__error_set(c.err, HS_EINVAL, c.source,
-						   0, c.path,
-						   "not symmetric at [%d][%d]",
-						   i, j);
+				rc = hs__error_set(
+					c.err, HS_EINVAL, c.source, 0, c.path,
+					"not symmetric at [%d][%d]", i, j);
 				goto out;
 			}
 	/* Every sample adds 1 * 1 to the first cell. */
 	if (in.xtx[0] != (double)in.samples) {
 		rc = hs__error_set(c.err, HS_EINVAL, c.source, 0, c.path,
 				   "first element %g does not match "
-				   "samples %llu", in.xtx[0],
-				   (unsigned long long)in.samples);
+				   "samples %llu",
+				   in.xtx[0], (unsigned long long)in.samples);
 		goto out;
 	}
 	if (!in.rel_err_n && in.rel_err_sum > 0) {

@@ -26,9 +26,9 @@
 
 /* Index of each feature in theta, prior and xty. */
 enum {
-	HS_PERF_STEP = 0,    /* per step: weights read once, launches */
-	HS_PERF_JOB = 1,     /* per job in the batch: one decoded token */
-	HS_PERF_CTX = 2,     /* per context token: KV cache read */
+	HS_PERF_STEP = 0, /* per step: weights read once, launches */
+	HS_PERF_JOB = 1, /* per job in the batch: one decoded token */
+	HS_PERF_CTX = 2, /* per context token: KV cache read */
 	HS_PERF_PREFILL = 3, /* per prefill token: matmuls, KV cache write */
 };
 
@@ -54,10 +54,10 @@ typedef struct hs__perf_s {
 	/* Normal equations of the samples in the fit (row-major X'X, X'y). */
 	double xtx[HS_PERF_NFEAT * HS_PERF_NFEAT];
 	double xty[HS_PERF_NFEAT];
-	uint64_t samples;  /* accepted since the last reset (xtx[0]) */
+	uint64_t samples; /* accepted since the last reset (xtx[0]) */
 	uint64_t outliers; /* rejected, over the model's life */
 	uint32_t consecutive_outliers;
-	uint32_t resets;   /* fits dropped after a run of outliers */
+	uint32_t resets; /* fits dropped after a run of outliers */
 	double rel_err_sum; /* sum |pred - meas| / meas, pred before update */
 	uint64_t rel_err_n;
 	double cal_err_sum; /* the same, once warmed up (not saved) */
@@ -71,8 +71,7 @@ typedef struct hs__perf_s {
  * no samples. Figures the profile lacks (0 bandwidth or FLOP/s) get a
  * conservative floor, so the prior is always finite and positive.
  */
-void hs__perf_init(hs__perf_t *p, const hs_device_t *dev,
-		   const hs_model_t *m);
+void hs__perf_init(hs__perf_t *p, const hs_device_t *dev, const hs_model_t *m);
 
 /* Re-solve theta from the samples (predictions do it when they need to);
  * false, theta at the prior, when the sums are not those of any samples. */

@@ -27,17 +27,17 @@ typedef struct hs__queue_s {
 /* A job as the core keeps it. */
 typedef struct hs__jobrec_s {
 	hs_job_t pub;
-	uint32_t gen;          /* slot generation: ids are gen << 32 | slot */
-	uint32_t queue;        /* queue index while queued, else NO_QUEUE */
-	uint32_t pos;          /* heap position in its queue */
-	uint32_t id_pos;       /* index in its device's ids while running */
+	uint32_t gen; /* slot generation: ids are gen << 32 | slot */
+	uint32_t queue; /* queue index while queued, else NO_QUEUE */
+	uint32_t pos; /* heap position in its queue */
+	uint32_t id_pos; /* index in its device's ids while running */
 	uint32_t base_generated; /* tokens made before it (re)joined */
-	uint64_t finish_seq;   /* device step at whose end it finishes */
-	uint64_t join_seq;     /* device step it joined at */
-	double energy_mark;    /* device energy-per-job accumulator at join */
-	float cost_ns;         /* backlog it adds to its bound device */
-	int32_t owner;         /* bound device, -1: shared queue */
-	bool cancel;           /* leave at the next step boundary */
+	uint64_t finish_seq; /* device step at whose end it finishes */
+	uint64_t join_seq; /* device step it joined at */
+	double energy_mark; /* device energy-per-job accumulator at join */
+	float cost_ns; /* backlog it adds to its bound device */
+	int32_t owner; /* bound device, -1: shared queue */
+	bool cancel; /* leave at the next step boundary */
 } hs__jobrec_t;
 
 /* A batch member: the finish heap orders by finish_seq. */
@@ -51,46 +51,51 @@ typedef struct hs__dev_s {
 	hs_device_t d;
 	uint64_t usable_bytes; /* memory less the configured reserve */
 	bool failed;
-	bool busy;             /* a step is running */
-	bool waiting_power;    /* has work, the budget lets no level run */
+	bool busy; /* a step is running */
+	bool waiting_power; /* has work, the budget lets no level run */
 	uint64_t power_wait_epoch; /* power_epoch when it was refused */
-	int level;             /* of the running step */
-	double draw_w;         /* modeled draw now */
-	double min_cap_w;      /* the least any power level draws */
-	double step_budget_w;  /* budget when its step started */
+	int level; /* of the running step */
+	double draw_w; /* modeled draw now */
+	double min_cap_w; /* the least any power level draws */
+	double step_budget_w; /* budget when its step started */
 	int64_t step_start_ns;
 	int64_t step_pred_ns;
-	int64_t step_load_ns;  /* weight load included in the step */
-	double step_ctx;       /* its C and P, for the calibration */
+	int64_t step_load_ns; /* weight load included in the step */
+	double step_ctx; /* its C and P, for the calibration */
 	uint64_t step_prefill;
-	uint64_t seq;          /* steps started */
+	uint64_t seq; /* steps started */
 	/* The batch: one model, one bucket. */
-	int32_t model;         /* -1: empty */
+	int32_t model; /* -1: empty */
 	uint32_t bucket;
 	hs__member_t *members; /* min-heap by finish_seq, cap max_batch */
 	uint32_t n_members;
-	uint32_t n_joining;    /* of the running step */
-	uint32_t n_cancel;     /* members to drop at the step's end */
-	bool draining;         /* another class starves: no more joiners */
+	uint32_t n_joining; /* of the running step */
+	uint32_t n_cancel; /* members to drop at the step's end */
+	bool draining; /* another class starves: no more joiners */
 	int64_t starve_check_ns; /* next look for a starving class */
-	uint32_t *joining;     /* slots that joined in the running step */
-	uint64_t *step_ids;    /* the running step's job ids, joining first */
-	uint64_t *ids;         /* the batch's job ids, in joining order
-				* but for removals (swapped from the end) */
-	uint64_t sum_ctx;      /* sum of prefill lengths in the batch */
-	uint64_t sum_join;     /* sum of join_seq in the batch */
-	uint64_t kv_used;      /* KV bytes reserved by the batch */
-	uint64_t resident;     /* bit m: weights of model m loaded */
+	uint32_t *joining; /* slots that joined in the running step */
+	uint64_t *step_ids; /* the running step's job ids, joining first */
+	uint64_t *ids; /* the batch's job ids, in joining order
+			* but for removals (swapped from the end) */
+	uint64_t sum_ctx; /* sum of prefill lengths in the batch */
+	uint64_t sum_join; /* sum of join_seq in the batch */
+	uint64_t kv_used; /* KV bytes reserved by the batch */
+	uint64_t resident; /* bit m: weights of model m loaded */
 	uint64_t resident_bytes; /* their weights' bytes */
-	uint64_t lru[64];      /* last use of each resident model (seq) */
+	uint64_t lru[64]; /* last use of each resident model (seq) */
 	double energy_per_job; /* accumulated step energy / batch size */
 	hs_device_stats_t st;
 } hs__dev_t;
 
 /* The rows of hs_sched_s.cost, for batch B: theta_step + theta_job * B,
  * theta_ctx, theta_prefill, weight load / B. */
-enum { HS__COST_STEP, HS__COST_CTX, HS__COST_PREFILL, HS__COST_LOAD,
-       HS__COST_N };
+enum {
+	HS__COST_STEP,
+	HS__COST_CTX,
+	HS__COST_PREFILL,
+	HS__COST_LOAD,
+	HS__COST_N
+};
 
 struct hs_sched_s {
 	hs_sched_config_t cfg;
@@ -98,26 +103,26 @@ struct hs_sched_s {
 	const struct hs_policy_ops *policy;
 	void *policy_state;
 	const hs_model_catalog_t *catalog;
-	hs_model_t *models;      /* copies, n_models */
+	hs_model_t *models; /* copies, n_models */
 	uint32_t n_models;
 	hs__dev_t *devs;
 	uint32_t n_devs;
-	hs__perf_t *perf;        /* [d * n_models + m] */
+	hs__perf_t *perf; /* [d * n_models + m] */
 	unsigned n_buckets;
 
 	/* Queues: owner o (0 shared, d + 1 device d), model m, bucket b at
 	 * (o * n_models + m) * n_buckets + b. */
 	hs__queue_t *queues;
 	uint32_t n_queues;
-	uint64_t *nonempty;      /* bitmap per owner of non-empty queues */
+	uint64_t *nonempty; /* bitmap per owner of non-empty queues */
 	uint32_t words_per_owner;
-	uint64_t *owner_queued;  /* jobs waiting per owner */
+	uint64_t *owner_queued; /* jobs waiting per owner */
 
 	/* Job slots. */
 	hs__jobrec_t *jobs;
 	uint32_t n_slots;
 	uint32_t cap_slots;
-	uint32_t free_head;      /* free list through pub.device, or NONE */
+	uint32_t free_head; /* free list through pub.device, or NONE */
 
 	/* Demand per class. */
 	uint64_t *class_jobs;
@@ -129,16 +134,16 @@ struct hs_sched_s {
 	/* Power. */
 	double budget_w;
 	double power_w;
-	uint32_t n_grace;        /* steps started under a higher budget */
-	uint64_t power_epoch;    /* bumped whenever power is freed */
-	int64_t timer_at;        /* requested wake-up, -1 none */
+	uint32_t n_grace; /* steps started under a higher budget */
+	uint64_t power_epoch; /* bumped whenever power is freed */
+	int64_t timer_at; /* requested wake-up, -1 none */
 	int64_t next_epoch_ns;
 	uint32_t kick_from;
-	uint64_t *idle;          /* bitmap: not busy, not failed */
-	uint64_t *work;          /* bitmap: a batch or jobs bound to it */
+	uint64_t *idle; /* bitmap: not busy, not failed */
+	uint64_t *work; /* bitmap: a batch or jobs bound to it */
 	uint32_t *model_devices; /* per model: devices whose batch runs it */
-	double *finish;          /* n_devs: hs__sched_finish_ns's answer */
-	double *backlog;         /* n_devs: hs__sched_backlog_ns */
+	double *finish; /* n_devs: hs__sched_finish_ns's answer */
+	double *backlog; /* n_devs: hs__sched_backlog_ns */
 
 	/*
 	 * What hs__sched_finish_ns needs of each (model, device), laid out
@@ -148,15 +153,15 @@ struct hs_sched_s {
 	 * or failure until the next hs__sched_finish_ns that looks at it;
 	 * fit_lim is kept current at all times.
 	 */
-	double *cost;            /* [(m * HS__COST_N + k) * n_devs + d] */
-	uint64_t *fit_lim;       /* [m * n_devs + d]: a job's KV bytes fit
-				  * the device iff below it (0: never) */
-	uint64_t *cost_stale;    /* [m * dev_words + d / 64] */
-	uint32_t dev_words;      /* 64-bit words of a bitmap of devices */
-	uint32_t cost_batch;     /* the batch the entries are for */
+	double *cost; /* [(m * HS__COST_N + k) * n_devs + d] */
+	uint64_t *fit_lim; /* [m * n_devs + d]: a job's KV bytes fit
+			    * the device iff below it (0: never) */
+	uint64_t *cost_stale; /* [m * dev_words + d / 64] */
+	uint32_t dev_words; /* 64-bit words of a bitmap of devices */
+	uint32_t cost_batch; /* the batch the entries are for */
 
 	hs_sched_stats_t st;
-	uint64_t modeled_steps;  /* steps whose energy no sensor measured */
+	uint64_t modeled_steps; /* steps whose energy no sensor measured */
 };
 
 /* Every device's perf model may have changed (a calibration was loaded or

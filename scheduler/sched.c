@@ -32,9 +32,8 @@ static int check_config(hs_sched_config_t *c, hs_error_t *err)
 {
 	unsigned i;
 
-#define BAD(field, ...)                                                    \
-	hs__error_set(err, HS_EINVAL, "scheduler config", 0, field,        \
-		      __VA_ARGS__)
+#define BAD(field, ...) \
+	hs__error_set(err, HS_EINVAL, "scheduler config", 0, field, __VA_ARGS__)
 	if (c->max_batch_jobs < 1 || c->max_batch_jobs > 4096)
 		return BAD("max_batch_jobs", "must be 1 to 4096, is %u",
 			   c->max_batch_jobs);
@@ -169,9 +168,9 @@ void hs__sched_cost_stale_all(const hs_sched_t *s)
 	for (m = 0; m < s->n_models; m++)
 		for (w = 0; w < s->dev_words; w++)
 			s->cost_stale[m * s->dev_words + w] =
-				s->n_devs - w * 64 >= 64 ?
-					~0ull :
-					(1ull << (s->n_devs - w * 64)) - 1;
+				s->n_devs - w * 64 >= 64
+					? ~0ull
+					: (1ull << (s->n_devs - w * 64)) - 1;
 }
 
 /* ---- queues: binary heaps by rank ------------------------------------- */
@@ -252,7 +251,7 @@ static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 {
 	hs__queue_t *q = &s->queues[qi];
 	hs__jobrec_t *r = rec_of(s, slot);
-	hs__qent_t e = { .rank = job_rank(s, &r->pub), .slot = slot };
+	hs__qent_t e = {.rank = job_rank(s, &r->pub), .slot = slot};
 	int owner = queue_owner(s, qi);
 
 	if (q_reserve(s, qi))
@@ -381,8 +380,7 @@ static int64_t load_ns(const hs_sched_t *s, const hs__dev_t *dv, uint32_t m)
 	if ((dv->resident & (1ull << m)) || dv->d.backend != HS_BACKEND_SIM)
 		return 0;
 	gbs = dv->d.host_link_gbs > 0 ? dv->d.host_link_gbs : 16.0;
-	return (int64_t)((double)s->models[m].weight_bytes / (gbs * 1e9) *
-			 1e9);
+	return (int64_t)((double)s->models[m].weight_bytes / (gbs * 1e9) * 1e9);
 }
 
 /* Load model m, evicting LRU models until it and kv_needed fit. */
@@ -491,8 +489,7 @@ static uint32_t prefill_len(const hs__jobrec_t *r)
 	return r->pub.ctx_tokens + r->base_generated;
 }
 
-static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot,
-		      int64_t now)
+static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot, int64_t now)
 {
 	hs__jobrec_t *r = rec_of(s, slot);
 	uint64_t step = dv->seq + 1;
@@ -581,9 +578,9 @@ static void power_check(hs_sched_t *s)
 		return;
 	/* Idle draw is not the governor's to cut: a budget below it is an
 	 * impossible budget (reported as such), not an overshoot. */
-	over = s->power_w - (s->budget_w > s->st.power_floor_w ?
-				     s->budget_w :
-				     s->st.power_floor_w);
+	over = s->power_w - (s->budget_w > s->st.power_floor_w
+				     ? s->budget_w
+				     : s->st.power_floor_w);
 	if (over > POWER_EPS) {
 		s->st.power_violations++;
 		if (over > s->st.max_violation_w)
@@ -602,9 +599,8 @@ static void set_draw(hs_sched_t *s, hs__dev_t *dv, double w)
  * as it is now: not even the one that draws least. */
 static inline bool no_level_fits(const hs_sched_t *s, const hs__dev_t *dv)
 {
-	return s->budget_w > 0 &&
-	       !(s->power_w - dv->draw_w + dv->min_cap_w <=
-		 s->budget_w + POWER_EPS);
+	return s->budget_w > 0 && !(s->power_w - dv->draw_w + dv->min_cap_w <=
+				    s->budget_w + POWER_EPS);
 }
 
 /*
@@ -614,7 +610,8 @@ static inline bool no_level_fits(const hs_sched_t *s, const hs__dev_t *dv)
 static inline int fastest_fitting_level(const hs_sched_t *s,
 					const hs__dev_t *dv)
 {
-	double others = s->power_w - dv->draw_w, limit = s->budget_w + POWER_EPS;
+	double others = s->power_w - dv->draw_w,
+	       limit = s->budget_w + POWER_EPS;
 	unsigned l;
 
 	if (s->budget_w <= 0)
@@ -675,8 +672,7 @@ static inline uint64_t class_bits(const hs_sched_t *s, uint32_t owner1,
 				  uint32_t m)
 {
 	uint32_t lo = m * s->n_buckets, sh = lo % 64;
-	const uint64_t *w =
-		&s->nonempty[owner1 * s->words_per_owner + lo / 64];
+	const uint64_t *w = &s->nonempty[owner1 * s->words_per_owner + lo / 64];
 	uint64_t bits = w[0] >> sh;
 
 	/* n_buckets (at most 24) bits in a row, across two words at most. */
@@ -691,8 +687,8 @@ static inline uint64_t class_bits(const hs_sched_t *s, uint32_t owner1,
  */
 typedef struct qwalk_s {
 	uint32_t d;
-	int pass;     /* 0: the device's own queues, 1: the shared ones */
-	uint32_t w;   /* bitmap word */
+	int pass; /* 0: the device's own queues, 1: the shared ones */
+	uint32_t w; /* bitmap word */
 	uint64_t word; /* its bits not yet visited */
 } qwalk_t;
 
@@ -800,8 +796,7 @@ static bool other_model_starving(const hs_sched_t *s, uint32_t d, uint32_t m,
 				continue;
 			for (bits = class_bits(s, owner1, qm); bits;
 			     bits &= bits - 1) {
-				uint32_t qi = owner1 * per +
-					      qm * s->n_buckets +
+				uint32_t qi = owner1 * per + qm * s->n_buckets +
 					      (uint32_t)__builtin_ctzll(bits);
 				const hs_job_t *j =
 					&s->jobs[q_head(s, qi)->slot].pub;
@@ -966,10 +961,10 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 	dv->seq++;
 	{
 		double B = dv->n_members;
-		double C = (double)dv->sum_ctx +
-			   B * (double)dv->seq - (double)dv->sum_join;
-		full_ns = hs__perf_predict_ns(&s->perf[d * s->n_models + m],
-					      B, C, joined_tokens);
+		double C = (double)dv->sum_ctx + B * (double)dv->seq -
+			   (double)dv->sum_join;
+		full_ns = hs__perf_predict_ns(&s->perf[d * s->n_models + m], B,
+					      C, joined_tokens);
 		step_ns = full_ns / level_speed(dv, level) + (double)load;
 		st.ctx_tokens = (uint64_t)C;
 		dv->step_ctx = C;
@@ -1072,14 +1067,18 @@ static int check_device(const hs_device_t *dv, size_t d, hs_error_t *err)
 	if (!isfinite(dv->idle_w) || dv->idle_w < 0) {
 		snprintf(path, sizeof(path), "devices[%zu].idle_w", d);
 		return hs__error_set(err, HS_EINVAL, "scheduler devices", 0,
-				     path, "must be a finite draw of 0 W or "
-				     "more, is %g", dv->idle_w);
+				     path,
+				     "must be a finite draw of 0 W or "
+				     "more, is %g",
+				     dv->idle_w);
 	}
 	if (!isfinite(dv->max_w) || dv->max_w <= 0) {
 		snprintf(path, sizeof(path), "devices[%zu].max_w", d);
 		return hs__error_set(err, HS_EINVAL, "scheduler devices", 0,
-				     path, "must be a finite draw above 0 W, "
-				     "is %g", dv->max_w);
+				     path,
+				     "must be a finite draw above 0 W, "
+				     "is %g",
+				     dv->max_w);
 	}
 	if (dv->n_levels > HS_MAX_POWER_LEVELS) {
 		snprintf(path, sizeof(path), "devices[%zu].n_levels", d);
@@ -1095,7 +1094,8 @@ static int check_device(const hs_device_t *dv, size_t d, hs_error_t *err)
 			continue;
 		snprintf(path, sizeof(path), "devices[%zu].levels[%u]", d, l);
 		return hs__error_set(err, HS_EINVAL, "scheduler devices", 0,
-				     path, "cap_w (%g) and speed (%g) must "
+				     path,
+				     "cap_w (%g) and speed (%g) must "
 				     "be finite and above 0",
 				     lv->cap_w, lv->speed);
 	}
@@ -1120,7 +1120,8 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 				     MAX_MODELS, n_models);
 	if (n_devices == 0 || n_devices > 65536)
 		return hs__error_set(err, HS_EINVAL, "scheduler config", 0,
-				     "devices", "needs 1 to 65536 devices, "
+				     "devices",
+				     "needs 1 to 65536 devices, "
 				     "has %zu",
 				     n_devices);
 	for (d = 0; d < n_devices; d++)
@@ -1161,12 +1162,11 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->queues = hs__calloc(s->n_queues, sizeof(*s->queues));
 	words = (s->n_models * s->n_buckets + 63) / 64;
 	s->words_per_owner = words;
-	s->nonempty = hs__calloc((size_t)(s->n_devs + 1) * words,
-				 sizeof(uint64_t));
+	s->nonempty =
+		hs__calloc((size_t)(s->n_devs + 1) * words, sizeof(uint64_t));
 	s->owner_queued = hs__calloc(s->n_devs + 1, sizeof(uint64_t));
 	s->class_jobs = hs__calloc(n_models * s->n_buckets, sizeof(uint64_t));
-	s->class_tokens = hs__calloc(n_models * s->n_buckets,
-				     sizeof(uint64_t));
+	s->class_tokens = hs__calloc(n_models * s->n_buckets, sizeof(uint64_t));
 	s->class_ctx = hs__calloc(n_models * s->n_buckets, sizeof(uint64_t));
 	s->idle = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
 	s->work = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
@@ -1174,16 +1174,14 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->finish = hs__calloc(n_devices ? n_devices : 1, sizeof(double));
 	s->backlog = hs__calloc(n_devices, sizeof(double));
 	s->dev_words = (uint32_t)((n_devices + 63) / 64);
-	s->cost = hs__calloc(n_models * HS__COST_N * n_devices,
-			     sizeof(double));
+	s->cost = hs__calloc(n_models * HS__COST_N * n_devices, sizeof(double));
 	s->fit_lim = hs__calloc(n_models * n_devices, sizeof(uint64_t));
-	s->cost_stale = hs__calloc(n_models * s->dev_words,
-				   sizeof(uint64_t));
-	if (!s->models || !s->devs || !s->perf || !s->queues ||
-	    !s->nonempty || !s->owner_queued || !s->class_jobs ||
-	    !s->class_tokens || !s->class_ctx || !s->idle || !s->work ||
-	    !s->model_devices || !s->finish || !s->backlog || !s->cost ||
-	    !s->fit_lim || !s->cost_stale)
+	s->cost_stale = hs__calloc(n_models * s->dev_words, sizeof(uint64_t));
+	if (!s->models || !s->devs || !s->perf || !s->queues || !s->nonempty ||
+	    !s->owner_queued || !s->class_jobs || !s->class_tokens ||
+	    !s->class_ctx || !s->idle || !s->work || !s->model_devices ||
+	    !s->finish || !s->backlog || !s->cost || !s->fit_lim ||
+	    !s->cost_stale)
 		goto out_nomem;
 	hs__sched_cost_stale_all(s);
 	for (m = 0; m < n_models; m++)
@@ -1203,16 +1201,14 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 		for (l = 1; l < n_levels(dv); l++)
 			if (level_cap(dv, (int)l) < dv->min_cap_w)
 				dv->min_cap_w = level_cap(dv, (int)l);
-		dv->members = hs__calloc(s->cfg.max_batch_jobs,
-					 sizeof(*dv->members));
-		dv->joining = hs__calloc(s->cfg.max_batch_jobs,
-					 sizeof(*dv->joining));
+		dv->members =
+			hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->members));
+		dv->joining =
+			hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->joining));
 		dv->step_ids = hs__calloc(s->cfg.max_batch_jobs,
 					  sizeof(*dv->step_ids));
-		dv->ids = hs__calloc(s->cfg.max_batch_jobs,
-				     sizeof(*dv->ids));
-		if (!dv->members || !dv->joining || !dv->step_ids ||
-		    !dv->ids)
+		dv->ids = hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->ids));
+		if (!dv->members || !dv->joining || !dv->step_ids || !dv->ids)
 			goto out_nomem;
 		for (m = 0; m < n_models; m++) {
 			uint64_t w = s->models[m].weight_bytes;
@@ -1228,11 +1224,10 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	}
 	s->st.peak_power_w = s->power_w;
 	s->st.power_floor_w = s->power_w;
-	if (s->policy->init &&
-	    (rc = s->policy->init(s, &s->policy_state))) {
+	if (s->policy->init && (rc = s->policy->init(s, &s->policy_state))) {
 		hs__error_set(err, rc, "scheduler", 0, "policy",
-			      "policy %s failed to start: %s",
-			      s->policy->name, hs_strerror(rc));
+			      "policy %s failed to start: %s", s->policy->name,
+			      hs_strerror(rc));
 		goto out_free;
 	}
 	if (s->policy->on_change) {
@@ -1493,9 +1488,9 @@ int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
 		if (t < 1)
 			t = 1;
 		t *= level_speed(dv, dv->level);
-		if (!hs__perf_observe(&s->perf[(uint32_t)device * s->n_models +
-					       m],
-				      B, C, P, t))
+		if (!hs__perf_observe(
+			    &s->perf[(uint32_t)device * s->n_models + m], B, C,
+			    P, t))
 			s->st.perf_outliers++;
 		/* The fit may have moved (or be due to). */
 		cost_stale(s, (uint32_t)device, m);
@@ -1504,8 +1499,8 @@ int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
 	if (energy_j >= 0) {
 		step_energy = energy_j;
 	} else {
-		step_energy = level_cap(dv, dv->level) * (double)measured_ns /
-			      1e9;
+		step_energy =
+			level_cap(dv, dv->level) * (double)measured_ns / 1e9;
 		s->modeled_steps++;
 	}
 	s->st.energy_j += step_energy;
@@ -1565,8 +1560,8 @@ int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
 
 	/* Devices waiting for the power this step freed go first; this one
 	 * comes last, so that no device keeps the power to itself. */
-	s->kick_from = (uint32_t)device + 1 < s->n_devs ?
-			       (uint32_t)device + 1 : 0;
+	s->kick_from = (uint32_t)device + 1 < s->n_devs ? (uint32_t)device + 1
+							: 0;
 	kick(s, now);
 	epoch(s, now);
 	return 0;
@@ -2060,7 +2055,7 @@ const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
 	 * mode contracts nothing into fused multiply-adds). Then those the
 	 * job does not fit, whose entries may be stale. */
 	for (d = 0; d + 2 <= n; d += 2) {
-		v2d zero = { 0, 0 }, min = { HS_PERF_MIN_NS, HS_PERF_MIN_NS };
+		v2d zero = {0, 0}, min = {HS_PERF_MIN_NS, HS_PERF_MIN_NS};
 		v2d t = load2(k_step + d) + load2(k_ctx + d) * C +
 			load2(k_prefill + d) * zero;
 		v2i above = t > min;
@@ -2095,7 +2090,7 @@ void hs__sched_class_demand(const hs_sched_t *s, uint32_t model,
 		span = 1;
 	*jobs_per_s = (double)s->class_jobs[c] / span;
 	*tokens_per_s = (double)s->class_tokens[c] / span;
-	*mean_ctx = s->class_jobs[c] ?
-			    (double)s->class_ctx[c] / (double)s->class_jobs[c] :
-			    0;
+	*mean_ctx = s->class_jobs[c]
+			    ? (double)s->class_ctx[c] / (double)s->class_jobs[c]
+			    : 0;
 }

@@ -702,29 +702,25 @@ static void test_power_restart(void **state)
 	agent_t ag = {0};
 
 	(void)state;
-	assert_int_equal(agent_start(&ag, "--power-budget", "3000",
-				     (char *)NULL),
-			 0);
+	assert_int_equal(
+		agent_start(&ag, "--power-budget", "3000", (char *)NULL), 0);
 	assert_true(budget_now(ag.port) == 3000);
 	put_budget(ag.port, "{\"budget_w\":2000}");
 	assert_int_equal(agent_stop(&ag, SIGKILL), -1);
-	assert_int_equal(agent_start(&ag, "--power-budget", "3000",
-				     (char *)NULL),
-			 0);
+	assert_int_equal(
+		agent_start(&ag, "--power-budget", "3000", (char *)NULL), 0);
 	assert_true(budget_now(ag.port) == 2000);
 	/* A lower configured budget wins over the journaled one. */
 	assert_int_equal(agent_stop(&ag, SIGTERM), 0);
-	assert_int_equal(agent_start(&ag, "--power-budget", "1500",
-				     (char *)NULL),
-			 0);
+	assert_int_equal(
+		agent_start(&ag, "--power-budget", "1500", (char *)NULL), 0);
 	assert_true(budget_now(ag.port) == 1500);
 	/* No budget over the API: the configured one, after a compaction
 	 * too (a clean stop rewrites the journal). */
 	put_budget(ag.port, "{\"budget_w\":0}");
 	assert_int_equal(agent_stop(&ag, SIGTERM), 0);
-	assert_int_equal(agent_start(&ag, "--power-budget", "3000",
-				     (char *)NULL),
-			 0);
+	assert_int_equal(
+		agent_start(&ag, "--power-budget", "3000", (char *)NULL), 0);
 	assert_true(budget_now(ag.port) == 3000);
 	put_budget(ag.port, "{\"budget_w\":2500}");
 	assert_int_equal(agent_stop(&ag, SIGTERM), 0);
@@ -1183,21 +1179,19 @@ static void test_cli(void **state)
 	static const struct {
 		const char *flag, *value;
 	} bad_flags[] = {
-		{ "--frobnicate", NULL },
-		{ "--max-queue", "many" },
-		{ "--journal-sync", "sometimes" },
-		{ "--journal-sync-ms", "0" },
-		{ "--journal-sync-ms", "1.5" },
+		{"--frobnicate", NULL},		 {"--max-queue", "many"},
+		{"--journal-sync", "sometimes"}, {"--journal-sync-ms", "0"},
+		{"--journal-sync-ms", "1.5"},
 	};
 	static const struct {
 		const char *json, *key;
 	} bad_configs[] = {
-		{ "{\"listen\": \"127.0.0.1:0\", \"max_queue\": 5}\n",
-		  "max_queue" },
-		{ "{\"max-queue\": \"5\"}\n", "max-queue" },
-		{ "{\"journal-sync\": \"never\"}\n", "journal-sync" },
-		{ "{\"journal-sync\": true}\n", "journal-sync" },
-		{ "{\"journal-sync-ms\": 20000}\n", "journal-sync-ms" },
+		{"{\"listen\": \"127.0.0.1:0\", \"max_queue\": 5}\n",
+		 "max_queue"},
+		{"{\"max-queue\": \"5\"}\n", "max-queue"},
+		{"{\"journal-sync\": \"never\"}\n", "journal-sync"},
+		{"{\"journal-sync\": true}\n", "journal-sync"},
+		{"{\"journal-sync-ms\": 20000}\n", "journal-sync-ms"},
 	};
 	char out[16384], path[128];
 	size_t i;
@@ -1227,8 +1221,8 @@ static void test_cli(void **state)
 		assert_non_null(f);
 		fputs(bad_configs[i].json, f);
 		fclose(f);
-		if (run_cli(out, sizeof(out), "--config", path,
-			    (char *)NULL) != 2 ||
+		if (run_cli(out, sizeof(out), "--config", path, (char *)NULL) !=
+			    2 ||
 		    !strstr(out, bad_configs[i].key))
 			fail_msg("config %s: %s", bad_configs[i].json, out);
 	}

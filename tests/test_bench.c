@@ -12,12 +12,12 @@
 #include "perf.h"
 #include "schedutil.h"
 
-#define NEAR(a, b, rel)                                                    \
-	(fabs((double)(a) - (double)(b)) <= (rel) * fabs((double)(b)) + 1e-9)
+#define NEAR(a, b, rel) \
+	(fabs((double)(a) - (double)(b)) <= (rel)*fabs((double)(b)) + 1e-9)
 
 static void test_percentiles(void **state)
 {
-	double v[] = { 5, 1, 4, 2, 3 };
+	double v[] = {5, 1, 4, 2, 3};
 	double w[101];
 	hs_pct_t p;
 	int i;
@@ -44,11 +44,13 @@ static void test_single_job_by_hand(void **state)
 {
 	hs_model_catalog_t *models = hs_test_models();
 	hs_device_t d = hs_test_device("d", 80, 1000, 100, 50, 300, 0, NULL);
-	hs_sim_job_t job = { .arrival_ns = 0, .model = 0, .ctx_tokens = 100,
-			     .gen_tokens = 10 };
-	hs_workload_t w = { .jobs = &job, .n_jobs = 1 };
-	const char *pol[] = { "fifo", NULL };
-	hs_bench_config_t cfg = { 0 };
+	hs_sim_job_t job = {.arrival_ns = 0,
+			    .model = 0,
+			    .ctx_tokens = 100,
+			    .gen_tokens = 10};
+	hs_workload_t w = {.jobs = &job, .n_jobs = 1};
+	const char *pol[] = {"fifo", NULL};
+	hs_bench_config_t cfg = {0};
 	hs_bench_report_t rep;
 	hs_error_t err;
 	hs__perf_t truth;
@@ -113,8 +115,8 @@ static void test_bound_fraction(void **state)
 	};
 	const char *const *pol = hs_policy_names();
 	hs_sim_job_t jobs[600];
-	hs_workload_t w = { .jobs = jobs, .n_jobs = 600 };
-	hs_bench_config_t cfg = { 0 };
+	hs_workload_t w = {.jobs = jobs, .n_jobs = 600};
+	hs_bench_config_t cfg = {0};
 	hs_bench_report_t rep;
 	hs_error_t err;
 	size_t i;
@@ -140,9 +142,9 @@ static void test_bound_fraction(void **state)
 	for (i = 0; i < rep.n_runs; i++) {
 		const hs_run_fig_t *f = &rep.runs[i];
 		double cap = rep.in.offered_output_tokens_per_s <
-					     rep.upper_bound_tokens_per_s ?
-				     rep.in.offered_output_tokens_per_s :
-				     rep.upper_bound_tokens_per_s;
+					     rep.upper_bound_tokens_per_s
+				     ? rep.in.offered_output_tokens_per_s
+				     : rep.upper_bound_tokens_per_s;
 
 		assert_int_equal(f->completed + f->refused + f->failed, 600);
 		assert_true(f->output_tokens_per_s <=

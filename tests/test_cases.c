@@ -2,8 +2,8 @@
  * Data-driven bad-input cases: tests/cases/<loader>-<what>/ holds an input
  * file (input.json, input.xml) and `error`, a line the loader's formatted
  * error must contain. The prefix names the loader: models, profiles,
- * inventory, topology, trace, scenario. Every case must fail, name its file, and leak
- * nothing.
+ * inventory, topology, trace, scenario. Every case must fail, name its file,
+ * and leak nothing.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -28,7 +28,7 @@ static hs_profile_catalog_t *profiles;
 /* A bad trace must fail with no jobs, whatever its format. */
 static int load_trace(const char *input, hs_error_t *err)
 {
-	hs_trace_opts_t topts = { .format = HS_TRACE_AUTO, .rate_scale = 1 };
+	hs_trace_opts_t topts = {.format = HS_TRACE_AUTO, .rate_scale = 1};
 	hs_model_catalog_t *mc = NULL;
 	hs_model_mix_t mix;
 	hs_workload_t w;
@@ -48,7 +48,7 @@ static int load_trace(const char *input, hs_error_t *err)
 
 static int run_loader(const char *name, const char *input, hs_error_t *err)
 {
-	hs_discover_opts_t opts = { .profiles = profiles, .no_opencl = true };
+	hs_discover_opts_t opts = {.profiles = profiles, .no_opencl = true};
 	hs_profile_catalog_t *pc = NULL;
 	hs_model_catalog_t *mc = NULL;
 	hs_node_t *node = NULL;
@@ -88,8 +88,8 @@ static void chomp(char *s)
 
 static void find_input(const char *dir, char *out, size_t size)
 {
-	static const char *const names[] = { "input.json", "input.xml",
-					     "input.csv", "input.jsonl" };
+	static const char *const names[] = {"input.json", "input.xml",
+					    "input.csv", "input.jsonl"};
 	size_t i;
 
 	for (i = 0; i < HS_ARRAY_SIZE(names); i++) {

@@ -26,8 +26,7 @@ static void test_error_table(void **state)
 	assert_string_equal(hs_strerror(-9999), "unknown error");
 	for (i = 0; i < HS_ARRAY_SIZE(codes); i++) {
 		assert_true(codes[i] < 0);
-		assert_string_not_equal(hs_strerror(codes[i]),
-					"unknown error");
+		assert_string_not_equal(hs_strerror(codes[i]), "unknown error");
 		for (j = 0; j < i; j++) {
 			assert_int_not_equal(codes[i], codes[j]);
 			assert_string_not_equal(hs_err_name(codes[i]),
@@ -38,7 +37,7 @@ static void test_error_table(void **state)
 
 static void test_error_format(void **state)
 {
-	hs_error_t err = { 0 };
+	hs_error_t err = {0};
 	char buf[256];
 
 	hs__error_set(&err, HS_ERANGE, "f.json", 0, "$.a[1].b", "too big: %d",
@@ -120,8 +119,9 @@ static void test_model_errors(void **state)
 			   "\"d_model\": 8, \"n_heads\": 2, \"n_kv_heads\": 2,"
 			   " \"d_ff\": 8, \"vocab\": 4, \"max_context\": 8, "
 			   "\"n_experts\": 4, \"experts_per_token\": 2}]}",
-			   HS_EMISSING, "$.models[0]: missing required key "
-					"\"params\"");
+			   HS_EMISSING,
+			   "$.models[0]: missing required key "
+			   "\"params\"");
 	expect_model_error("{\"models\": [{\"name\": \"a\", \"layers\": 1, "
 			   "\"d_model\": 8, \"n_heads\": 3, \"n_kv_heads\": 2,"
 			   " \"d_ff\": 8, \"vocab\": 4, \"max_context\": 8}]}",
@@ -143,9 +143,10 @@ static void test_model_errors(void **state)
 			   " \"d_ff\": 8, \"vocab\": 4, \"max_context\": 8, "
 			   "\"runnable\": true, \"dtype_bytes\": 4, "
 			   "\"kv_bytes_per_token\": 100}]}",
-			   HS_EINVAL, "$.models[0].kv_bytes_per_token: a "
-				      "runnable model's KV cache takes the 32 "
-				      "bytes");
+			   HS_EINVAL,
+			   "$.models[0].kv_bytes_per_token: a "
+			   "runnable model's KV cache takes the 32 "
+			   "bytes");
 	expect_model_error("{\"models\": []}", HS_EINVAL, "no models");
 	expect_model_error("[1]", HS_ETYPE, "<t>: $: expected an object");
 	expect_model_error("{\"models\": 1", HS_EPARSE, "<t>:1");
@@ -159,8 +160,7 @@ static void test_profiles(void **state)
 
 	assert_int_equal(
 		hs_profile_catalog_load(&cat, "data/devices.json", &err), 0);
-	p = hs_profile_catalog_match(cat, "NVIDIA H100 80GB HBM3",
-				     HS_KIND_GPU);
+	p = hs_profile_catalog_match(cat, "NVIDIA H100 80GB HBM3", HS_KIND_GPU);
 	assert_non_null(p);
 	assert_string_equal(p->name, "H100-SXM");
 	assert_int_equal(p->max_w, 700);
@@ -191,7 +191,7 @@ static void test_profiles(void **state)
 static void test_inventory(void **state)
 {
 	hs_profile_catalog_t *cat = NULL;
-	hs_discover_opts_t opts = { 0 };
+	hs_discover_opts_t opts = {0};
 	const hs_device_t *d;
 	hs_node_t *node = NULL;
 	hs_error_t err;
@@ -230,7 +230,7 @@ static void test_inventory(void **state)
 static void test_node_json(void **state)
 {
 	hs_profile_catalog_t *cat = NULL;
-	hs_discover_opts_t opts = { 0 };
+	hs_discover_opts_t opts = {0};
 	hs_node_t *node = NULL;
 	hs_error_t err;
 	json_t *j, *dev;
@@ -250,10 +250,9 @@ static void test_node_json(void **state)
 			    "sim");
 	assert_string_equal(json_string_value(json_object_get(dev, "kind")),
 			    "gpu");
-	assert_string_equal(
-		json_string_value(json_object_get(
-			json_object_get(dev, "power"), "sensor")),
-		"modeled");
+	assert_string_equal(json_string_value(json_object_get(
+				    json_object_get(dev, "power"), "sensor")),
+			    "modeled");
 	assert_true(json_is_true(
 		json_object_get(json_object_get(dev, "power"), "modeled")));
 	json_decref(j);
@@ -272,7 +271,7 @@ static void test_alloc_failures(void **state)
 {
 	hs_profile_catalog_t *cat = NULL;
 	hs_model_catalog_t *models = NULL;
-	hs_discover_opts_t opts = { 0 };
+	hs_discover_opts_t opts = {0};
 	hs_node_t *node = NULL;
 	hs_error_t err;
 	long n, nomem = 0;

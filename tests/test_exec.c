@@ -188,12 +188,15 @@ static void test_kv_half(void **state)
 		float f;
 		hs__kv_t h;
 	} known[] = {
-		{0.0f, 0x0000},	       {-0.0f, 0x8000},	     {1.0f, 0x3c00},
-		{-2.0f, 0xc000},       {0.5f, 0x3800},	     {65504.0f, 0x7bff},
-		{65519.99f, 0x7bff},   {65520.0f, 0x7c00},   {1e10f, 0x7c00},
-		{-1e10f, 0xfc00},      {0x1p-14f, 0x0400},   {0x1p-24f, 0x0001},
-		{0x1p-25f, 0x0000},    {0x3p-25f, 0x0002},   {0x1.8p-24f, 0x0002},
-		{0x1p-26f, 0x0000},    {1.0009765625f, 0x3c01}, /* 1 + 2^-10 */
+		{0.0f, 0x0000},		  {-0.0f, 0x8000},
+		{1.0f, 0x3c00},		  {-2.0f, 0xc000},
+		{0.5f, 0x3800},		  {65504.0f, 0x7bff},
+		{65519.99f, 0x7bff},	  {65520.0f, 0x7c00},
+		{1e10f, 0x7c00},	  {-1e10f, 0xfc00},
+		{0x1p-14f, 0x0400},	  {0x1p-24f, 0x0001},
+		{0x1p-25f, 0x0000},	  {0x3p-25f, 0x0002},
+		{0x1.8p-24f, 0x0002},	  {0x1p-26f, 0x0000},
+		{1.0009765625f, 0x3c01}, /* 1 + 2^-10 */
 		{1.00048828125f, 0x3c00}, /* 1 + 2^-11: a tie, to even */
 		{1.00146484375f, 0x3c02}, /* 1 + 3 * 2^-11: a tie, to even */
 	};
@@ -219,8 +222,8 @@ static void test_kv_half(void **state)
 		hs__kv_t even;
 
 		if (isnan(f)) {
-			assert_true(isnan(hs__kv_to_float(
-				hs__kv_from_float(f))));
+			assert_true(
+				isnan(hs__kv_to_float(hs__kv_from_float(f))));
 			continue;
 		}
 		if (hs__kv_from_float(f) != h)
@@ -591,9 +594,9 @@ static void test_bad_tile_opencl(void **state)
 	driver_init(&d);
 	opts.io = &d.io;
 	opts.mm_tile = 5;
-	assert_int_equal(hs__executor_opencl.open(&ex, pthread_dev, models,
-						  &opts),
-			 HS_EINVAL);
+	assert_int_equal(
+		hs__executor_opencl.open(&ex, pthread_dev, models, &opts),
+		HS_EINVAL);
 	assert_null(ex);
 }
 
@@ -714,8 +717,7 @@ static void test_rooflines_opencl(void **state)
 	ex = open_exec(&hs__executor_opencl, pthread_dev, &d, 0);
 	assert_int_equal(hs__opencl_stream_gbs(ex, 4 << 20, 2, &gbs), 0);
 	assert_true(gbs > 0.1 && gbs < 1e5);
-	assert_int_equal(hs__opencl_stream_gbs(ex, 16, 1, &gbs),
-			 HS_EINVAL);
+	assert_int_equal(hs__opencl_stream_gbs(ex, 16, 1, &gbs), HS_EINVAL);
 	assert_int_equal(hs__opencl_fma_gflops(ex, 1, &gflops), 0);
 	assert_true(gflops > 0.1 && gflops < 1e6);
 	print_message("  %s: copy %.1f GB/s, fma peak %.1f GFLOP/s\n",

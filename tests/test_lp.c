@@ -777,12 +777,10 @@ static void test_replan(void **state)
 	settled = st.replans;
 	assert_true(st.decisions > st.replans + 40);
 	/* A budget is new input; the same budget again is not. */
-	assert_int_equal(hs_sched_set_budget(dr.s, dr.now + 500000000, 600),
-			 0);
+	assert_int_equal(hs_sched_set_budget(dr.s, dr.now + 500000000, 600), 0);
 	hs_sched_stats(dr.s, &st);
 	assert_int_equal(st.replans, settled + 1);
-	assert_int_equal(hs_sched_set_budget(dr.s, dr.now + 600000000, 600),
-			 0);
+	assert_int_equal(hs_sched_set_budget(dr.s, dr.now + 600000000, 600), 0);
 	hs_sched_stats(dr.s, &st);
 	assert_int_equal(st.replans, settled + 1);
 	/* A model not seen before is a new class. */

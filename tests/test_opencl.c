@@ -354,7 +354,7 @@ static size_t count_backend(const hs_node_t *node, hs_backend_t backend)
  * placed with the topology discovery loaded, unless asked not to. */
 static void test_node_discover(void **state)
 {
-	hs_discover_opts_t opts = { .profiles = profiles };
+	hs_discover_opts_t opts = {.profiles = profiles};
 	const hs_device_t *basic;
 	hs_node_t *node;
 	hs_error_t err;

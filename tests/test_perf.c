@@ -12,12 +12,12 @@
 #include "perf.h"
 #include "testutil.h"
 
-#define assert_close(x, want, rel)                                         \
-	do {                                                               \
-		double x_ = (x), w_ = (want);                              \
-		if (!(fabs(x_ - w_) <= (rel) * fabs(w_)))                  \
-			fail_msg("%s = %.10g, want %.10g within %g", #x,  \
-				 x_, w_, (double)(rel));                   \
+#define assert_close(x, want, rel)                                           \
+	do {                                                                 \
+		double x_ = (x), w_ = (want);                                \
+		if (!(fabs(x_ - w_) <= (rel)*fabs(w_)))                      \
+			fail_msg("%s = %.10g, want %.10g within %g", #x, x_, \
+				 w_, (double)(rel));                         \
 	} while (0)
 
 /* A fixed LCG, so that every run sees the same samples. */
@@ -30,8 +30,7 @@ static void rng_seed(uint64_t seed)
 
 static double uniform(double lo, double hi)
 {
-	rng_state = rng_state * 6364136223846793005ull +
-		    1442695040888963407ull;
+	rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
 	/* The top 53 bits, as a double in [0, 1). */
 	return lo + (hi - lo) * ((double)(rng_state >> 11) / 0x1p53);
 }
@@ -59,8 +58,8 @@ typedef struct range_s {
 } range_t;
 
 /* The big workload of the fit test, and a small one around 1 ms steps. */
-static const range_t wide = { 32, 100, 50000, 2000 };
-static const range_t small = { 16, 100, 8000, 256 };
+static const range_t wide = {32, 100, 50000, 2000};
+static const range_t small = {16, 100, 8000, 256};
 
 static void draw(const range_t *r, double *B, double *C, double *P)
 {
@@ -159,8 +158,8 @@ static void small_pair(hs__perf_t *p)
  * cost) and within 25% where it can barely (the intercept, which the
  * workload only reaches by extrapolation).
  */
-static const law_t big_law = { 12e6, 500000, 200, 12000 };
-static const law_t small_law = { 0.9e6, 20000, 50, 1500 };
+static const law_t big_law = {12e6, 500000, 200, 12000};
+static const law_t small_law = {0.9e6, 20000, 50, 1500};
 
 static void test_prior_roofline(void **state)
 {
@@ -250,7 +249,8 @@ static void test_fit_recovers_law(void **state)
 	first = err20 / 20;
 	last = (p.rel_err_sum - err150) / 50;
 	print_message("mean relative error: first 20 %.4f, last 50 %.4f, "
-		      "all %.4f\n", first, last, hs__perf_mean_rel_error(&p));
+		      "all %.4f\n",
+		      first, last, hs__perf_mean_rel_error(&p));
 	assert_true(first > last);
 	assert_true(last < 0.03);
 	assert_close(hs__perf_mean_rel_error(&p), p.rel_err_sum / 200, 1e-12);
@@ -278,8 +278,8 @@ static void test_outlier_rejected(void **state)
 	assert_int_equal(p.samples, 20);
 	assert_int_equal(p.consecutive_outliers, 2);
 	for (i = 0; i < 3; i++)
-		assert_close(hs__perf_predict_ns(&p, 1 + 5 * i,
-						 1000 + 3000 * i, 100 * i),
+		assert_close(hs__perf_predict_ns(&p, 1 + 5 * i, 1000 + 3000 * i,
+						 100 * i),
 			     before[i], 0.01);
 	/* Their misprediction is part of the reported error. */
 	assert_true(hs__perf_mean_rel_error(&p) > 0.99 * 2 / 22);
@@ -306,7 +306,7 @@ static void test_outlier_rejected(void **state)
  */
 static void test_small_features(void **state)
 {
-	const law_t law = { 2.0e6, 0, 2000, 800000 };
+	const law_t law = {2.0e6, 0, 2000, 800000};
 	double err = 0;
 	hs__perf_t p;
 	int i;
@@ -314,9 +314,11 @@ static void test_small_features(void **state)
 	small_pair(&p);
 	rng_seed(31);
 	for (i = 0; i < 60; i++) {
-		double C = uniform(50, 300), P = i % 6 ? 0 : uniform_int(20, 80);
+		double C = uniform(50, 300),
+		       P = i % 6 ? 0 : uniform_int(20, 80);
 
-		hs__perf_observe(&p, 1, C + P, P, noisy(law_ns(&law, 1, C + P, P)));
+		hs__perf_observe(&p, 1, C + P, P,
+				 noisy(law_ns(&law, 1, C + P, P)));
 	}
 	for (i = 0; i < 100; i++) {
 		double C = uniform(50, 300);
@@ -381,8 +383,7 @@ static void test_degenerate_design(void **state)
 		assert_true(isfinite(p.theta[i]) && p.theta[i] >= 0);
 	assert_close(hs__perf_predict_ns(&p, 1, 4096, 0), meas, 0.01);
 	/* No data on prefill: that coefficient is the prior's. */
-	assert_close(p.theta[HS_PERF_PREFILL], p.prior[HS_PERF_PREFILL],
-		     1e-9);
+	assert_close(p.theta[HS_PERF_PREFILL], p.prior[HS_PERF_PREFILL], 1e-9);
 	/* Far from the data, still finite and positive. */
 	assert_true(isfinite(hs__perf_predict_ns(&p, 64, 1e6, 4096)));
 	assert_true(hs__perf_predict_ns(&p, 64, 1e6, 4096) > meas);
@@ -392,7 +393,7 @@ static void test_degenerate_design(void **state)
 static void test_negative_coefficient_pinned(void **state)
 {
 	/* Steps that get faster with context: the fit wants c < 0. */
-	static const law_t odd = { 30e6, 500000, -200, 12000 };
+	static const law_t odd = {30e6, 500000, -200, 12000};
 	double B, C, P, sum = 0;
 	hs__perf_t p;
 	int i;
@@ -460,8 +461,8 @@ static void test_prediction_floor(void **state)
 		" \"xtx\": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],"
 		" \"xty\": [0, 0, 0, 0], \"samples\": 0, \"outliers\": 0,"
 		" \"rel_err_sum\": 0, \"rel_err_n\": 0}";
-	hs_error_t err = { 0 };
-	hs__jv_t jv = { "perf.json", &err, "$" };
+	hs_error_t err = {0};
+	hs__jv_t jv = {"perf.json", &err, "$"};
 	hs__perf_t p;
 	json_t *obj;
 
@@ -500,8 +501,8 @@ static char *trained_json(hs__perf_t *p)
 static void test_json_roundtrip(void **state)
 {
 	hs__perf_t p, q, r;
-	hs_error_t err = { 0 };
-	hs__jv_t jv = { "perf.json", &err, "$" };
+	hs_error_t err = {0};
+	hs__jv_t jv = {"perf.json", &err, "$"};
 	double B, C, P, meas;
 	json_t *obj, *theta;
 	char *text;
@@ -543,8 +544,7 @@ static void test_json_roundtrip(void **state)
 	}
 	assert_true(hs__perf_predict_ns(&q, 3, 3000, 300) ==
 		    hs__perf_predict_ns(&p, 3, 3000, 300));
-	assert_true(hs__perf_mean_rel_error(&q) ==
-		    hs__perf_mean_rel_error(&p));
+	assert_true(hs__perf_mean_rel_error(&q) == hs__perf_mean_rel_error(&p));
 
 	/* "resets" may be absent (0). */
 	json_object_del(obj, "resets");
@@ -555,57 +555,56 @@ static void test_json_roundtrip(void **state)
 }
 
 struct bad_case {
-	const char *del;   /* key to remove, or NULL */
+	const char *del; /* key to remove, or NULL */
 	const char *merge; /* object whose keys replace the good ones */
 	const char *whole; /* replaces the whole object */
 	int code;
-	const char *want;  /* in the formatted error */
+	const char *want; /* in the formatted error */
 };
 
 static const struct bad_case bad_cases[] = {
-	{ "xty", NULL, NULL, HS_EMISSING,
-	  "$.entries[2]: missing required key \"xty\"" },
-	{ "samples", NULL, NULL, HS_EMISSING,
-	  "$.entries[2]: missing required key \"samples\"" },
-	{ NULL, NULL, "[1, 2]", HS_ETYPE,
-	  "$.entries[2]: expected an object" },
-	{ NULL, "{\"thetas\": [1, 2, 3, 4]}", NULL, HS_EUNKNOWN_KEY,
-	  "$.entries[2]: unknown key \"thetas\"" },
-	{ NULL, "{\"theta\": [1, 2, 3]}", NULL, HS_ETYPE,
-	  "$.entries[2].theta: expected an array of 4 numbers" },
-	{ NULL, "{\"theta\": \"1 2 3 4\"}", NULL, HS_ETYPE,
-	  "$.entries[2].theta: expected an array of 4 numbers" },
-	{ NULL, "{\"xtx\": [1, 2, 3, 4]}", NULL, HS_ETYPE,
-	  "$.entries[2].xtx: expected an array of 16 numbers" },
-	{ NULL, "{\"prior\": [1, \"2\", 3, 4]}", NULL, HS_ETYPE,
-	  "$.entries[2].prior[1]: expected a number" },
-	{ NULL, "{\"xty\": [-1, 2, 3, 4]}", NULL, HS_ERANGE,
-	  "$.entries[2].xty[0]: expected a number >= 0" },
-	{ NULL, "{\"samples\": \"101\"}", NULL, HS_ETYPE,
-	  "$.entries[2].samples: expected an integer" },
-	{ NULL, "{\"samples\": -3}", NULL, HS_ERANGE,
-	  "$.entries[2].samples: -3 is out of range" },
-	{ NULL, "{\"outliers\": 1.5}", NULL, HS_ETYPE,
-	  "$.entries[2].outliers: expected an integer" },
-	{ NULL, "{\"rel_err_sum\": \"0.5\"}", NULL, HS_ETYPE,
-	  "$.entries[2].rel_err_sum: expected a number" },
-	{ NULL, "{\"rel_err_sum\": -0.5}", NULL, HS_ERANGE,
-	  "$.entries[2].rel_err_sum: -0.5 is out of range" },
-	{ NULL, "{\"rel_err_n\": 0, \"rel_err_sum\": 0.5}", NULL, HS_EINVAL,
-	  "$.entries[2].rel_err_sum: 0.5 with rel_err_n 0" },
-	{ NULL,
-	  "{\"samples\": 3, \"xtx\": [3, 5, 0, 0, 6, 9, 0, 0,"
-	  " 0, 0, 0, 0, 0, 0, 0, 0]}",
-	  NULL, HS_EINVAL, "$.entries[2].xtx: not symmetric at [1][0]" },
-	{ NULL,
-	  "{\"samples\": 3, \"xtx\": [4, 0, 0, 0, 0, 0, 0, 0,"
-	  " 0, 0, 0, 0, 0, 0, 0, 0]}",
-	  NULL, HS_EINVAL,
-	  "$.entries[2].xtx: first element 4 does not match samples 3" },
-	{ NULL,
-	  "{\"samples\": 3, \"xtx\": [3, 1e9, 0, 0, 1e9, 0, 0, 0,"
-	  " 0, 0, 0, 0, 0, 0, 0, 0]}",
-	  NULL, HS_EINVAL, "$.entries[2].xtx: not the sums of any set" },
+	{"xty", NULL, NULL, HS_EMISSING,
+	 "$.entries[2]: missing required key \"xty\""},
+	{"samples", NULL, NULL, HS_EMISSING,
+	 "$.entries[2]: missing required key \"samples\""},
+	{NULL, NULL, "[1, 2]", HS_ETYPE, "$.entries[2]: expected an object"},
+	{NULL, "{\"thetas\": [1, 2, 3, 4]}", NULL, HS_EUNKNOWN_KEY,
+	 "$.entries[2]: unknown key \"thetas\""},
+	{NULL, "{\"theta\": [1, 2, 3]}", NULL, HS_ETYPE,
+	 "$.entries[2].theta: expected an array of 4 numbers"},
+	{NULL, "{\"theta\": \"1 2 3 4\"}", NULL, HS_ETYPE,
+	 "$.entries[2].theta: expected an array of 4 numbers"},
+	{NULL, "{\"xtx\": [1, 2, 3, 4]}", NULL, HS_ETYPE,
+	 "$.entries[2].xtx: expected an array of 16 numbers"},
+	{NULL, "{\"prior\": [1, \"2\", 3, 4]}", NULL, HS_ETYPE,
+	 "$.entries[2].prior[1]: expected a number"},
+	{NULL, "{\"xty\": [-1, 2, 3, 4]}", NULL, HS_ERANGE,
+	 "$.entries[2].xty[0]: expected a number >= 0"},
+	{NULL, "{\"samples\": \"101\"}", NULL, HS_ETYPE,
+	 "$.entries[2].samples: expected an integer"},
+	{NULL, "{\"samples\": -3}", NULL, HS_ERANGE,
+	 "$.entries[2].samples: -3 is out of range"},
+	{NULL, "{\"outliers\": 1.5}", NULL, HS_ETYPE,
+	 "$.entries[2].outliers: expected an integer"},
+	{NULL, "{\"rel_err_sum\": \"0.5\"}", NULL, HS_ETYPE,
+	 "$.entries[2].rel_err_sum: expected a number"},
+	{NULL, "{\"rel_err_sum\": -0.5}", NULL, HS_ERANGE,
+	 "$.entries[2].rel_err_sum: -0.5 is out of range"},
+	{NULL, "{\"rel_err_n\": 0, \"rel_err_sum\": 0.5}", NULL, HS_EINVAL,
+	 "$.entries[2].rel_err_sum: 0.5 with rel_err_n 0"},
+	{NULL,
+	 "{\"samples\": 3, \"xtx\": [3, 5, 0, 0, 6, 9, 0, 0,"
+	 " 0, 0, 0, 0, 0, 0, 0, 0]}",
+	 NULL, HS_EINVAL, "$.entries[2].xtx: not symmetric at [1][0]"},
+	{NULL,
+	 "{\"samples\": 3, \"xtx\": [4, 0, 0, 0, 0, 0, 0, 0,"
+	 " 0, 0, 0, 0, 0, 0, 0, 0]}",
+	 NULL, HS_EINVAL,
+	 "$.entries[2].xtx: first element 4 does not match samples 3"},
+	{NULL,
+	 "{\"samples\": 3, \"xtx\": [3, 1e9, 0, 0, 1e9, 0, 0, 0,"
+	 " 0, 0, 0, 0, 0, 0, 0, 0]}",
+	 NULL, HS_EINVAL, "$.entries[2].xtx: not the sums of any set"},
 };
 
 static void test_json_errors(void **state)
@@ -623,8 +622,8 @@ static void test_json_errors(void **state)
 	memcpy(&before, &q, sizeof(q));
 	for (i = 0; i < HS_ARRAY_SIZE(bad_cases); i++) {
 		const struct bad_case *bc = &bad_cases[i];
-		hs_error_t err = { 0 };
-		hs__jv_t jv = { "perf.json", &err, "$.entries[2]" };
+		hs_error_t err = {0};
+		hs__jv_t jv = {"perf.json", &err, "$.entries[2]"};
 		int rc;
 
 		if (bc->whole) {

@@ -57,7 +57,7 @@ static void test_milp_cheapest(void **state)
 {
 	hs_plan_milp_t *m = two_types(0);
 	hs_plan_solution_t sol;
-	hs_error_t err = { 0 };
+	hs_error_t err = {0};
 
 	assert_int_equal(hs_plan_milp_solve(m, &sol, &err), 0);
 	assert_int_equal(sol.count[0][0], 0);
@@ -77,7 +77,7 @@ static void test_milp_budget_binds(void **state)
 {
 	hs_plan_milp_t *m = two_types(900);
 	hs_plan_solution_t sol;
-	hs_error_t err = { 0 };
+	hs_error_t err = {0};
 
 	assert_int_equal(hs_plan_milp_solve(m, &sol, &err), 0);
 	assert_int_equal(sol.count[0][0], 2);
@@ -99,15 +99,15 @@ static void test_milp_two_sites(void **state)
 {
 	hs_plan_milp_t *m = two_types(0);
 	hs_plan_solution_t sol;
-	hs_error_t err = { 0 };
+	hs_error_t err = {0};
 
 	m->n_sites = 2;
 	m->cap[1][0][0] = 10;
 	m->cap[1][1][0] = 4;
 	m->busy_w[1][0][0] = 300;
 	m->busy_w[1][1][0] = 150;
-	m->allowed[0][1] = false;   /* S: A only */
-	m->allowed[1][1] = true;    /* T: B only */
+	m->allowed[0][1] = false; /* S: A only */
+	m->allowed[1][1] = true; /* T: B only */
 	m->usd_per_kwh[0] = 0.10;
 	m->usd_per_kwh[1] = 1.0;
 	m->pue[1] = 1;
@@ -133,7 +133,7 @@ static void test_milp_infeasible_site(void **state)
 {
 	hs_plan_milp_t *m = two_types(500);
 	hs_plan_solution_t sol;
-	hs_error_t err = { 0 };
+	hs_error_t err = {0};
 	char buf[512];
 
 	/* The least power that serves 20 jobs/s is two A: 800 W. */
@@ -148,7 +148,7 @@ static void test_milp_infeasible_total(void **state)
 {
 	hs_plan_milp_t *m = two_types(500);
 	hs_plan_solution_t sol;
-	hs_error_t err = { 0 };
+	hs_error_t err = {0};
 	char buf[512];
 
 	/* A second site T of 200 W with A only: T can take 3.3 jobs/s, and
@@ -187,7 +187,7 @@ static void test_milp_no_device(void **state)
 {
 	hs_plan_milp_t *m = two_types(0);
 	hs_plan_solution_t sol;
-	hs_error_t err = { 0 };
+	hs_error_t err = {0};
 	char buf[512];
 
 	/* Neither type meets the SLO for the class (e.g. the site's RTT
@@ -247,16 +247,16 @@ static int load(struct loaded *l, const char *budget_kw, hs_error_t *err)
 
 	snprintf(text, sizeof(text), small_scenario, budget_kw);
 	write_scenario(text);
-	assert_int_equal(hs_model_catalog_load(&l->mc, "data/models.json",
-					       err), 0);
-	assert_int_equal(hs_profile_catalog_load(&l->pc, "data/devices.json",
-						 err), 0);
+	assert_int_equal(hs_model_catalog_load(&l->mc, "data/models.json", err),
+			 0);
+	assert_int_equal(
+		hs_profile_catalog_load(&l->pc, "data/devices.json", err), 0);
 	l->sc = calloc(1, sizeof(*l->sc));
 	l->r = calloc(1, sizeof(*l->r));
 	assert_non_null(l->sc);
 	assert_non_null(l->r);
-	return hs_plan_scenario_load(l->sc, scenario_path, "data", l->pc,
-				     l->mc, err);
+	return hs_plan_scenario_load(l->sc, scenario_path, "data", l->pc, l->mc,
+				     err);
 }
 
 static void unload(struct loaded *l)
@@ -271,13 +271,13 @@ static void unload(struct loaded *l)
 
 static void test_plan_small(void **state)
 {
-	hs_plan_opts_t o = { .probe_s = 10, .probe_iters = 5, .seed = 1,
-			     .validate = true };
-	struct loaded l = { 0 };
-	hs_error_t err = { 0 };
+	hs_plan_opts_t o = {
+		.probe_s = 10, .probe_iters = 5, .seed = 1, .validate = true};
+	struct loaded l = {0};
+	hs_error_t err = {0};
 	const hs_plan_result_t *r;
 	const hs_plan_milp_t *m;
-	double capital = 0, energy = 0, w_site[2] = { 0 }, tokens, per_m;
+	double capital = 0, energy = 0, w_site[2] = {0}, tokens, per_m;
 	size_t s, t;
 	json_t *j;
 
@@ -301,7 +301,8 @@ static void test_plan_small(void **state)
 				placed += r->sol.load[s][t][0];
 				assert_true(r->sol.load[s][t][0] <=
 					    r->sol.count[s][t] *
-						    m->cap[s][t][0] + 1e-6);
+							    m->cap[s][t][0] +
+						    1e-6);
 			}
 		assert_float_equal(placed, 6, 1e-6);
 	}
@@ -339,8 +340,8 @@ static void test_plan_small(void **state)
 	j = hs_plan_report_json(l.sc, r);
 	assert_non_null(j);
 	assert_non_null(json_object_get(j, "cost_per_million_output_tokens"));
-	assert_non_null(json_object_get(json_object_get(j, "validation"),
-					"meets_slo"));
+	assert_non_null(
+		json_object_get(json_object_get(j, "validation"), "meets_slo"));
 	assert_int_equal(json_array_size(json_object_get(j, "sites")), 2);
 	json_decref(j);
 	{
@@ -367,9 +368,9 @@ static void test_plan_small(void **state)
  * the only other type: the message names a's budget or b's. */
 static void test_plan_infeasible(void **state)
 {
-	hs_plan_opts_t o = { .probe_s = 10, .probe_iters = 4, .seed = 1 };
-	struct loaded l = { 0 };
-	hs_error_t err = { 0 };
+	hs_plan_opts_t o = {.probe_s = 10, .probe_iters = 4, .seed = 1};
+	struct loaded l = {0};
+	hs_error_t err = {0};
 	char buf[512];
 
 	assert_int_equal(load(&l, "0.01", &err), 0);
@@ -395,7 +396,7 @@ static void test_trace_classes(void **state)
 	hs_model_catalog_t *mc = NULL;
 	hs_profile_catalog_t *pc = NULL;
 	hs_plan_scenario_t *sc = calloc(1, sizeof(*sc));
-	hs_error_t err = { 0 };
+	hs_error_t err = {0};
 	FILE *f;
 	int i, fd;
 
@@ -419,10 +420,11 @@ static void test_trace_classes(void **state)
 	write_scenario(text);
 	assert_int_equal(hs_model_catalog_load(&mc, "data/models.json", &err),
 			 0);
-	assert_int_equal(hs_profile_catalog_load(&pc, "data/devices.json",
-						 &err), 0);
-	assert_int_equal(hs_plan_scenario_load(sc, scenario_path, "data", pc,
-					       mc, &err), 0);
+	assert_int_equal(
+		hs_profile_catalog_load(&pc, "data/devices.json", &err), 0);
+	assert_int_equal(
+		hs_plan_scenario_load(sc, scenario_path, "data", pc, mc, &err),
+		0);
 	assert_int_equal(sc->n_classes, 2);
 	assert_string_equal(sc->classes[0].name, "Llama-3.1-8B ctx<=512");
 	assert_string_equal(sc->classes[1].name, "Llama-3.1-8B ctx<=2048");
@@ -463,20 +465,19 @@ static void test_bad_scenarios(void **state)
 	assert_non_null(d);
 	while ((e = readdir(d))) {
 		char input[600], path[600], msg[1024];
-		hs_error_t err = { 0 };
+		hs_error_t err = {0};
 		char *expect;
 
 		if (strncmp(e->d_name, "scenario-", 9))
 			continue;
 		snprintf(input, sizeof(input), "tests/cases/%s/input.json",
 			 e->d_name);
-		snprintf(path, sizeof(path), "tests/cases/%s/error",
-			 e->d_name);
+		snprintf(path, sizeof(path), "tests/cases/%s/error", e->d_name);
 		expect = hs_test_read_file(path);
 		assert_non_null(expect);
 		chomp(expect);
-		assert_int_not_equal(hs_plan_scenario_check(input, "data",
-							    &err), 0);
+		assert_int_not_equal(
+			hs_plan_scenario_check(input, "data", &err), 0);
 		hs_error_format(&err, msg, sizeof(msg));
 		if (!strstr(msg, expect) || !strstr(msg, input))
 			fail_msg("%s: got \"%s\", want \"%s\"", e->d_name, msg,

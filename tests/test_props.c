@@ -42,9 +42,9 @@ static uint32_t range(uint32_t lo, uint32_t hi)
 /* Five kinds of device, different in speed, memory and power. */
 static hs_device_t random_device(void)
 {
-	static const double big[] = { 700, 1.0, 500, 0.88, 350, 0.7 };
-	static const double mid[] = { 400, 1.0, 300, 0.85 };
-	static const double low[] = { 300, 1.0, 200, 0.8, 150, 0.6 };
+	static const double big[] = {700, 1.0, 500, 0.88, 350, 0.7};
+	static const double mid[] = {400, 1.0, 300, 0.85};
+	static const double low[] = {300, 1.0, 200, 0.8, 150, 0.6};
 
 	switch (rnd() % 5) {
 	case 4: /* too small for m-big: its jobs are refused on such fleets */
@@ -111,13 +111,12 @@ static void test_complete_once_within_budget(void **state)
 {
 	const char *const *policies = hs_policy_names();
 	hs_model_catalog_t *models = hs_test_models();
-	uint64_t seed, runs = 0, refused = 0, drops = 0, waits = 0,
-		 failed = 0;
+	uint64_t seed, runs = 0, refused = 0, drops = 0, waits = 0, failed = 0;
 
 	for (seed = 1; seed <= 240; seed++) {
 		hs_sched_config_t cfg;
-		hs_sim_event_t fail = { 0 };
-		hs_sim_opts_t opts = { 0 };
+		hs_sim_event_t fail = {0};
+		hs_sim_opts_t opts = {0};
 		hs_sim_result_t res;
 		scenario_t sc;
 		hs_error_t err;
@@ -140,8 +139,8 @@ static void test_complete_once_within_budget(void **state)
 		cfg.power_budget_w = sc.idle_w + (sc.max_w - sc.idle_w) *
 							 (0.2 + 0.8 * unif());
 		sc.budget[0].at_ns = end / 3;
-		sc.budget[0].budget_w = sc.idle_w + (sc.max_w - sc.idle_w) *
-							    unif() * 0.5;
+		sc.budget[0].budget_w =
+			sc.idle_w + (sc.max_w - sc.idle_w) * unif() * 0.5;
 		if (seed % 5 == 0)
 			sc.budget[0].budget_w = sc.idle_w * 0.9;
 		sc.budget[1].at_ns = end / 3 * 2;
@@ -175,8 +174,7 @@ static void test_complete_once_within_budget(void **state)
 				 sc.n_jobs, (unsigned long long)res.lost_jobs,
 				 (unsigned long long)res.duplicate_done,
 				 (unsigned long long)res.power_violations,
-				 (unsigned long long)
-					 res.stats.power_violations,
+				 (unsigned long long)res.stats.power_violations,
 				 res.max_violation_w);
 		assert_int_equal(res.stats.queued + res.stats.running, 0);
 		refused += res.submit_failures;
@@ -191,10 +189,10 @@ static void test_complete_once_within_budget(void **state)
 	}
 	/* The scenarios must have exercised what they claim to. */
 	assert_int_equal(runs, 240);
-	assert_true(refused > 0);  /* big jobs on small-memory fleets */
-	assert_true(waits > 0);    /* the governor held devices back */
-	assert_true(drops > 0);    /* and paused running batches */
-	assert_true(failed > 0);   /* jobs only a failed device could run */
+	assert_true(refused > 0); /* big jobs on small-memory fleets */
+	assert_true(waits > 0); /* the governor held devices back */
+	assert_true(drops > 0); /* and paused running batches */
+	assert_true(failed > 0); /* jobs only a failed device could run */
 	hs_model_catalog_free(models);
 }
 
@@ -205,13 +203,13 @@ static void test_complete_once_within_budget(void **state)
  */
 static void test_light_load_wait_bound(void **state)
 {
-	static const char *const policies[] = { "fifo", "eft" };
+	static const char *const policies[] = {"fifo", "eft"};
 	hs_model_catalog_t *models = hs_test_models();
 	uint64_t seed, checked = 0;
 
 	for (seed = 1000; seed < 1100; seed++) {
 		hs_sched_config_t cfg;
-		hs_sim_opts_t opts = { 0 };
+		hs_sim_opts_t opts = {0};
 		hs_sim_result_t res;
 		scenario_t sc;
 		hs_error_t err;
@@ -237,9 +235,9 @@ static void test_light_load_wait_bound(void **state)
 		/* The longest step any job could be waiting behind. */
 		for (i = 0; i < res.n_records; i++) {
 			const hs_sim_record_t *r = &res.records[i];
-			double step = r->tpot_ms > r->ttft_ms - r->queue_ms ?
-					      r->tpot_ms :
-					      r->ttft_ms - r->queue_ms;
+			double step = r->tpot_ms > r->ttft_ms - r->queue_ms
+					      ? r->tpot_ms
+					      : r->ttft_ms - r->queue_ms;
 
 			if (step > worst_step_ms)
 				worst_step_ms = step;
@@ -247,10 +245,11 @@ static void test_light_load_wait_bound(void **state)
 		bound = 20 + worst_step_ms + 1e-3;
 		for (i = 0; i < res.n_records; i++) {
 			if (res.records[i].queue_ms > bound)
-				fail_msg("seed %llu (%s): a job waited %.3f ms, "
-					 "bound %.3f ms",
-					 (unsigned long long)seed, cfg.policy,
-					 res.records[i].queue_ms, bound);
+				fail_msg(
+					"seed %llu (%s): a job waited %.3f ms, "
+					"bound %.3f ms",
+					(unsigned long long)seed, cfg.policy,
+					res.records[i].queue_ms, bound);
 			checked++;
 		}
 		hs_sim_result_release(&res);
@@ -266,7 +265,7 @@ static void test_deterministic(void **state)
 	hs_model_catalog_t *models = hs_test_models();
 	hs_sim_result_t a, b;
 	hs_sched_config_t cfg;
-	hs_sim_opts_t opts = { 0 };
+	hs_sim_opts_t opts = {0};
 	scenario_t sc;
 	hs_error_t err;
 
@@ -278,11 +277,11 @@ static void test_deterministic(void **state)
 	opts.skew = 0.2;
 	opts.keep_records = true;
 	opts.bin_ns = 100 * MS;
-	assert_int_equal(hs_sim_run(&cfg, models, sc.devs, sc.n_devs,
-				    sc.jobs, sc.n_jobs, &opts, &a, &err),
+	assert_int_equal(hs_sim_run(&cfg, models, sc.devs, sc.n_devs, sc.jobs,
+				    sc.n_jobs, &opts, &a, &err),
 			 0);
-	assert_int_equal(hs_sim_run(&cfg, models, sc.devs, sc.n_devs,
-				    sc.jobs, sc.n_jobs, &opts, &b, &err),
+	assert_int_equal(hs_sim_run(&cfg, models, sc.devs, sc.n_devs, sc.jobs,
+				    sc.n_jobs, &opts, &b, &err),
 			 0);
 	assert_int_equal(a.n_records, b.n_records);
 	assert_true(a.n_records > 0);
@@ -295,8 +294,8 @@ static void test_deterministic(void **state)
 	hs_sim_result_release(&b);
 	/* A different noise seed gives different times. */
 	opts.seed = 6;
-	assert_int_equal(hs_sim_run(&cfg, models, sc.devs, sc.n_devs,
-				    sc.jobs, sc.n_jobs, &opts, &b, &err),
+	assert_int_equal(hs_sim_run(&cfg, models, sc.devs, sc.n_devs, sc.jobs,
+				    sc.n_jobs, &opts, &b, &err),
 			 0);
 	assert_true(a.end_ns != b.end_ns);
 	hs_sim_result_release(&a);
@@ -310,7 +309,7 @@ static void test_energy_accounting(void **state)
 {
 	hs_model_catalog_t *models = hs_test_models();
 	hs_sched_config_t cfg;
-	hs_sim_opts_t opts = { 0 };
+	hs_sim_opts_t opts = {0};
 	hs_sim_result_t res;
 	scenario_t sc;
 	hs_error_t err;
@@ -321,8 +320,8 @@ static void test_energy_accounting(void **state)
 	hs_sched_config_init(&cfg);
 	cfg.policy = "fifo";
 	opts.seed = 1;
-	assert_int_equal(hs_sim_run(&cfg, models, sc.devs, sc.n_devs,
-				    sc.jobs, sc.n_jobs, &opts, &res, &err),
+	assert_int_equal(hs_sim_run(&cfg, models, sc.devs, sc.n_devs, sc.jobs,
+				    sc.n_jobs, &opts, &res, &err),
 			 0);
 	for (d = 0; d < res.n_devices; d++) {
 		busy_energy += res.devices[d].energy_j;
@@ -354,11 +353,11 @@ static void test_lp_steady(void **state)
 
 	for (seed = 500; seed < 512; seed++) {
 		hs_sched_config_t cfg;
-		hs_sim_opts_t opts = { 0 };
+		hs_sim_opts_t opts = {0};
 		hs_sim_result_t res;
 		scenario_t sc;
 		hs_error_t err;
-		double tps[8] = { 0 }, bound = 0, best = 0, lp = -1, rate;
+		double tps[8] = {0}, bound = 0, best = 0, lp = -1, rate;
 		size_t p, i;
 
 		/* Probe the fleet's bound, then load it steadily: a quarter
@@ -396,9 +395,8 @@ static void test_lp_steady(void **state)
 			    tps[p] > res.upper_bound_tps * 1.0001)
 				fail_msg("seed %llu: %s at %.1f tok/s beats "
 					 "the bound %.1f",
-					 (unsigned long long)seed,
-					 policies[p], tps[p],
-					 res.upper_bound_tps);
+					 (unsigned long long)seed, policies[p],
+					 tps[p], res.upper_bound_tps);
 			if (!strcmp(policies[p], "lp"))
 				lp = tps[p];
 			else if (tps[p] > best)
@@ -446,19 +444,17 @@ static void steady_jobs(hs_sim_job_t *jobs, size_t n, double rate_per_s,
  */
 static void test_lp_budget_steady(void **state)
 {
-	static const double h100[] = { 700, 1.0, 550, 0.95,
-				       400, 0.85, 300, 0.7 };
-	static const double h20[] = { 400, 1.0, 350, 0.96,
-				      300, 0.9, 250, 0.8 };
-	static const double a100[] = { 400, 1.0, 330, 0.95,
-				       250, 0.85, 200, 0.74 };
-	static const double l40s[] = { 350, 1.0, 300, 0.95,
-				       250, 0.87, 200, 0.75 };
+	static const double h100[] = {700, 1.0, 550, 0.95, 400, 0.85, 300, 0.7};
+	static const double h20[] = {400, 1.0, 350, 0.96, 300, 0.9, 250, 0.8};
+	static const double a100[] = {400, 1.0,	 330, 0.95,
+				      250, 0.85, 200, 0.74};
+	static const double l40s[] = {350, 1.0,	 300, 0.95,
+				      250, 0.87, 200, 0.75};
 	hs_model_catalog_t *models = hs_test_models();
 	hs_device_t devs[8];
 	hs_sim_job_t *jobs;
 	hs_sched_config_t cfg;
-	hs_sim_opts_t opts = { 0 };
+	hs_sim_opts_t opts = {0};
 	hs_sim_result_t res;
 	hs_error_t err;
 	double tps[2], sum[2] = {0, 0};
@@ -466,14 +462,14 @@ static void test_lp_budget_steady(void **state)
 	uint64_t seed;
 
 	for (i = 0; i < 2; i++) {
-		devs[i] = hs_test_device("h100", 80, 3350, 989, 70, 700, 4,
-					 h100);
+		devs[i] =
+			hs_test_device("h100", 80, 3350, 989, 70, 700, 4, h100);
 		devs[2 + i] =
 			hs_test_device("h20", 96, 4000, 148, 60, 400, 4, h20);
-		devs[4 + i] = hs_test_device("a100", 80, 2039, 312, 50, 400, 4,
-					     a100);
-		devs[6 + i] = hs_test_device("l40s", 48, 864, 362, 35, 350, 4,
-					     l40s);
+		devs[4 + i] =
+			hs_test_device("a100", 80, 2039, 312, 50, 400, 4, a100);
+		devs[6 + i] =
+			hs_test_device("l40s", 48, 864, 362, 35, 350, 4, l40s);
 	}
 	jobs = test_calloc(n, sizeof(*jobs));
 	hs_sched_config_init(&cfg);

@@ -19,8 +19,8 @@
 
 #define MODEL "llama<&>\"q'"
 
-static const double cdf0[] = { 900, 1500, 2500, 5000, 8000 };
-static const double cdf1[] = { 40, 300, 1200, 2000, 4000 };
+static const double cdf0[] = {900, 1500, 2500, 5000, 8000};
+static const double cdf1[] = {40, 300, 1200, 2000, 4000};
 
 /*
  * Two runs with figures picked by hand (fifo slower, eft faster and
@@ -64,10 +64,10 @@ static void make_report(hs_bench_report_t *rep)
 	r->output_tokens_per_s = 1234.25;
 	r->total_tokens_per_s = 2469;
 	r->requests_per_s = 1.96;
-	r->ttft_ms = (hs_pct_t){ 120, 250, 400, 150 };
-	r->tpot_ms = (hs_pct_t){ 20, 30, 45, 22 };
-	r->e2e_ms = (hs_pct_t){ 2500, 5000, 8000, 3000 };
-	r->queue_ms = (hs_pct_t){ 10, 50, 100, 20 };
+	r->ttft_ms = (hs_pct_t){120, 250, 400, 150};
+	r->tpot_ms = (hs_pct_t){20, 30, 45, 22};
+	r->e2e_ms = (hs_pct_t){2500, 5000, 8000, 3000};
+	r->queue_ms = (hs_pct_t){10, 50, 100, 20};
 	r->slo_attainment = 0.875;
 	r->energy_j = 250000;
 	r->joules_per_output_token = 4;
@@ -91,10 +91,10 @@ static void make_report(hs_bench_report_t *rep)
 	r->output_tokens_per_s = 1500.25;
 	r->total_tokens_per_s = 3000.5;
 	r->requests_per_s = 2.5;
-	r->ttft_ms = (hs_pct_t){ 60, 90, 200, 70 };
-	r->tpot_ms = (hs_pct_t){ 15, 25, 35, 18 };
-	r->e2e_ms = (hs_pct_t){ 1500, 3000, 4000, 1800 };
-	r->queue_ms = (hs_pct_t){ 5, 20, 40, 8 };
+	r->ttft_ms = (hs_pct_t){60, 90, 200, 70};
+	r->tpot_ms = (hs_pct_t){15, 25, 35, 18};
+	r->e2e_ms = (hs_pct_t){1500, 3000, 4000, 1800};
+	r->queue_ms = (hs_pct_t){5, 20, 40, 8};
 	r->slo_attainment = -1;
 	r->energy_j = 180000;
 	r->joules_per_output_token = 2.5;
@@ -137,8 +137,8 @@ static void make_report(hs_bench_report_t *rep)
 		r->devices[1].failed = i == 0;
 		for (j = 0; j < 4; j++) {
 			r->series[j].t_s = 10.0 * (double)j;
-			r->series[j].power_avg_w = 4000 + 500.0 * (double)j -
-						   250.0 * (double)i;
+			r->series[j].power_avg_w =
+				4000 + 500.0 * (double)j - 250.0 * (double)i;
 			r->series[j].power_max_w =
 				r->series[j].power_avg_w + 400;
 			r->series[j].budget_w = i ? 0 : 6000;
@@ -182,19 +182,47 @@ static void check_pct(const json_t *p, const hs_pct_t *want)
 static void test_json(void **state)
 {
 	static const char *const run_keys[] = {
-		"policy", "jobs", "output_tokens_per_s", "total_tokens_per_s",
-		"requests_per_s", "ttft_ms", "tpot_ms", "e2e_ms", "queue_ms",
-		"slo_attainment", "energy_j", "joules_per_output_token",
-		"energy_modeled", "power_w", "power_violations",
-		"max_violation_w", "lp_bound_fraction",
-		"sched_ns_per_decision", "devices", "duration_s", "decisions",
-		"replans", "perf_mean_rel_error", "perf_calibrated_error",
-		"power_waits", "paused",
+		"policy",
+		"jobs",
+		"output_tokens_per_s",
+		"total_tokens_per_s",
+		"requests_per_s",
+		"ttft_ms",
+		"tpot_ms",
+		"e2e_ms",
+		"queue_ms",
+		"slo_attainment",
+		"energy_j",
+		"joules_per_output_token",
+		"energy_modeled",
+		"power_w",
+		"power_violations",
+		"max_violation_w",
+		"lp_bound_fraction",
+		"sched_ns_per_decision",
+		"devices",
+		"duration_s",
+		"decisions",
+		"replans",
+		"perf_mean_rel_error",
+		"perf_calibrated_error",
+		"power_waits",
+		"paused",
 	};
 	static const char *const input_keys[] = {
-		"trace", "format", "models", "fleet", "n_jobs", "n_devices",
-		"rate_scale", "power_budget_w", "time_limit_s", "seed",
-		"slo_ttft_ms", "slo_tpot_ms", "offered_output_tokens_per_s",
+		"trace",
+		"format",
+		"models",
+		"fleet",
+		"n_jobs",
+		"n_devices",
+		"rate_scale",
+		"power_budget_w",
+		"time_limit_s",
+		"seed",
+		"slo_ttft_ms",
+		"slo_tpot_ms",
+		"offered_output_tokens_per_s",
 		"version",
 	};
 	hs_bench_report_t rep;
@@ -232,8 +260,7 @@ static void test_json(void **state)
 		size_t k;
 
 		r = json_array_get(runs, i);
-		assert_int_equal(json_object_size(r),
-				 HS_ARRAY_SIZE(run_keys));
+		assert_int_equal(json_object_size(r), HS_ARRAY_SIZE(run_keys));
 		for (k = 0; k < HS_ARRAY_SIZE(run_keys); k++)
 			at(r, run_keys[k]);
 		assert_null(json_object_get(r, "series"));
@@ -272,12 +299,10 @@ static void test_json(void **state)
 	d = at(r, "devices");
 	assert_int_equal(json_array_size(d), 2);
 	assert_int_equal(json_object_size(json_array_get(d, 0)), 6);
+	assert_string_equal(json_string_value(at(json_array_get(d, 0), "name")),
+			    "gpu0 <&>");
 	assert_string_equal(
-		json_string_value(at(json_array_get(d, 0), "name")),
-		"gpu0 <&>");
-	assert_string_equal(
-		json_string_value(at(json_array_get(d, 1), "profile")),
-		"910B");
+		json_string_value(at(json_array_get(d, 1), "profile")), "910B");
 	assert_real(at(json_array_get(d, 0), "utilisation"), 0.75);
 	assert_real(at(json_array_get(d, 0), "energy_j"), 120000);
 	assert_int(at(json_array_get(d, 0), "output_tokens"), 40000);
@@ -317,8 +342,7 @@ static void test_json(void **state)
 		s = at(r, "cdf_e2e_ms");
 		assert_int_equal(json_array_size(s), 5);
 		for (k = 0; k < 5; k++)
-			assert_real(json_array_get(s, k),
-				    (i ? cdf1 : cdf0)[k]);
+			assert_real(json_array_get(s, k), (i ? cdf1 : cdf0)[k]);
 	}
 	json_decref(root);
 
@@ -369,9 +393,19 @@ static bool line_has(const char *line, const char *what)
 static void test_table(void **state)
 {
 	static const char *const heads[] = {
-		"POLICY", "DONE/SUBMITTED", "OUT TOK/S", "REQ/S",
-		"TTFT p50/p99 (ms)", "TPOT p50 (ms)", "E2E p99 (s)", "J/TOK",
-		"AVG W", "PEAK W", "VIOL", "%BOUND", "NS/DEC",
+		"POLICY",
+		"DONE/SUBMITTED",
+		"OUT TOK/S",
+		"REQ/S",
+		"TTFT p50/p99 (ms)",
+		"TPOT p50 (ms)",
+		"E2E p99 (s)",
+		"J/TOK",
+		"AVG W",
+		"PEAK W",
+		"VIOL",
+		"%BOUND",
+		"NS/DEC",
 	};
 	hs_bench_report_t rep;
 	const char *fifo, *eft, *head;
@@ -446,8 +480,8 @@ static bool name_char(char c)
 
 static bool entity_ok(const char *s)
 {
-	static const char *const named[] = { "&amp;", "&lt;", "&gt;",
-					     "&quot;", "&apos;" };
+	static const char *const named[] = {"&amp;", "&lt;", "&gt;", "&quot;",
+					    "&apos;"};
 	size_t i;
 
 	for (i = 0; i < HS_ARRAY_SIZE(named); i++)
@@ -602,8 +636,7 @@ static void assert_offline(const char *html)
 	assert_null(strstr(html, "@import"));
 }
 
-static char *path_in(char *buf, size_t size, const char *dir,
-		     const char *name)
+static char *path_in(char *buf, size_t size, const char *dir, const char *name)
 {
 	assert_true((size_t)snprintf(buf, size, "%s/%s", dir, name) < size);
 	return buf;
@@ -651,12 +684,12 @@ static void test_write(void **state)
 	rc = hs_bench_report_write(&rep, dir, &err);
 	assert_int_equal(rc, 0);
 	assert_int_equal(err.code, 0);
-	assert_true(hs_test_exists(path_in(path, sizeof(path), dir,
-					   "report.json")));
-	assert_true(hs_test_exists(path_in(path, sizeof(path), dir,
-					   "report.md")));
-	assert_true(hs_test_exists(path_in(path, sizeof(path), dir,
-					   "report.html")));
+	assert_true(hs_test_exists(
+		path_in(path, sizeof(path), dir, "report.json")));
+	assert_true(
+		hs_test_exists(path_in(path, sizeof(path), dir, "report.md")));
+	assert_true(hs_test_exists(
+		path_in(path, sizeof(path), dir, "report.html")));
 	/* No temporary file left behind. */
 	assert_int_equal(entries(dir), 3);
 	/* Writing again replaces the report. */
@@ -664,20 +697,19 @@ static void test_write(void **state)
 	assert_int_equal(entries(dir), 3);
 
 	/* report.json holds exactly the figures. */
-	got = json_load_file(path_in(path, sizeof(path), dir, "report.json"),
-			     0, NULL);
+	got = json_load_file(path_in(path, sizeof(path), dir, "report.json"), 0,
+			     NULL);
 	assert_non_null(got);
 	want = hs_bench_report_json(&rep, true);
 	assert_non_null(want);
 	assert_true(json_equal(got, want));
-	assert_real(at(json_array_get(at(got, "runs"), 1),
-		       "output_tokens_per_s"),
-		    1500.25);
+	assert_real(
+		at(json_array_get(at(got, "runs"), 1), "output_tokens_per_s"),
+		1500.25);
 	json_decref(got);
 	json_decref(want);
 
-	text = hs_test_read_file(path_in(path, sizeof(path), dir,
-					 "report.md"));
+	text = hs_test_read_file(path_in(path, sizeof(path), dir, "report.md"));
 	assert_non_null(text);
 	assert_non_null(strstr(text, "| fifo | 98/100 |"));
 	assert_non_null(strstr(text, "| eft | **100/100** |"));
@@ -688,8 +720,8 @@ static void test_write(void **state)
 	assert_non_null(strstr(text, "### eft"));
 	free(text);
 
-	text = hs_test_read_file(path_in(path, sizeof(path), dir,
-					 "report.html"));
+	text = hs_test_read_file(
+		path_in(path, sizeof(path), dir, "report.html"));
 	assert_non_null(text);
 	bad = check_markup(text);
 	if (bad)
@@ -712,15 +744,14 @@ static void test_write(void **state)
 	hs__strlcpy(rep.in.trace, "bad\xff\xfe\x01name.csv",
 		    sizeof(rep.in.trace));
 	assert_int_equal(hs_bench_report_write(&rep, top, &err), 0);
-	got = json_load_file(path_in(path, sizeof(path), top, "report.json"),
-			     0, NULL);
+	got = json_load_file(path_in(path, sizeof(path), top, "report.json"), 0,
+			     NULL);
 	assert_non_null(got);
-	assert_string_equal(
-		json_string_value(at(at(got, "inputs"), "trace")),
-		"bad??\x01name.csv");
+	assert_string_equal(json_string_value(at(at(got, "inputs"), "trace")),
+			    "bad??\x01name.csv");
 	json_decref(got);
-	text = hs_test_read_file(path_in(path, sizeof(path), top,
-					 "report.html"));
+	text = hs_test_read_file(
+		path_in(path, sizeof(path), top, "report.html"));
 	assert_non_null(text);
 	assert_null(check_markup(text));
 	assert_null(strchr(text, '\x01'));
@@ -764,7 +795,7 @@ static void test_write_errors(void **state)
 static void test_degenerate(void **state)
 {
 	char top[] = "/tmp/hs-report-XXXXXX", path[PATH_MAX];
-	hs_bench_report_t rep = { 0 }, full;
+	hs_bench_report_t rep = {0}, full;
 	char *text = NULL;
 	size_t len = 0;
 	hs_error_t err;
@@ -780,8 +811,8 @@ static void test_degenerate(void **state)
 	json_decref(root);
 	assert_non_null(mkdtemp(top));
 	assert_int_equal(hs_bench_report_write(&rep, top, &err), 0);
-	text = hs_test_read_file(path_in(path, sizeof(path), top,
-					 "report.html"));
+	text = hs_test_read_file(
+		path_in(path, sizeof(path), top, "report.html"));
 	assert_non_null(text);
 	assert_null(check_markup(text));
 	assert_int_equal(count_of(text, "<svg"), 5);
@@ -805,8 +836,8 @@ static void test_degenerate(void **state)
 	assert_non_null(strstr(text, "-/-"));
 	free(text);
 	assert_int_equal(hs_bench_report_write(&rep, top, &err), 0);
-	text = hs_test_read_file(path_in(path, sizeof(path), top,
-					 "report.html"));
+	text = hs_test_read_file(
+		path_in(path, sizeof(path), top, "report.html"));
 	assert_non_null(text);
 	assert_null(check_markup(text));
 	assert_non_null(strstr(text, "<circle"));
@@ -855,8 +886,8 @@ static void test_alloc_failures(void **state)
 		assert_int_equal(entries(top), 0);
 	}
 	assert_true(nomem > 100);
-	assert_true(hs_test_exists(path_in(path, sizeof(path), top,
-					   "report.html")));
+	assert_true(hs_test_exists(
+		path_in(path, sizeof(path), top, "report.html")));
 	remove_report(top);
 	rmdir(top);
 	hs_bench_report_release(&rep);

@@ -80,9 +80,9 @@ static fx_t *fx_new(const hs_sched_config_t *cfg, const hs_device_t *devs,
 		    size_t n)
 {
 	fx_t *fx = test_calloc(1, sizeof(*fx));
-	hs_sched_hooks_t hooks = { .step_start = rec_step,
-				   .job_event = rec_job,
-				   .timer = rec_timer };
+	hs_sched_hooks_t hooks = {.step_start = rec_step,
+				  .job_event = rec_job,
+				  .timer = rec_timer};
 	hs_error_t err;
 
 	fx->models = hs_test_models();
@@ -104,11 +104,11 @@ static void fx_free(fx_t *fx)
 static uint64_t submit(fx_t *fx, int64_t now, uint32_t model, uint32_t ctx,
 		       uint32_t gen, int32_t prio)
 {
-	hs_job_spec_t spec = { .model = model,
-			       .ctx_tokens = ctx,
-			       .gen_tokens = gen,
-			       .priority = prio,
-			       .deadline_ns = -1 };
+	hs_job_spec_t spec = {.model = model,
+			      .ctx_tokens = ctx,
+			      .gen_tokens = gen,
+			      .priority = prio,
+			      .deadline_ns = -1};
 	hs_error_t err;
 	uint64_t id = 0;
 
@@ -133,7 +133,7 @@ static size_t count_events(const fx_t *fx, hs_job_event_t ev)
 	return n;
 }
 
-static const double lv2[] = { 300, 1.0, 200, 0.8 };
+static const double lv2[] = {300, 1.0, 200, 0.8};
 
 static void test_buckets(void **state)
 {
@@ -196,7 +196,7 @@ static void test_bad_config(void **state)
  * compare are refused, with the device and the field named. */
 static void test_bad_devices(void **state)
 {
-	static const double levels[] = { 300, 1.0, 200, 0.8 };
+	static const double levels[] = {300, 1.0, 200, 0.8};
 	hs_model_catalog_t *models = hs_test_models();
 	hs_device_t d[2];
 	hs_sched_config_t cfg;
@@ -243,8 +243,10 @@ static void test_refusals(void **state)
 	hs_sched_config_t cfg;
 	/* 2 GB: m-small's 0.5 GB weights fit, m-big's 5 GB do not. */
 	hs_device_t d = hs_test_device("d", 2, 1000, 100, 50, 300, 0, NULL);
-	hs_job_spec_t spec = { .model = 1, .ctx_tokens = 10, .gen_tokens = 10,
-			       .deadline_ns = -1 };
+	hs_job_spec_t spec = {.model = 1,
+			      .ctx_tokens = 10,
+			      .gen_tokens = 10,
+			      .deadline_ns = -1};
 	hs_sched_stats_t st;
 	hs_error_t err;
 	uint64_t id;
@@ -498,8 +500,9 @@ static void test_device_failure(void **state)
 	assert_int_equal(st.requeued, 2);
 	/* Everything completes on b. */
 	while (fx->rec.busy[1])
-		finish(fx, fx->rec.steps[fx->rec.n_steps - 1].seq * 10 * MS +
-				   20 * MS,
+		finish(fx,
+		       fx->rec.steps[fx->rec.n_steps - 1].seq * 10 * MS +
+			       20 * MS,
 		       1, 10 * MS);
 	hs_sched_stats(fx->s, &st);
 	assert_int_equal(st.completed, 3);
@@ -632,7 +635,7 @@ static void test_policy_tpw(void **state)
 		hs_test_device("hungry", 80, 1000, 100, 50, 600, 0, NULL),
 		hs_test_device("frugal", 80, 1000, 100, 50, 300, 0, NULL),
 	};
-	const double lv[] = { 300, 1.0, 150, 0.9 };
+	const double lv[] = {300, 1.0, 150, 0.9};
 	hs_sched_config_t cfg;
 	fx_t *fx;
 
@@ -758,8 +761,8 @@ static void test_perf_save_load(void **state)
 	submit(fx, 0, 0, 100, 60, 0);
 	/* The device is about three times slower than its profile says. */
 	for (i = 1; i <= 60; i++)
-		finish(fx, i * 10 * MS,
-		       0, (int64_t)(3 * prior * (i == 1 ? 1.5 : 1.0)));
+		finish(fx, i * 10 * MS, 0,
+		       (int64_t)(3 * prior * (i == 1 ? 1.5 : 1.0)));
 	before = hs__sched_predict_ns(fx->s, 0, 0, 1, 200, 0, 0);
 	assert_true(before > 2 * prior);
 	assert_int_equal(hs_sched_perf_save(fx->s, path, &err), 0);
@@ -784,8 +787,7 @@ static void test_perf_save_load(void **state)
 	assert_string_equal(err.source, path);
 	/* Refused whole: the prior is untouched. */
 	assert_true(hs__sched_predict_ns(fy->s, 0, 0, 1, 200, 0, 0) == prior);
-	assert_int_equal(hs_sched_perf_load(fy->s, "/nonexistent/x.json",
-					    &err),
+	assert_int_equal(hs_sched_perf_load(fy->s, "/nonexistent/x.json", &err),
 			 HS_EIO);
 	remove(path);
 	fx_free(fy);
@@ -827,10 +829,11 @@ static void test_alloc_failures(void **state)
 				continue;
 			}
 			for (i = 0; i < 40; i++) {
-				hs_job_spec_t spec = { .model = (uint32_t)(i % 2),
-						       .ctx_tokens = 100 + i,
-						       .gen_tokens = 3,
-						       .deadline_ns = -1 };
+				hs_job_spec_t spec = {.model =
+							      (uint32_t)(i % 2),
+						      .ctx_tokens = 100 + i,
+						      .gen_tokens = 3,
+						      .deadline_ns = -1};
 
 				rc = hs_sched_submit(s, i, &spec, &id, &err);
 				if (rc)

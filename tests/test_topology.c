@@ -25,7 +25,6 @@
 
 #define GIB (1024ull * 1024 * 1024)
 
-
 static hs_profile_catalog_t *profiles;
 
 static int setup(void **state)

@@ -56,8 +56,8 @@ static void load_ok(hs_workload_t *w, const char *path,
 
 	rc = hs_trace_load(w, path, o, &err);
 	if (rc)
-		fail_msg("%s: %s", path, hs_error_format(&err, msg,
-							  sizeof(msg)));
+		fail_msg("%s: %s", path,
+			 hs_error_format(&err, msg, sizeof(msg)));
 	assert_int_equal(err.code, 0);
 }
 
@@ -105,8 +105,8 @@ static int teardown(void **state)
 
 static void test_format_names(void **state)
 {
-	static const char *const names[] = { "azure", "mooncake", "burstgpt",
-					     "jsonl" };
+	static const char *const names[] = {"azure", "mooncake", "burstgpt",
+					    "jsonl"};
 	hs_trace_format_t f;
 	size_t i;
 
@@ -241,8 +241,7 @@ static void test_jsonl(void **state)
 	assert_int_equal(w.n_jobs, 3);
 	assert_job(&w.jobs[0], 0, 100, 10, model_index("Llama-3.1-70B"), 0);
 	assert_job(&w.jobs[1], 750 * MS, 7, 3, model_index("tiny-test"), -5);
-	assert_job(&w.jobs[2], 750 * MS, 1, 1, model_index("Qwen2.5-7B"),
-		   1000);
+	assert_job(&w.jobs[2], 750 * MS, 1, 1, model_index("Qwen2.5-7B"), 1000);
 	hs_workload_release(&w);
 }
 
@@ -253,12 +252,12 @@ static void test_autodetect(void **state)
 		hs_trace_format_t format;
 		size_t n_jobs;
 	} cases[] = {
-		{ DIR "azure-frac.csv", HS_TRACE_AZURE, 4 },
-		{ DIR "azure-whole.csv", HS_TRACE_AZURE, 3 },
-		{ DIR "mooncake.jsonl", HS_TRACE_MOONCAKE, 3 },
-		{ DIR "burstgpt.csv", HS_TRACE_BURSTGPT, 3 },
-		{ DIR "burstgpt-reordered.csv", HS_TRACE_BURSTGPT, 2 },
-		{ DIR "jobs.jsonl", HS_TRACE_JSONL, 3 },
+		{DIR "azure-frac.csv", HS_TRACE_AZURE, 4},
+		{DIR "azure-whole.csv", HS_TRACE_AZURE, 3},
+		{DIR "mooncake.jsonl", HS_TRACE_MOONCAKE, 3},
+		{DIR "burstgpt.csv", HS_TRACE_BURSTGPT, 3},
+		{DIR "burstgpt-reordered.csv", HS_TRACE_BURSTGPT, 2},
+		{DIR "jobs.jsonl", HS_TRACE_JSONL, 3},
 	};
 	hs_trace_opts_t o = opts_for(HS_TRACE_AUTO);
 	hs_workload_t w;
@@ -327,8 +326,7 @@ static void test_skip_bad_rows(void **state)
 	assert_non_null(strstr(msg, "azure-dirty.csv:3: ContextTokens:"));
 
 	o.skip_bad_rows = true;
-	assert_int_equal(hs_trace_load(&w, DIR "azure-dirty.csv", &o, &err),
-			 0);
+	assert_int_equal(hs_trace_load(&w, DIR "azure-dirty.csv", &o, &err), 0);
 	assert_int_equal(err.code, 0);
 	assert_int_equal(w.n_jobs, 2);
 	assert_int_equal(w.skipped, 5);
@@ -382,14 +380,16 @@ static void test_long_line(void **state)
 
 	/* 65536 bytes is the most a line may hold. */
 	fill = 65536 - strlen("2023-11-16 18:15:46,1,");
-	write_tmp(path, "TIMESTAMP,ContextTokens,GeneratedTokens\n"
-			"2023-11-16 18:15:46,1,",
+	write_tmp(path,
+		  "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+		  "2023-11-16 18:15:46,1,",
 		  fill, "\n");
 	load_bad(path, &o, msg, sizeof(msg));
 	assert_non_null(strstr(msg, ":2: GeneratedTokens: "));
 	unlink(path);
-	write_tmp(path, "TIMESTAMP,ContextTokens,GeneratedTokens\n"
-			"2023-11-16 18:15:46,1,",
+	write_tmp(path,
+		  "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+		  "2023-11-16 18:15:46,1,",
 		  fill + 1, "\n");
 	assert_int_equal(load_bad(path, &o, msg, sizeof(msg)), HS_EPARSE);
 	assert_non_null(strstr(msg, ":2: line longer than 64 KiB"));
@@ -401,8 +401,9 @@ static void test_long_line(void **state)
 	assert_non_null(strstr(msg, ":1: line longer than 64 KiB"));
 	unlink(path);
 	/* A last row without a newline still counts. */
-	write_tmp(path, "TIMESTAMP,ContextTokens,GeneratedTokens\r\n"
-			"2023-11-16 18:15:46,1,3",
+	write_tmp(path,
+		  "TIMESTAMP,ContextTokens,GeneratedTokens\r\n"
+		  "2023-11-16 18:15:46,1,3",
 		  0, "");
 	load_ok(&w, path, &o);
 	assert_int_equal(w.n_jobs, 1);
@@ -436,30 +437,29 @@ static void test_mix_parse(void **state)
 			 HS_ENOENT);
 	assert_string_equal(hs_error_format(&err, msg, sizeof(msg)),
 			    "unknown model \"GPT-5\" (see hetsched models)");
-	assert_int_equal(hs_model_mix_parse(&mix, "Llama-3.1-8B:0", models,
-					    &err),
-			 HS_EINVAL);
+	assert_int_equal(
+		hs_model_mix_parse(&mix, "Llama-3.1-8B:0", models, &err),
+		HS_EINVAL);
 	assert_non_null(strstr(err.text, "bad weight \"0\""));
-	assert_int_equal(hs_model_mix_parse(&mix, "Llama-3.1-8B:-1", models,
-					    &err),
-			 HS_EINVAL);
-	assert_int_equal(hs_model_mix_parse(&mix, "Llama-3.1-8B:inf", models,
-					    &err),
-			 HS_EINVAL);
-	assert_int_equal(hs_model_mix_parse(&mix, "Llama-3.1-8B:nan", models,
-					    &err),
-			 HS_EINVAL);
-	assert_int_equal(hs_model_mix_parse(&mix, "Llama-3.1-8B:2x", models,
-					    &err),
-			 HS_EINVAL);
-	assert_int_equal(hs_model_mix_parse(&mix, "", models, &err),
-			 HS_EINVAL);
-	assert_int_equal(hs_model_mix_parse(&mix, "Llama-3.1-8B,", models,
-					    &err),
-			 HS_EINVAL);
-	assert_int_equal(hs_model_mix_parse(&mix, "tiny-test,tiny-test",
-					    models, &err),
-			 HS_EEXIST);
+	assert_int_equal(
+		hs_model_mix_parse(&mix, "Llama-3.1-8B:-1", models, &err),
+		HS_EINVAL);
+	assert_int_equal(
+		hs_model_mix_parse(&mix, "Llama-3.1-8B:inf", models, &err),
+		HS_EINVAL);
+	assert_int_equal(
+		hs_model_mix_parse(&mix, "Llama-3.1-8B:nan", models, &err),
+		HS_EINVAL);
+	assert_int_equal(
+		hs_model_mix_parse(&mix, "Llama-3.1-8B:2x", models, &err),
+		HS_EINVAL);
+	assert_int_equal(hs_model_mix_parse(&mix, "", models, &err), HS_EINVAL);
+	assert_int_equal(
+		hs_model_mix_parse(&mix, "Llama-3.1-8B,", models, &err),
+		HS_EINVAL);
+	assert_int_equal(
+		hs_model_mix_parse(&mix, "tiny-test,tiny-test", models, &err),
+		HS_EEXIST);
 }
 
 static void test_mix_limit(void **state)
@@ -501,8 +501,8 @@ static void mix_synth(hs_workload_t *w, const hs_model_mix_t *mix,
 		.arrival = HS_ARRIVAL_POISSON,
 		.rate = 1000,
 		.duration_s = duration,
-		.ctx = { .kind = HS_DIST_CONST, .a = 100 },
-		.gen = { .kind = HS_DIST_CONST, .a = 10 },
+		.ctx = {.kind = HS_DIST_CONST, .a = 100},
+		.gen = {.kind = HS_DIST_CONST, .a = 10},
 		.mix = mix,
 		.seed = seed,
 	};
@@ -559,29 +559,29 @@ static void test_dist_parse(void **state)
 		int kind;
 		double a, b;
 	} good[] = {
-		{ "const:512", HS_DIST_CONST, 512, 0 },
-		{ "uniform:1:1000000", HS_DIST_UNIFORM, 1, 1000000 },
-		{ "lognormal:1000:0.8", HS_DIST_LOGNORMAL, 1000, 0.8 },
-		{ "exp:250", HS_DIST_EXP, 250, 0 },
+		{"const:512", HS_DIST_CONST, 512, 0},
+		{"uniform:1:1000000", HS_DIST_UNIFORM, 1, 1000000},
+		{"lognormal:1000:0.8", HS_DIST_LOGNORMAL, 1000, 0.8},
+		{"exp:250", HS_DIST_EXP, 250, 0},
 	};
 	static const struct {
 		const char *spec, *text;
 	} bad[] = {
-		{ "", "expected const:N" },
-		{ "gauss:5", "expected const:N, uniform:LO:HI" },
-		{ "const", "expected const:N" },
-		{ "const:", "bad number" },
-		{ "const:0", "whole N in [1, 1000000]" },
-		{ "const:1.5", "whole N" },
-		{ "const:2000000", "whole N in [1, 1000000]" },
-		{ "const:5:6", "const takes 1 value" },
-		{ "uniform:5", "uniform takes 2 values, got 1" },
-		{ "uniform:9:3", "1 <= LO <= HI" },
-		{ "uniform:0:3", "1 <= LO <= HI" },
-		{ "lognormal:100:-1", "SIGMA in [0, 10]" },
-		{ "lognormal:nan:1", "bad number" },
-		{ "exp:0", "MEAN in [1, 1000000]" },
-		{ "exp:1e", "bad number" },
+		{"", "expected const:N"},
+		{"gauss:5", "expected const:N, uniform:LO:HI"},
+		{"const", "expected const:N"},
+		{"const:", "bad number"},
+		{"const:0", "whole N in [1, 1000000]"},
+		{"const:1.5", "whole N"},
+		{"const:2000000", "whole N in [1, 1000000]"},
+		{"const:5:6", "const takes 1 value"},
+		{"uniform:5", "uniform takes 2 values, got 1"},
+		{"uniform:9:3", "1 <= LO <= HI"},
+		{"uniform:0:3", "1 <= LO <= HI"},
+		{"lognormal:100:-1", "SIGMA in [0, 10]"},
+		{"lognormal:nan:1", "bad number"},
+		{"exp:0", "MEAN in [1, 1000000]"},
+		{"exp:1e", "bad number"},
 	};
 	char msg[512];
 	hs_error_t err;
@@ -589,8 +589,7 @@ static void test_dist_parse(void **state)
 	size_t i;
 
 	for (i = 0; i < HS_ARRAY_SIZE(good); i++) {
-		assert_int_equal(hs_dist_parse(&d, good[i].spec, "--ctx",
-					       &err),
+		assert_int_equal(hs_dist_parse(&d, good[i].spec, "--ctx", &err),
 				 0);
 		assert_int_equal(d.kind, good[i].kind);
 		assert_true(d.a == good[i].a && d.b == good[i].b);
@@ -611,8 +610,8 @@ static hs_synth_opts_t synth_opts(void)
 		.arrival = HS_ARRIVAL_POISSON,
 		.rate = 100,
 		.duration_s = 200,
-		.ctx = { .kind = HS_DIST_CONST, .a = 128 },
-		.gen = { .kind = HS_DIST_CONST, .a = 16 },
+		.ctx = {.kind = HS_DIST_CONST, .a = 128},
+		.gen = {.kind = HS_DIST_CONST, .a = 16},
 		.mix = &one_model,
 		.seed = 1,
 	};
@@ -679,7 +678,7 @@ static void test_synth_poisson(void **state)
 
 static void test_synth_gamma(void **state)
 {
-	static const double cvs[] = { 0.5, 2.0, 4.0 };
+	static const double cvs[] = {0.5, 2.0, 4.0};
 	hs_synth_opts_t o = synth_opts();
 	double mean, cv;
 	hs_workload_t w;
@@ -738,11 +737,9 @@ static void test_dist_sampling(void **state)
 	assert_true(fabs(sum / n - 200) < 200 * 0.03);
 	hs_workload_release(&w);
 
-	assert_int_equal(hs_dist_parse(&o.ctx, "lognormal:1000:1", "--ctx",
-				       &err),
-			 0);
-	assert_int_equal(hs_dist_parse(&o.gen, "lognormal:3:3", "--gen",
-				       &err),
+	assert_int_equal(
+		hs_dist_parse(&o.ctx, "lognormal:1000:1", "--ctx", &err), 0);
+	assert_int_equal(hs_dist_parse(&o.gen, "lognormal:3:3", "--gen", &err),
 			 0);
 	assert_int_equal(hs_synth_generate(&w, &o, &err), 0);
 	n = w.n_jobs;
