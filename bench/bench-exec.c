@@ -39,6 +39,23 @@ static const uint32_t batches[] = {1, 4, 16, 32};
 static const uint32_t contexts[] = {128, 1024};
 #define N_B (sizeof(batches) / sizeof(batches[0]))
 #define N_C (sizeof(contexts) / sizeof(contexts[0]))
+/* The pairs the batching gain compares, as indices of b * N_C + c. */
+#define B1_C128 (0 * N_C + 0)
+#define B16_C128 (2 * N_C + 0)
+
+/*
+ * Decode is measured in rounds: every round runs every (batch, context)
+ * pair in turn, so that the pairs a figure compares (batch 16 against
+ * batch 1 for the batching gain) are sampled side by side, and a burst of
+ * other work on a shared machine falls on all of them alike rather than
+ * on whichever pair ran at that moment. A pair's figure is the median of
+ * all its steps over all rounds. The batching gain is also worked out
+ * within each round, and their range printed: one run shows how steady
+ * the figure is on this machine.
+ */
+#define ROUNDS 7
+#define ROUND_STEPS 12 /* at most, per pair and round */
+#define MAX_STEPS (ROUNDS * ROUND_STEPS)
 
 struct result {
 	double decode[N_B][N_C]; /* tokens/s */
@@ -49,6 +66,8 @@ struct result {
 	size_t stream_bytes; /* its source (and destination) size */
 	double dram_gbs; /* a copy of DRAM_BYTES */
 	double b1_gbs; /* bytes a batch-1 step reads / its time */
+	double round_gain[ROUNDS]; /* the gain within each round */
+	int rounds;
 };
 
 static uint32_t prompt_buf[PREFILL_LEN];
@@ -73,18 +92,6 @@ static int cmp_i64(const void *a, const void *b)
 
 	return (x > y) - (x < y);
 }
-
-/*
- * Decode is measured in rounds: every round runs every (batch, context)
- * pair in turn, so that the pairs a figure compares (batch 16 against
- * batch 1 for the batching gain) are sampled side by side, and a burst of
- * other work on a shared machine falls on all of them alike rather than
- * on whichever pair ran at that moment. A pair's figure is the median of
- * all its steps over all rounds.
- */
-#define ROUNDS 7
-#define ROUND_STEPS 12 /* at most, per pair and round */
-#define MAX_STEPS (ROUNDS * ROUND_STEPS)
 
 struct samples {
 	int64_t t[MAX_STEPS]; /* the executor's own step times */
@@ -131,6 +138,14 @@ static int decode_round(const struct hs_executor_ops *ops, void *ex,
 	return err;
 }
 
+/* The median of n step times (sorted in place; n > 0). */
+static double median_ns(int64_t *t, int n)
+{
+	qsort(t, (size_t)n, sizeof(t[0]), cmp_i64);
+	return n % 2 ? (double)t[n / 2]
+		     : ((double)t[n / 2 - 1] + (double)t[n / 2]) / 2;
+}
+
 /* Tokens/s of a pair from the median step; *med_ns that step's time and
  * *mean_ctx the mean context attended over. */
 static void decode_figure(struct samples *sm, uint32_t B, double *tps,
@@ -138,9 +153,7 @@ static void decode_figure(struct samples *sm, uint32_t B, double *tps,
 {
 	int n = sm->n;
 
-	qsort(sm->t, (size_t)n, sizeof(sm->t[0]), cmp_i64);
-	*med_ns = n % 2 ? (double)sm->t[n / 2]
-			: ((double)sm->t[n / 2 - 1] + (double)sm->t[n / 2]) / 2;
+	*med_ns = median_ns(sm->t, n);
 	*tps = (double)B / (*med_ns / 1e9);
 	*mean_ctx = sm->ctx_sum / n;
 }
@@ -220,12 +233,22 @@ static int bench_device(const hs_device_t *dev,
 		ops->close(ex);
 		return HS_ENOMEM;
 	}
-	for (r = 0; r < (quick ? 2 : ROUNDS) && !err; r++)
+	for (r = 0; r < (quick ? 2 : ROUNDS) && !err; r++) {
+		int n1 = sm[B1_C128].n, n16 = sm[B16_C128].n;
+
 		for (b = 0; b < N_B && !err; b++)
 			for (c = 0; c < N_C && !err; c++)
 				err = decode_round(ops, ex, model, &s,
 						   batches[b], contexts[c],
 						   &sm[b * N_C + c]);
+		if (!err)
+			res->round_gain[res->rounds++] =
+				16.0 *
+				median_ns(sm[B1_C128].t + n1,
+					  sm[B1_C128].n - n1) /
+				median_ns(sm[B16_C128].t + n16,
+					  sm[B16_C128].n - n16);
+	}
 	for (b = 0; b < N_B && !err; b++)
 		for (c = 0; c < N_C; c++) {
 			decode_figure(&sm[b * N_C + c], batches[b],
@@ -268,9 +291,10 @@ static int bench_device(const hs_device_t *dev,
 static json_t *result_json(const hs_device_t *dev, const char *model,
 			   const struct result *r)
 {
-	json_t *o = json_object(), *d = json_object();
+	json_t *o = json_object(), *d = json_object(), *g = json_array();
 	char key[32];
 	size_t b, c;
+	int i;
 
 	for (b = 0; b < N_B; b++)
 		for (c = 0; c < N_C; c++) {
@@ -286,6 +310,9 @@ static json_t *result_json(const hs_device_t *dev, const char *model,
 	json_object_set_new(o, "prefill_tokens_per_s", json_real(r->prefill));
 	json_object_set_new(o, "batching_gain_b16",
 			    json_real(r->decode[2][0] / r->decode[0][0]));
+	for (i = 0; i < r->rounds; i++)
+		json_array_append_new(g, json_real(r->round_gain[i]));
+	json_object_set_new(o, "batching_gain_b16_rounds", g);
 	json_object_set_new(o, "stream_gbs", json_real(r->stream_gbs));
 	json_object_set_new(o, "stream_bytes",
 			    json_integer((json_int_t)r->stream_bytes));
@@ -307,7 +334,16 @@ static json_t *result_json(const hs_device_t *dev, const char *model,
 static void print_table(const hs_device_t *dev, const char *model,
 			const struct result *r)
 {
+	double lo = 0, hi = 0;
 	size_t b, c;
+	int i;
+
+	for (i = 0; i < r->rounds; i++) {
+		if (i == 0 || r->round_gain[i] < lo)
+			lo = r->round_gain[i];
+		if (i == 0 || r->round_gain[i] > hi)
+			hi = r->round_gain[i];
+	}
 
 	printf("%s (%s), %s\n", dev->name, hs_backend_name(dev->backend),
 	       model);
@@ -325,8 +361,8 @@ static void print_table(const hs_device_t *dev, const char *model,
 	       "step)\n",
 	       r->prefill, PREFILL_JOBS, PREFILL_LEN);
 	printf("  batching gain      %10.2fx (batch 16 over batch 1, context "
-	       "128)\n",
-	       r->decode[2][0] / r->decode[0][0]);
+	       "128; rounds %.2f-%.2f)\n",
+	       r->decode[2][0] / r->decode[0][0], lo, hi);
 	printf("  stream copy        %10.2f GB/s (%.1f MB to %.1f MB, the "
 	       "weights' footprint)\n",
 	       r->stream_gbs, r->stream_bytes / 1e6, r->stream_bytes / 1e6);
