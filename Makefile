@@ -84,9 +84,9 @@ deps:
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	POCL_DEVICES="pthread basic" ./$(CLI) devices
+	POCL_DEVICES="pthread basic" $(CLI) devices
 	@echo
-	./$(CLI) bench --out $(REPORT_DIR)
+	$(CLI) bench --out $(REPORT_DIR)
 
 # Tests run from the repository root so that data/ and tests/cases/ resolve.
 check: $(CLI) $(TEST_BINS)
