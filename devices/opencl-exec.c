@@ -88,6 +88,8 @@ typedef struct ocl_s {
 	cl_mem tok, pos, slot, last, out;
 	size_t cap_t, cap_b;
 	size_t max_d, max_q, max_dff, max_vocab;
+	bool cpu; /* a CPU device */
+	cl_uint units; /* its compute units (1 when it does not say) */
 	size_t mm_items; /* matmul work-items per launch, at most (0: one
 			  * per panel) */
 	unsigned fma_chains; /* fma_peak's float16 chains, as built */
@@ -193,15 +195,6 @@ out_close:
 	return err;
 }
 
-static bool is_cpu(cl_device_id dev)
-{
-	cl_device_type type = 0;
-
-	return clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof(type), &type,
-			       NULL) == CL_SUCCESS &&
-	       (type & CL_DEVICE_TYPE_CPU);
-}
-
 /*
  * The most tokens a matmul work-item multiplies against its panel at once
  * (decoder.cl's MM_TILE_MAX). Each token keeps a float16 accumulator, and
@@ -212,12 +205,12 @@ static bool is_cpu(cl_device_id dev)
  * accumulator at every k: on an AVX2 CPU the 16-token tile ran batch 16
  * at a third of the speed of the 6-token one. Other devices keep 16.
  */
-static unsigned mm_tile_max(cl_device_id dev)
+static unsigned mm_tile_max(const ocl_t *o)
 {
 	cl_uint width = 0;
 
-	if (!is_cpu(dev) ||
-	    clGetDeviceInfo(dev, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT,
+	if (!o->cpu ||
+	    clGetDeviceInfo(o->dev, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT,
 			    sizeof(width), &width, NULL) != CL_SUCCESS ||
 	    width >= 16)
 		return 16;
@@ -260,8 +253,7 @@ static int build_program(ocl_t *o, const char *dir, unsigned tile)
 	}
 	{
 		char opts[64];
-
-		unsigned regs = mm_tile_max(o->dev);
+		unsigned regs = mm_tile_max(o);
 
 		/* fma_peak's chains: 12 of the 16 or 32 vector registers, in
 		 * float16 units (one register each with 16-float vectors). */
@@ -332,16 +324,18 @@ static int pick_device(ocl_t *o, const hs_device_t *dev)
 			    sizeof(o->max_alloc), &o->max_alloc,
 			    NULL) != CL_SUCCESS)
 		o->max_alloc = 0;
-	o->mm_items = 0;
-	if (is_cpu(o->dev)) {
-		cl_uint cus = 0;
+	{
+		cl_device_type type = 0;
 
-		if (clGetDeviceInfo(o->dev, CL_DEVICE_MAX_COMPUTE_UNITS,
-				    sizeof(cus), &cus, NULL) != CL_SUCCESS ||
-		    cus == 0)
-			cus = 1;
-		o->mm_items = (size_t)cus * MM_ITEMS_PER_CU;
+		o->cpu = clGetDeviceInfo(o->dev, CL_DEVICE_TYPE, sizeof(type),
+					 &type, NULL) == CL_SUCCESS &&
+			 (type & CL_DEVICE_TYPE_CPU);
 	}
+	if (clGetDeviceInfo(o->dev, CL_DEVICE_MAX_COMPUTE_UNITS,
+			    sizeof(o->units), &o->units, NULL) != CL_SUCCESS ||
+	    o->units == 0)
+		o->units = 1;
+	o->mm_items = o->cpu ? (size_t)o->units * MM_ITEMS_PER_CU : 0;
 	err = 0;
 
 out_free:
@@ -1074,24 +1068,50 @@ static void ocl_release(void *exec, uint64_t job)
 	hs__llm_exec_drop(exec, job);
 }
 
+/*
+ * *best: the fastest of reps launches of k over n work-items, each timed
+ * from enqueue to finish. The profiler leaves them out: they are no
+ * step's work.
+ */
+static cl_int best_launch_ns(ocl_t *o, cl_kernel k, size_t n,
+			     const size_t *local, unsigned reps, int64_t *best)
+{
+	bool prof = o->prof;
+	cl_int r = CL_SUCCESS;
+	int64_t t;
+	unsigned i;
+
+	o->prof = false;
+	*best = INT64_MAX;
+	for (i = 0; r == CL_SUCCESS && i < (reps ? reps : 1); i++) {
+		t = hs__llm_now_ns();
+		launch(o, k, 1, &n, local, &r);
+		if (r == CL_SUCCESS)
+			r = clFinish(o->q);
+		t = hs__llm_now_ns() - t;
+		if (t < *best)
+			*best = t;
+	}
+	o->prof = prof;
+	if (*best < 1)
+		*best = 1;
+	return r;
+}
+
 int hs__opencl_stream_gbs(void *exec, size_t bytes, unsigned reps, double *gbs)
 {
 	ocl_t *o = exec;
 	cl_kernel k = o->k[K_STREAM_COPY];
 	cl_uint per = 64;
 	size_t chunk = 16 * sizeof(float) * per, n = bytes / chunk;
-	int64_t best = INT64_MAX, t;
+	int64_t best;
 	cl_mem src = NULL, dst = NULL;
 	cl_float one = 1;
 	cl_int r = CL_SUCCESS, *rc = &r;
-	unsigned i;
-	bool prof;
 	int err = 0;
 
 	if (n == 0)
 		return HS_EINVAL;
-	prof = o->prof;
-	o->prof = false; /* not a step's work */
 	bytes = n * chunk;
 	src = new_buffer(o, bytes, &r);
 	dst = new_buffer(o, bytes, &r);
@@ -1106,22 +1126,14 @@ int hs__opencl_stream_gbs(void *exec, size_t bytes, unsigned reps, double *gbs)
 	ARG(k, 2, per);
 	if (r == CL_SUCCESS)
 		r = clFinish(o->q);
-	for (i = 0; r == CL_SUCCESS && i < (reps ? reps : 1); i++) {
-		t = hs__llm_now_ns();
-		launch(o, k, 1, &n, NULL, rc);
-		if (r == CL_SUCCESS)
-			r = clFinish(o->q);
-		t = hs__llm_now_ns() - t;
-		if (t < best)
-			best = t;
-	}
+	if (r == CL_SUCCESS)
+		r = best_launch_ns(o, k, n, NULL, reps, &best);
 	if (r != CL_SUCCESS)
 		err = HS_EBACKEND;
 	else
-		*gbs = 2.0 * (double)bytes / (double)(best > 0 ? best : 1);
+		*gbs = 2.0 * (double)bytes / (double)best;
 	release_mem(&src);
 	release_mem(&dst);
-	o->prof = prof;
 	return err;
 }
 
@@ -1129,47 +1141,29 @@ int hs__opencl_fma_gflops(void *exec, unsigned reps, double *gflops)
 {
 	ocl_t *o = exec;
 	cl_kernel k = o->k[K_FMA_PEAK];
-	cl_uint units = 0;
 	cl_float a = 0.999999f, b = 1e-7f;
-	bool cpu = is_cpu(o->dev), prof = o->prof;
 	/* Tens of milliseconds on a CPU, as long on a GPU's many items. */
-	cl_uint iters = cpu ? 1u << 20 : 1u << 12;
-	size_t n, one = 1;
-	int64_t best = INT64_MAX, t;
-	cl_mem out = NULL;
-	cl_int r = CL_SUCCESS, *rc = &r;
-	unsigned i;
-
+	cl_uint iters = o->cpu ? 1u << 20 : 1u << 12;
 	/* Four work-groups of one work-item per compute unit keep a CPU's
 	 * cores busy to the end (left to choose, a CPU runtime may put them
 	 * all in one group, on one core); a GPU's units need thousands of
 	 * work-items in flight, in groups of its choosing. */
-	if (clGetDeviceInfo(o->dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof(units),
-			    &units, NULL) != CL_SUCCESS ||
-	    units == 0)
-		units = 1;
-	n = (size_t)units * (cpu ? 4 : 2048);
-	o->prof = false; /* not a step's work */
+	size_t n = (size_t)o->units * (o->cpu ? 4 : 2048), one = 1;
+	int64_t best;
+	cl_mem out = NULL;
+	cl_int r = CL_SUCCESS, *rc = &r;
+
 	out = new_buffer(o, n * sizeof(float), &r);
 	ARG(k, 0, out);
 	ARG(k, 1, iters);
 	ARG(k, 2, a);
 	ARG(k, 3, b);
-	for (i = 0; r == CL_SUCCESS && i < (reps ? reps : 1); i++) {
-		t = hs__llm_now_ns();
-		launch(o, k, 1, &n, cpu ? &one : NULL, rc);
-		if (r == CL_SUCCESS)
-			r = clFinish(o->q);
-		t = hs__llm_now_ns() - t;
-		if (t < best)
-			best = t;
-	}
+	if (r == CL_SUCCESS)
+		r = best_launch_ns(o, k, n, o->cpu ? &one : NULL, reps, &best);
 	release_mem(&out);
-	o->prof = prof;
 	if (r != CL_SUCCESS)
 		return HS_EBACKEND;
-	*gflops = (double)n * iters * o->fma_chains * 16 * 2 /
-		  (double)(best > 0 ? best : 1);
+	*gflops = (double)n * iters * o->fma_chains * 16 * 2 / (double)best;
 	return 0;
 }
 

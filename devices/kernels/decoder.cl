@@ -250,8 +250,8 @@ void qkv_out(float16 v, uint t, uint r0, global float *q, uint q_dim,
 	float a[PANEL];
 	uint ps = pos[t], i;
 	/* The panel's rows lie in one head (heads are whole panels): where
-	 * they start in it, and which head, are worked out once, not per row
-	 * (a division per row cost more than the panel's RoPE). */
+	 * they start in it, and which head, are worked out once, not per
+	 * row. */
 	uint in_head = r0 % hd;
 
 	vstore16(v, 0, a);
