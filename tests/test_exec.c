@@ -361,7 +361,7 @@ static double max_abs_diff(const float *a, const float *b, uint32_t n)
 	return m;
 }
 
-static void check_logits_on(const hs_device_t *dev)
+static void check_logits_on(const hs_device_t *dev, uint32_t model)
 {
 	static struct driver dc, dg;
 	/* The third is long enough that its prefill and decode cross
@@ -406,9 +406,10 @@ static void check_logits_on(const hs_device_t *dev)
 			joining = 0;
 		}
 		assert_int_equal(
-			run(&hs__executor_cpu, cpu, 0, ids, n, joining), 0);
+			run(&hs__executor_cpu, cpu, model, ids, n, joining), 0);
 		assert_int_equal(
-			run(&hs__executor_opencl, gpu, 0, ids, n, joining), 0);
+			run(&hs__executor_opencl, gpu, model, ids, n, joining),
+			0);
 		for (j = 0; j < n; j++) {
 			const float *lc, *lg;
 			uint32_t vc, vg;
@@ -428,8 +429,9 @@ static void check_logits_on(const hs_device_t *dev)
 			assert_true(diff < 1e-3);
 		}
 	}
-	print_message("  %s: max |logit difference| over 32 steps %.3g\n",
-		      dev->name, worst);
+	print_message("  %s, %s: max |logit difference| over 32 steps %.3g\n",
+		      dev->name, hs_model_catalog_get(models, model)->name,
+		      worst);
 	for (j = 0; j < 3; j++) {
 		assert_int_equal(dc.jobs[j].n_gen, dg.jobs[j].n_gen);
 		assert_memory_equal(dc.jobs[j].toks, dg.jobs[j].toks,
@@ -444,13 +446,49 @@ static void check_logits_on(const hs_device_t *dev)
 static void test_logits_pthread(void **state)
 {
 	(void)state;
-	check_logits_on(pthread_dev);
+	check_logits_on(pthread_dev, 0);
 }
 
 static void test_logits_basic(void **state)
 {
 	(void)state;
-	check_logits_on(basic_dev);
+	check_logits_on(basic_dev, 0);
+}
+
+/*
+ * The attention kernel has a copy for each query-group size from 1 to 4
+ * and a general one for larger groups: each against the CPU reference,
+ * with head_dim 16, 32 and 64 (tiny-test is G 2, head_dim 16).
+ */
+static void test_logits_groups(void **state)
+{
+#define GROUP_MODEL(name, d, heads, kv)                                   \
+	"{\"name\": \"" name "\", \"layers\": 1, \"d_model\": " #d        \
+	", \"n_heads\": " #heads ", \"n_kv_heads\": " #kv                 \
+	", \"d_ff\": 128, \"vocab\": 256, \"max_context\": 512,"          \
+	" \"dtype_bytes\": 4, \"kv_dtype_bytes\": 2, \"runnable\": true," \
+	" \"seed\": 3}"
+	static const char json[] = "{\"version\": 1, \"models\": [" GROUP_MODEL(
+		"g1-hd32", 64, 2,
+		2) "," GROUP_MODEL("g3-hd64", 192, 3,
+				   1) "," GROUP_MODEL("g4-hd16", 64, 4,
+						      1) "," GROUP_MODEL("g5-"
+									 "hd16",
+									 80, 5,
+									 1) "]"
+									    "}";
+#undef GROUP_MODEL
+	hs_model_catalog_t *saved = models;
+	hs_error_t err = {0};
+	uint32_t m;
+
+	(void)state;
+	assert_int_equal(
+		hs_model_catalog_parse(&models, json, "<groups>", &err), 0);
+	for (m = 0; m < hs_model_catalog_count(models); m++)
+		check_logits_on(pthread_dev, m);
+	hs_model_catalog_free(models);
+	models = saved;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1155,6 +1193,7 @@ int main(void)
 		cmocka_unit_test(test_weights_deterministic),
 		cmocka_unit_test(test_logits_pthread),
 		cmocka_unit_test(test_logits_basic),
+		cmocka_unit_test(test_logits_groups),
 		cmocka_unit_test(test_batch_invariance_cpu),
 		cmocka_unit_test(test_batch_invariance_opencl),
 		cmocka_unit_test(test_bad_tile_opencl),

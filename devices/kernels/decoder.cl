@@ -36,6 +36,9 @@
 /* Attention keeps the query heads of a KV group in private memory. */
 #define GROUP_MAX 8
 #define HD_MAX 128
+/* K blocks of 16 positions that attention scores before each softmax
+ * update. */
+#define ATT_CHUNK 4
 /* Cache lines a matmul work-item prefetches ahead of its panel. */
 #define PREFETCH_LINES 64
 
@@ -247,42 +250,45 @@ void qkv_out(float16 v, uint t, uint r0, global float *q, uint q_dim,
 	     global const uint *pos, global const uint *slot, global half *kv,
 	     ulong slot_values, ulong k_off, ulong v_off, uint ctx_cap)
 {
-	float a[PANEL];
+	const float16 sign = (float16)(-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1,
+				       1, -1, 1, -1, 1);
 	uint ps = pos[t], i;
 	/* The panel's rows lie in one head (heads are whole panels): where
 	 * they start in it, and which head, are worked out once, not per
 	 * row. */
 	uint in_head = r0 % hd;
 
-	vstore16(v, 0, a);
 	if (r0 < q_dim + kv_dim) {
-		/* Row in_head + i's RoPE pair is (in_head + i) / 2: its cos
-		 * and sin are at 2 * pair = in_head + i. */
-		global const float *cs = rope + (size_t)ps * hd + in_head;
+		/* RoPE. Row in_head + i's pair is (in_head + i) / 2: its cos
+		 * and sin are at 2 * pair = in_head + i, so the panel's 8
+		 * pairs read 16 floats: (x0, x1) becomes (x0 c - x1 s,
+		 * x1 c + x0 s). */
+		float16 cs = vload16(0, rope + (size_t)ps * hd + in_head);
 
-		for (i = 0; i < PANEL; i += 2) {
-			float c = cs[i], s = cs[i + 1];
-			float x0 = a[i], x1 = a[i + 1];
-
-			a[i] = x0 * c - x1 * s;
-			a[i + 1] = x0 * s + x1 * c;
-		}
+		v = v * cs.s0022446688aaccee +
+		    v.s1032547698badcfe * (cs.s1133557799bbddff * sign);
 	}
 	if (r0 < q_dim) {
-		vstore16(vload16(0, a), 0, q + (size_t)t * q_dim + r0);
+		vstore16(v, 0, q + (size_t)t * q_dim + r0);
 		return;
 	}
 	if (r0 < q_dim + kv_dim) {
-		global half *kb = kv + slot[t] * slot_values + k_off +
-				  (size_t)((r0 - q_dim) / hd) * ctx_cap * hd +
-				  (size_t)(ps / 16) * hd * 16 + ps % 16 +
-				  (size_t)in_head * 16;
+		/* K rows lie 16 halves apart in the cache: the panel is
+		 * converted at once, then stored row by row. */
+		ushort h[PANEL];
+		global ushort *kb =
+			(global ushort *)(kv + slot[t] * slot_values + k_off +
+					  (size_t)((r0 - q_dim) / hd) *
+						  ctx_cap * hd +
+					  (size_t)(ps / 16) * hd * 16 +
+					  ps % 16 + (size_t)in_head * 16);
 
+		vstore_half16_rte(v, 0, (private half *)h);
 		for (i = 0; i < PANEL; i++)
-			vstore_half_rte(a[i], (size_t)i * 16, kb);
+			kb[(size_t)i * 16] = h[i];
 		return;
 	}
-	vstore_half16_rte(vload16(0, a), 0,
+	vstore_half16_rte(v, 0,
 			  kv + slot[t] * slot_values + v_off +
 				  (size_t)((r0 - q_dim - kv_dim) / hd) *
 					  ctx_cap * hd +
@@ -327,28 +333,29 @@ kernel void embed(global const uint *tok, global const float *W, ulong e_off,
 }
 
 /*
- * Causal attention of one token for the query heads of one KV head: the
- * group shares each K block and V row it reads. Online softmax over
- * blocks of 16 positions, so one pass over the cache.
+ * Causal attention of one token for the G query heads of one KV head: the
+ * group shares each K and V row it reads, converted from half once. Online
+ * softmax over chunks of ATT_CHUNK blocks of 16 positions, so one pass
+ * over the cache, and the running maximum, the rescale and the sums are
+ * worked out once per chunk. Where G is a constant (see attention), the
+ * group's scores and value sums live in registers: the scores of a block
+ * are one fma chain per head over its K rows, and the values are taken 16
+ * dimensions at a time, one chain per head over the chunk's positions.
+ * On an AVX2 CPU at batch 16 this is 1.5x faster at context 128 (1.3x at
+ * 1024) than taking one head at a time with G a variable, whose value
+ * sums lived in memory.
  */
-kernel void attention(global const float *q, uint q_dim, global const half *kv,
-		      ulong slot_values, ulong k_off, ulong v_off, uint ctx_cap,
-		      global const uint *pos, global const uint *slot,
-		      global float *out, uint ldo, uint n_heads, uint n_kv,
-		      uint hd)
+__attribute__((always_inline)) void
+attend(const uint G, global const float *qt, global const half *kb,
+       global const half *vb, uint n, uint hd, global float *o)
 {
-	uint gid = get_global_id(0);
-	uint t = gid / n_kv, kh = gid % n_kv;
-	uint G = n_heads / n_kv, h16 = hd / 16, n = pos[t] + 1, g, i, b, j;
-	float qs[GROUP_MAX][HD_MAX], e[GROUP_MAX][16];
+	float qs[GROUP_MAX][HD_MAX], e[GROUP_MAX][16 * ATT_CHUNK];
 	float16 acc[GROUP_MAX][HD_MAX / 16];
-	float m[GROUP_MAX], l[GROUP_MAX];
+	float m[GROUP_MAX], l[GROUP_MAX], c[GROUP_MAX];
 	float scale = rsqrt((float)hd);
 	const float16 lane =
 		(float16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-	size_t base = (size_t)slot[t] * slot_values + (size_t)kh * ctx_cap * hd;
-	global const half *kb = kv + base + k_off;
-	global const half *vb = kv + base + v_off;
+	uint h16 = hd / 16, g, i, b, b0, j;
 
 	/* The first two blocks, before the queries are read: their lines
 	 * would otherwise arrive one miss at a time. */
@@ -358,81 +365,138 @@ kernel void attention(global const float *q, uint q_dim, global const half *kv,
 		if (i < n * hd)
 			PREFETCH(vb + i);
 	}
+#pragma unroll
 	for (g = 0; g < G; g++) {
-		global const float *qh =
-			q + (size_t)t * q_dim + (size_t)(kh * G + g) * hd;
-
 		for (i = 0; i < hd; i++)
-			qs[g][i] = qh[i] * scale;
+			qs[g][i] = qt[(size_t)g * hd + i] * scale;
 		for (j = 0; j < h16; j++)
 			acc[g][j] = (float16)(0.0f);
 		m[g] = -INFINITY;
 		l[g] = 0.0f;
 	}
-	for (b = 0; b * 16 < n; b++) {
-		global const half *kblk = kb + (size_t)b * hd * 16;
-		uint left = min(16u, n - b * 16);
-		int16 valid = isless(lane, (float16)((float)left));
+	for (b0 = 0; b0 * 16 < n; b0 += ATT_CHUNK) {
+		uint nb = min((uint)ATT_CHUNK, (n + 15) / 16 - b0);
+		uint left = min(16u * ATT_CHUNK, n - b0 * 16);
+		float16 mx[GROUP_MAX];
 
-		bool more = left == 16 && (b + 1) * 16 < n;
+#pragma unroll
+		for (g = 0; g < G; g++)
+			mx[g] = (float16)(-INFINITY);
+		/* The chunk's scores, block by block: one fma chain per head
+		 * over the block's K rows. */
+		for (b = b0; b < b0 + nb; b++) {
+			global const half *kblk = kb + (size_t)b * hd * 16;
+			global const half *pk, *pv;
+			uint in = min(16u, n - b * 16);
+			int16 valid = isless(lane, (float16)((float)in));
+			bool more = in == 16 && (b + 1) * 16 < n;
+			float16 s[GROUP_MAX];
 
-		for (g = 0; g < G; g++) {
-			float16 s0 = (float16)(0.0f), s1 = s0, s2 = s0, s3 = s0;
-			float16 s, ex;
-			float mn, c;
+#pragma unroll
+			for (g = 0; g < G; g++)
+				s[g] = (float16)(0.0f);
+			/* The next block's K and V, a line (32 halves) of each
+			 * per two K rows; the last block touches its own
+			 * again. */
+			pk = more ? kblk + hd * 16 : kblk;
+			pv = more ? vb + (size_t)(b + 1) * 16 * hd : vb;
+			for (i = 0; i < hd; i += 2) {
+				float16 k0 = vload_half16(i, kblk);
+				float16 k1 = vload_half16(i + 1, kblk);
 
-			/* Four chains: one would wait on each fma's latency. */
-			for (i = 0; i < hd; i += 4) {
-				/* The next block's rows i..i+3: two lines. */
-				if (g == 0 && more) {
-					PREFETCH(kblk + (size_t)(hd + i) * 16);
-					PREFETCH(kblk + (size_t)(hd + i + 2) * 16);
+				PREFETCH(pk + (size_t)i * 16);
+				PREFETCH(pv + (size_t)i * 16);
+#pragma unroll
+				for (g = 0; g < G; g++) {
+					s[g] = fma((float16)(qs[g][i]), k0,
+						   s[g]);
+					s[g] = fma((float16)(qs[g][i + 1]), k1,
+						   s[g]);
 				}
-				s0 = fma((float16)(qs[g][i]), vload_half16(i, kblk),
-					 s0);
-				s1 = fma((float16)(qs[g][i + 1]),
-					 vload_half16(i + 1, kblk), s1);
-				s2 = fma((float16)(qs[g][i + 2]),
-					 vload_half16(i + 2, kblk), s2);
-				s3 = fma((float16)(qs[g][i + 3]),
-					 vload_half16(i + 3, kblk), s3);
 			}
-			s = (s0 + s1) + (s2 + s3);
-			s = select((float16)(-INFINITY), s, valid);
-			mn = hmax16(s);
+#pragma unroll
+			for (g = 0; g < G; g++) {
+				float16 sv = select((float16)(-INFINITY), s[g],
+						    valid);
+
+				mx[g] = fmax(mx[g], sv);
+				vstore16(sv, b - b0, e[g]);
+			}
+		}
+		/* Softmax once per chunk: the running maximum, the rescale
+		 * of what was summed before, the chunk's exponentials. */
+#pragma unroll
+		for (g = 0; g < G; g++) {
+			float mn = hmax16(mx[g]);
+			float16 sum = (float16)(0.0f);
+
 			mn = m[g] > mn ? m[g] : mn;
-			c = exp(m[g] - mn);
-			ex = exp(s - mn);
-			l[g] = l[g] * c + hsum16(ex);
-			m[g] = mn;
-			for (j = 0; j < h16; j++)
-				acc[g][j] *= c;
-			vstore16(ex, 0, e[g]);
-		}
-		for (i = 0; i < left; i++) {
-			global const half *vr = vb + (size_t)(b * 16 + i) * hd;
+			c[g] = exp(m[g] - mn);
+			for (b = 0; b < nb; b++) {
+				float16 ex = exp(vload16(b, e[g]) - mn);
 
-			/* The next block's row i: a line per 32 halves. */
-			if (more)
-				for (j = 0; j < hd; j += 32)
-					PREFETCH(vr + (size_t)16 * hd + j);
-
-			for (j = 0; j < h16; j++) {
-				float16 v = vload_half16(j, vr);
-
-				for (g = 0; g < G; g++)
-					acc[g][j] = fma((float16)(e[g][i]), v,
-							acc[g][j]);
+				sum += ex;
+				vstore16(ex, b, e[g]);
 			}
+			l[g] = l[g] * c[g] + hsum16(sum);
+			m[g] = mn;
+		}
+		/* The values, 16 dimensions at a time: one fma chain per
+		 * head over the chunk's positions. */
+		for (j = 0; j < h16; j++) {
+			global const half *vr = vb + (size_t)b0 * 16 * hd + j * 16;
+			float16 a[GROUP_MAX];
+
+#pragma unroll
+			for (g = 0; g < G; g++)
+				a[g] = acc[g][j] * c[g];
+			for (i = 0; i < left; i++) {
+				float16 v = vload_half16(0, vr + (size_t)i * hd);
+
+#pragma unroll
+				for (g = 0; g < G; g++)
+					a[g] = fma((float16)(e[g][i]), v, a[g]);
+			}
+#pragma unroll
+			for (g = 0; g < G; g++)
+				acc[g][j] = a[g];
 		}
 	}
-	for (g = 0; g < G; g++) {
-		global float *o =
-			out + (size_t)t * ldo + (size_t)(kh * G + g) * hd;
-
+#pragma unroll
+	for (g = 0; g < G; g++)
 		for (j = 0; j < h16; j++)
-			vstore16(acc[g][j] / l[g], j, o);
-	}
+			vstore16(acc[g][j] / l[g], j, o + (size_t)g * hd);
+}
+
+/*
+ * One work-item per (token, KV head). The common group sizes get their
+ * own copy of attend with G a constant; others take the general one.
+ */
+kernel void attention(global const float *q, uint q_dim, global const half *kv,
+		      ulong slot_values, ulong k_off, ulong v_off, uint ctx_cap,
+		      global const uint *pos, global const uint *slot,
+		      global float *out, uint ldo, uint n_heads, uint n_kv,
+		      uint hd)
+{
+	uint gid = get_global_id(0);
+	uint t = gid / n_kv, kh = gid % n_kv;
+	uint G = n_heads / n_kv, n = pos[t] + 1;
+	size_t base = (size_t)slot[t] * slot_values + (size_t)kh * ctx_cap * hd;
+	global const float *qt = q + (size_t)t * q_dim + (size_t)kh * G * hd;
+	global const half *kb = kv + base + k_off;
+	global const half *vb = kv + base + v_off;
+	global float *o = out + (size_t)t * ldo + (size_t)kh * G * hd;
+
+	if (G == 1)
+		attend(1, qt, kb, vb, n, hd, o);
+	else if (G == 2)
+		attend(2, qt, kb, vb, n, hd, o);
+	else if (G == 3)
+		attend(3, qt, kb, vb, n, hd, o);
+	else if (G == 4)
+		attend(4, qt, kb, vb, n, hd, o);
+	else
+		attend(G, qt, kb, vb, n, hd, o);
 }
 
 /* Greedy pick; ties go to the lowest id, as in the CPU reference. */
