@@ -963,7 +963,7 @@ static int forward(ocl_t *o, uint32_t model)
 	hs__llm_batch_t *b = &o->base.batch;
 	cl_uint T = b->n_tokens, B = b->n_jobs, d = s->d, vocab = s->vocab;
 	cl_float eps = HS_LLM_NORM_EPS;
-	size_t u = sizeof(cl_uint), n = (size_t)T * d, nb = B;
+	size_t u = sizeof(cl_uint), nt = T, one_wi = 1, nb = B;
 	cl_int r = CL_SUCCESS, *rc = &r;
 	cl_kernel k;
 	uint32_t l;
@@ -986,7 +986,7 @@ static int forward(ocl_t *o, uint32_t model)
 	ARG(k, 2, md->embed);
 	ARG(k, 3, o->x);
 	ARG(k, 4, d);
-	launch(o, k, 1, &n, NULL, rc);
+	launch(o, k, 1, &nt, &one_wi, rc);
 
 	for (l = 0; l < s->layers; l++) {
 		attention_block(o, s, md, l, T, rc);

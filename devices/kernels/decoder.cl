@@ -323,13 +323,20 @@ kernel void matmul_swiglu(global const float *W, ulong w_off,
 	MM_LOOP(ROW_SELF, 1, EPI_SWIGLU);
 }
 
-/* The first layer's residual stream: each token's embedding row. */
+/* The first layer's residual stream: each token's embedding row, one
+ * work-item per token (one per float took longer than a matmul). */
 kernel void embed(global const uint *tok, global const float *W, ulong e_off,
 		  global float *x, uint d)
 {
-	size_t gid = get_global_id(0), t = gid / d, i = gid % d;
+	size_t t = get_global_id(0);
+	global const float *src = W + e_off + (size_t)tok[t] * d;
+	global float *dst = x + t * d;
+	uint i = 0;
 
-	x[gid] = W[e_off + (size_t)tok[t] * d + i];
+	for (; i + 16 <= d; i += 16)
+		vstore16(vload16(0, src + i), 0, dst + i);
+	for (; i < d; i++)
+		dst[i] = src[i];
 }
 
 /*
