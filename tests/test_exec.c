@@ -458,37 +458,57 @@ static void test_logits_basic(void **state)
 /*
  * The attention kernel has a copy for each query-group size from 1 to 4
  * and a general one for larger groups: each against the CPU reference,
- * with head_dim 16, 32 and 64 (tiny-test is G 2, head_dim 16).
+ * with head_dim 16 to 128 (tiny-test is G 2, head_dim 16). The catalog of
+ * the other tests is put back by the teardown, even when a check fails.
  */
-static void test_logits_groups(void **state)
-{
 #define GROUP_MODEL(name, d, heads, kv)                                   \
 	"{\"name\": \"" name "\", \"layers\": 1, \"d_model\": " #d        \
 	", \"n_heads\": " #heads ", \"n_kv_heads\": " #kv                 \
 	", \"d_ff\": 128, \"vocab\": 256, \"max_context\": 512,"          \
 	" \"dtype_bytes\": 4, \"kv_dtype_bytes\": 2, \"runnable\": true," \
 	" \"seed\": 3}"
-	static const char json[] = "{\"version\": 1, \"models\": [" GROUP_MODEL(
-		"g1-hd32", 64, 2,
-		2) "," GROUP_MODEL("g3-hd64", 192, 3,
-				   1) "," GROUP_MODEL("g4-hd16", 64, 4,
-						      1) "," GROUP_MODEL("g5-"
-									 "hd16",
-									 80, 5,
-									 1) "]"
-									    "}";
+/* One model per line. */
+/* clang-format off */
+static const char groups_json[] = "{\"version\": 1, \"models\": ["
+	GROUP_MODEL("g1-hd32", 64, 2, 2) ","
+	GROUP_MODEL("g2-hd48", 96, 2, 1) ","
+	GROUP_MODEL("g3-hd64", 192, 3, 1) ","
+	GROUP_MODEL("g4-hd16", 64, 4, 1) ","
+	GROUP_MODEL("g5-hd16", 80, 5, 1) ","
+	GROUP_MODEL("g8-hd128", 1024, 8, 1) "]}";
+/* clang-format on */
 #undef GROUP_MODEL
-	hs_model_catalog_t *saved = models;
+static hs_model_catalog_t *saved_models;
+
+static int groups_setup(void **state)
+{
 	hs_error_t err = {0};
+	hs_model_catalog_t *groups = NULL;
+
+	(void)state;
+	if (hs_model_catalog_parse(&groups, groups_json, "<groups>", &err))
+		return -1;
+	saved_models = models;
+	models = groups;
+	return 0;
+}
+
+static int groups_teardown(void **state)
+{
+	(void)state;
+	hs_model_catalog_free(models);
+	models = saved_models;
+	return 0;
+}
+
+static void test_logits_groups(void **state)
+{
 	uint32_t m;
 
 	(void)state;
-	assert_int_equal(
-		hs_model_catalog_parse(&models, json, "<groups>", &err), 0);
+	assert_int_equal(hs_model_catalog_count(models), 6);
 	for (m = 0; m < hs_model_catalog_count(models); m++)
 		check_logits_on(pthread_dev, m);
-	hs_model_catalog_free(models);
-	models = saved;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1193,7 +1213,8 @@ int main(void)
 		cmocka_unit_test(test_weights_deterministic),
 		cmocka_unit_test(test_logits_pthread),
 		cmocka_unit_test(test_logits_basic),
-		cmocka_unit_test(test_logits_groups),
+		cmocka_unit_test_setup_teardown(test_logits_groups,
+						groups_setup, groups_teardown),
 		cmocka_unit_test(test_batch_invariance_cpu),
 		cmocka_unit_test(test_batch_invariance_opencl),
 		cmocka_unit_test(test_bad_tile_opencl),
