@@ -429,7 +429,7 @@ attend(const uint G, global const float *qt, global const half *kb,
 				float16 sv = select((float16)(-INFINITY), s[g],
 						    valid);
 
-				mx[g] = fmax(mx[g], sv);
+				mx[g] = select(sv, mx[g], isgreater(mx[g], sv));
 				vstore16(sv, b - b0, e[g]);
 			}
 		}
