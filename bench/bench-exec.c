@@ -243,7 +243,8 @@ static int bench_device(const hs_device_t *dev,
 						   &sm[b * N_C + c]);
 		if (!err)
 			res->round_gain[res->rounds++] =
-				16.0 *
+				(double)batches[B16_C128 / N_C] /
+				batches[B1_C128 / N_C] *
 				median_ns(sm[B1_C128].t + n1,
 					  sm[B1_C128].n - n1) /
 				median_ns(sm[B16_C128].t + n16,
@@ -291,7 +292,8 @@ static int bench_device(const hs_device_t *dev,
 /* Batch 16 over batch 1 at context 128, from the medians of all rounds. */
 static double gain_b16(const struct result *r)
 {
-	return r->decode[B16_C128 / N_C][0] / r->decode[B1_C128 / N_C][0];
+	return r->decode[B16_C128 / N_C][B16_C128 % N_C] /
+	       r->decode[B1_C128 / N_C][B1_C128 % N_C];
 }
 
 static json_t *result_json(const hs_device_t *dev, const char *model,

@@ -253,14 +253,15 @@ static int build_program(ocl_t *o, const char *dir, unsigned tile)
 	}
 	{
 		char opts[64];
-		unsigned regs = mm_tile_max(o);
+		unsigned tile_max = mm_tile_max(o);
 
 		/* fma_peak's chains: 12 of the 16 or 32 vector registers, in
-		 * float16 units (one register each with 16-float vectors). */
-		o->fma_chains = regs >= 16 ? 12 : regs >= 6 ? 6 : 3;
+		 * float16 units (one register each with 16-float vectors),
+		 * sized from the same register file as the matmul tile. */
+		o->fma_chains = tile_max >= 16 ? 12 : tile_max >= 6 ? 6 : 3;
 		snprintf(opts, sizeof(opts),
 			 "-cl-std=CL1.2 -DMM_TILE_MAX=%u -DFMA_CHAINS=%u",
-			 tile ? tile : regs, o->fma_chains);
+			 tile ? tile : tile_max, o->fma_chains);
 		rc = clBuildProgram(o->prog, 1, &o->dev, opts, NULL, NULL);
 	}
 	if (rc != CL_SUCCESS) {

@@ -406,10 +406,9 @@ attend(const uint G, global const float *qt, global const half *kb,
 			for (g = 0; g < G; g++)
 				s[g] = (float16)(0.0f);
 			/* The next block's K and V, a line (32 halves) of each
-			 * per two K rows; the last block touches its own K
-			 * and the first V block again (harmless: in cache). */
-			pk = more ? kblk + hd * 16 : kblk;
-			pv = more ? vb + (size_t)(b + 1) * 16 * hd : vb;
+			 * per two K rows (the last block touches its own). */
+			pk = kb + (size_t)(more ? b + 1 : b) * hd * 16;
+			pv = vb + (size_t)(more ? b + 1 : b) * 16 * hd;
 			for (i = 0; i < hd; i += 2) {
 				float16 k0 = vload_half16(i, kblk);
 				float16 k1 = vload_half16(i + 1, kblk);
