@@ -5,7 +5,10 @@
  * A benchmark prints figures; it does not pass or fail.
  *
  *   build/bench-sched [--jobs N] [--devices N] [--policy NAME]
- *                     [--max-batch N] [--json]
+ *                     [--max-batch N] [--single-steps] [--json]
+ *
+ * --single-steps hands the core every step instead of runs of them: the
+ * same decisions and figures, at the cost of an event per step.
  */
 #include <getopt.h>
 #include <math.h>
@@ -170,6 +173,7 @@ int main(int argc, char **argv)
 		{"policy", required_argument, NULL, 'p'},
 		{"max-batch", required_argument, NULL, 'b'},
 		{"json", no_argument, NULL, 'j'},
+		{"single-steps", no_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -206,9 +210,13 @@ int main(int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 's':
+			opts.single_steps = true;
+			break;
 		case 'h':
 			printf("usage: bench-sched [--jobs N] [--devices N] "
-			       "[--policy NAME] [--max-batch N] [--json]\n");
+			       "[--policy NAME] [--max-batch N] "
+			       "[--single-steps] [--json]\n");
 			return 0;
 		default:
 			return 2;

@@ -9,6 +9,8 @@
 #define POWER_EPS 1e-6
 /* One core call in this many is timed (see CORE). */
 #define CORE_SAMPLE 16
+/* The most steps of a run the driver takes at once (hs_step_t.steps). */
+#define SIM_RUN_MAX 256
 
 typedef struct sim_dev_s {
 	const struct hs_executor_ops *ops;
@@ -17,8 +19,11 @@ typedef struct sim_dev_s {
 	bool busy;
 	double draw_w;
 	double step_budget_w;
-	int64_t step_ns;
 	uint32_t step_batch;
+	/* The run: n_run steps from run_start, each run_ns[i] long. */
+	uint32_t n_run;
+	int64_t run_start;
+	int64_t *run_ns; /* SIM_RUN_MAX */
 } sim_dev_t;
 
 typedef struct done_ev_s {
@@ -81,6 +86,13 @@ typedef struct sim_s {
 	unsigned untimed; /* core calls before the next timed one */
 	unsigned sample; /* core calls timed: one in this many */
 	unsigned timing; /* inside a timed core call: its weight */
+	/* Where the loop is in its order of events: (time, device) of the
+	 * step completion being handled; device -1 before the completions
+	 * of that time, n_devs after them. A cut run ends at its first
+	 * boundary after it, the one a driver hearing of every step would
+	 * have handled next. */
+	int64_t pos_t;
+	int64_t pos_d;
 } sim_t;
 
 static int64_t mono_ns(void)
@@ -205,6 +217,10 @@ static void power_advance(sim_t *sm)
 
 static void set_draw(sim_t *sm, size_t d, double w)
 {
+	/* A run that goes on at its level is no change: the timeline is not
+	 * split, so that it sums the same however the runs are told. */
+	if (w == sm->devs[d].draw_w)
+		return;
 	power_advance(sm);
 	sm->power_w += w - sm->devs[d].draw_w;
 	sm->devs[d].draw_w = w;
@@ -241,16 +257,34 @@ static void on_step_start(void *ud, const hs_step_t *st)
 {
 	sim_t *sm = ud;
 	sim_dev_t *dv = &sm->devs[st->device];
-	int64_t ns, t0 = sm->timing ? mono_ns() : 0;
+	int64_t ns, at = sm->now, t0 = sm->timing ? mono_ns() : 0;
+	hs_step_t one = *st;
 	double energy;
-	int rc;
+	uint32_t i;
+	int rc = 0;
 
-	rc = dv->ops->run_step(dv->exec, st, &ns, &energy);
+	/* The run's steps, up to the first that ends at or after until_ns:
+	 * each as the executor times it, the ones after the first with no
+	 * prefill and one more token of context per job. */
+	for (i = 0; i < st->steps && i < SIM_RUN_MAX;) {
+		rc = dv->ops->run_step(dv->exec, &one, &ns, &energy);
+		if (rc)
+			break;
+		dv->run_ns[i++] = ns;
+		at += ns;
+		if (at >= st->until_ns)
+			break;
+		one.seq++;
+		one.ctx_tokens += one.batch;
+		one.joining = 0;
+		one.prefill_tokens = 0;
+		one.load_ns = 0;
+	}
 	/* A real step runs inside this hook, inside a core call: its time is
 	 * the device's, not the scheduler's. */
 	if (sm->timing)
 		sm->res->sched_cpu_ns -= (double)(mono_ns() - t0) * sm->timing;
-	if (rc == HS_EBACKEND) {
+	if (rc == HS_EBACKEND && i == 0) {
 		/* The device failed: the core hears of it once this hook
 		 * returns; the step never completes. */
 		dv->fail_pending = true;
@@ -260,14 +294,37 @@ static void on_step_start(void *ud, const hs_step_t *st)
 	}
 	if (rc && !sm->failed)
 		sm->failed = rc;
+	if (i == 0)
+		return;
 	dv->busy = true;
-	dv->step_ns = ns;
+	dv->n_run = i;
+	dv->run_start = sm->now;
 	dv->step_batch = st->batch;
 	dv->step_budget_w = sm->budget_w;
 	set_draw(sm, (size_t)st->device, st->power_w);
-	due_push(sm, (done_ev_t){.at = sm->now + ns,
-				 .device = (uint32_t)st->device});
-	sm->started_steps++;
+	due_push(sm, (done_ev_t){.at = at, .device = (uint32_t)st->device});
+	sm->started_steps += i;
+}
+
+/* The core ends a device's run at its next step boundary. */
+static void on_cut(void *ud, int device)
+{
+	sim_t *sm = ud;
+	sim_dev_t *dv = &sm->devs[device];
+	int64_t at = dv->run_start;
+	uint32_t j;
+
+	if (!dv->busy)
+		return;
+	for (j = 0; j + 1 < dv->n_run; j++) {
+		at += dv->run_ns[j];
+		if (at > sm->pos_t || (at == sm->pos_t && device > sm->pos_d))
+			break;
+	}
+	if (j + 1 >= dv->n_run)
+		return; /* it ends at its last step anyway */
+	dv->n_run = j + 1;
+	due_set(sm, (uint32_t)device, at);
 }
 
 static int note_slot(sim_t *sm, uint64_t id, size_t job)
@@ -462,6 +519,7 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 	hs_sched_hooks_t hooks = {.step_start = on_step_start,
 				  .job_event = on_job_event,
 				  .timer = on_timer,
+				  .cut = on_cut,
 				  .ud = sm};
 	hs_sim_result_t *res = sm->res;
 	size_t d;
@@ -511,7 +569,15 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 					     d, hs_strerror(rc));
 		sm->devs[d].draw_w = devices[d].idle_w;
 		sm->power_w += devices[d].idle_w;
+		sm->devs[d].run_ns =
+			hs__calloc(SIM_RUN_MAX, sizeof(*sm->devs[d].run_ns));
+		if (!sm->devs[d].run_ns)
+			return hs__error_set(err, HS_ENOMEM, NULL, 0, NULL,
+					     "out of memory");
 	}
+	/* Real steps cannot be taken back when a run is cut: they run one
+	 * at a time, and so do all when the options ask. */
+	hooks.max_run = sm->real || sm->opts->single_steps ? 1 : SIM_RUN_MAX;
 	sm->idle_floor_w = sm->power_w;
 	sm->budget_w = cfg->power_budget_w > 0 ? cfg->power_budget_w : 0;
 	res->first_arrival_ns = sm->n_jobs ? sm->jobs[0].arrival_ns : 0;
@@ -615,6 +681,8 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 			last_steps = sm.started_steps;
 		}
 		sm.now = t;
+		sm.pos_t = t;
+		sm.pos_d = -1;
 		res->events++;
 		while (bi < sm.opts->n_budget_changes &&
 		       sm.opts->budget_changes[bi].at_ns == t) {
@@ -632,6 +700,23 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 				/* Its step will never report; the stale
 				 * completion is skipped when it comes. */
 				if (sm.devs[dev].busy) {
+					sim_dev_t *dv = &sm.devs[dev];
+					int64_t at = dv->run_start;
+					uint32_t j = 0;
+
+					/* The steps of its run that ended
+					 * before count. */
+					while (j + 1 < dv->n_run &&
+					       at + dv->run_ns[j] < t) {
+						at += dv->run_ns[j++];
+						bins_tokens(&sm, at,
+							    dv->step_batch);
+					}
+					if (j)
+						CORE(&sm, rc,
+						     hs_sched_run_progress(
+							     sm.core, dev, j,
+							     dv->run_ns, -1));
 					sm.devs[dev].busy = false;
 					set_draw(&sm, (size_t)dev,
 						 devices[dev].idle_w);
@@ -645,18 +730,27 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 			done_ev_t e = due_take(&sm);
 			sim_dev_t *dv = &sm.devs[e.device];
 
+			sm.pos_d = e.device;
 			if (dv->busy) {
+				int64_t at = dv->run_start;
+
 				dv->busy = false;
-				set_draw(&sm, e.device,
-					 devices[e.device].idle_w);
-				bins_tokens(&sm, t, dv->step_batch);
+				for (i = 0; i < dv->n_run; i++) {
+					at += dv->run_ns[i];
+					bins_tokens(&sm, at, dv->step_batch);
+				}
 				CORE(&sm, rc,
-				     hs_sched_step_done(sm.core, t,
-							(int)e.device,
-							dv->step_ns, -1));
+				     hs_sched_run_done(sm.core, t,
+						       (int)e.device, dv->n_run,
+						       dv->run_ns, -1));
+				/* Its power goes back unless it went on. */
+				if (!dv->busy)
+					set_draw(&sm, e.device,
+						 devices[e.device].idle_w);
 			}
 			due_settle(&sm);
 		}
+		sm.pos_d = (int64_t)n_devices;
 		while (ai < n_jobs && jobs[ai].arrival_ns == t)
 			submit(&sm, ai++);
 		if (sm.timer_at >= 0 && sm.timer_at <= t) {
@@ -721,6 +815,8 @@ out:
 	for (d = 0; sm.devs && d < n_devices; d++)
 		if (sm.devs[d].exec)
 			sm.devs[d].ops->close(sm.devs[d].exec);
+	for (d = 0; sm.devs && d < n_devices; d++)
+		hs__free(sm.devs[d].run_ns);
 	hs_sched_free(sm.core);
 	hs__free(sm.devs);
 	hs__free(sm.due);

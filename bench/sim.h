@@ -57,6 +57,9 @@ typedef struct hs_sim_opts_s {
 	int64_t bin_ns; /* power/throughput bin (0: no timeline) */
 	bool keep_records; /* fill records (one per completed job) */
 	bool want_upper_bound; /* compute upper_bound_tps at the end */
+	/* Hand the core every step rather than runs of them (the same
+	 * decisions, more events: a check of the shortcut). */
+	bool single_steps;
 	/* Executors per device (NULL entries, or NULL: sim). Real ones run
 	 * each step for real, one at a time, and their measured times are
 	 * laid on the virtual timeline as if the devices ran side by side;

@@ -1,7 +1,8 @@
 /*
  * The sim executor: no work is done; a step takes the time the performance
  * model's roofline prior gives for the device's profile, spread by seeded
- * noise and skewed by a per-device factor (the device is a little faster
+ * noise (a function of the device, the seed and the step's number) and
+ * skewed by a per-device factor (the device is a little faster
  * or slower than its profile says, as real ones are). The prior is fixed
  * here, apart from the core's model that calibrates against these times,
  * so that the core learns the skew instead of chasing its own tail. Energy
@@ -111,8 +112,14 @@ static int sim_run_step(void *exec, const hs_step_t *step, int64_t *duration_ns,
 				(double)step->prefill_tokens) /
 	    speed * sm->factor;
 
-	if (sm->noise > 0)
-		t *= 1.0 + sm->noise * uniform_pm1(&sm->rng);
+	/* The noise of a step is a function of its number, not of the steps
+	 * drawn before: a driver that times a run ahead and cuts it short
+	 * leaves the later steps what they would have been. */
+	if (sm->noise > 0) {
+		uint64_t x = sm->rng + step->seq * 0xd1b54a32d192ed03ull;
+
+		t *= 1.0 + sm->noise * uniform_pm1(&x);
+	}
 	if (t < 1)
 		t = 1;
 	*duration_ns = round_ns(t) + step->load_ns;

@@ -395,6 +395,13 @@ typedef struct hs_sched_config_s {
 	double kv_reserve; /* fraction of device memory kept free
 			    * (default 0.05) */
 	int64_t lp_epoch_ns; /* lp policy re-solve period (default 1 s) */
+	int64_t power_lease_ns; /* under a budget, a device keeps the power
+				 * level it was granted this long while its
+				 * batch has work (default 250 ms), as a
+				 * power cap is held on real hardware; the
+				 * governor re-divides the budget when a
+				 * lease ends, the batch empties or the
+				 * budget changes. 0: at every step */
 } hs_sched_config_t;
 
 /* Fill cfg with the defaults (policy "eft"). */
@@ -416,6 +423,19 @@ typedef struct hs_step_s {
 	double power_w; /* modeled draw during the step */
 	int64_t load_ns; /* weight load first (model switch) */
 	int64_t predicted_ns; /* at this level, load included */
+	/*
+	 * A run: the driver may go on with up to `steps` steps (never more
+	 * than hooks.max_run) of the same batch at the same level, back to
+	 * back, without asking the core: step i (from 0) is step seq + i,
+	 * attends over ctx_tokens + i * batch tokens, and only step 0
+	 * prefills or loads weights. It stops after the first step that
+	 * ends at or after until_ns, and at the first boundary after the
+	 * cut hook, then reports what ran with hs_sched_run_done. A driver
+	 * with max_run 0 or 1 always gets steps 1 and reports each step
+	 * with hs_sched_step_done; the core decides the same either way.
+	 */
+	uint32_t steps;
+	int64_t until_ns; /* INT64_MAX: no such limit */
 } hs_step_t;
 
 typedef enum {
@@ -440,6 +460,12 @@ typedef struct hs_sched_hooks_s {
 	 * superseded; extra calls are harmless). */
 	void (*timer)(void *ud, int64_t when);
 	void *ud;
+	/* Steps the driver can run back to back (hs_step_t.steps); 0 or 1:
+	 * one at a time. */
+	uint32_t max_run;
+	/* Drivers with max_run > 1: end the device's run at its next step
+	 * boundary (a job may join or leave, or the budget changed). */
+	void (*cut)(void *ud, int device);
 } hs_sched_hooks_t;
 
 /*
@@ -475,6 +501,16 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
  * core then models it as power x time). */
 int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
 		       int64_t measured_ns, double energy_j);
+/* The first n steps (1 to hs_step_t.steps) of a run ended, the last at
+ * now, having taken step_ns[0..n-1]; energy_j as for hs_sched_step_done,
+ * for all n. Fewer steps than handed out end the run. */
+int hs_sched_run_done(hs_sched_t *s, int64_t now, int device, uint32_t n,
+		      const int64_t *step_ns, double energy_j);
+/* Some steps of a run ended and it goes on (fewer than the part has
+ * left): what a driver of several steps at once says before
+ * hs_sched_device_failed, so that the tokens they made count. */
+int hs_sched_run_progress(hs_sched_t *s, int device, uint32_t n,
+			  const int64_t *step_ns, double energy_j);
 /* The power budget changed (<= 0: none); applied at step boundaries. */
 int hs_sched_set_budget(hs_sched_t *s, int64_t now, double watts);
 /* A timer the core asked for fired. */

@@ -9,6 +9,9 @@
 #include "perf.h"
 #include "policy.h"
 
+/* The most steps in one run. */
+#define HS__RUN_MAX 256
+
 /* A queue entry: jobs with a smaller rank go first. */
 typedef struct hs__qent_s {
 	int64_t rank;
@@ -63,7 +66,23 @@ typedef struct hs__dev_s {
 	int64_t step_load_ns; /* weight load included in the step */
 	double step_ctx; /* its C and P, for the calibration */
 	uint64_t step_prefill;
-	uint64_t seq; /* steps started */
+	uint64_t seq; /* the run's first step (its last once it ended) */
+	/*
+	 * The run: steps of one batch at one level with nothing to decide
+	 * between them (see hs_step_t.steps). A driver may report it a part
+	 * at a time; the core takes it as a whole when it ends, so that it
+	 * decides the same whether it hears of every step or of the run.
+	 */
+	uint32_t run_len; /* steps it may take: up to the first finish */
+	uint32_t run_got; /* steps reported so far */
+	uint32_t run_hand; /* steps of the part handed out last */
+	uint32_t part_got; /* of which reported */
+	bool cut; /* ends at the next step boundary */
+	int64_t run_until; /* ends at the first boundary at or after */
+	int64_t *run_ns; /* HS__RUN_MAX: the steps' measured times */
+	double run_energy_j; /* measured energy of the steps so far */
+	bool run_modeled; /* some step's energy was not measured */
+	int64_t lease_until; /* its power level is its until then */
 	/* The batch: one model, one bucket. */
 	int32_t model; /* -1: empty */
 	uint32_t bucket;
@@ -141,6 +160,7 @@ struct hs_sched_s {
 	uint32_t kick_from;
 	uint64_t *idle; /* bitmap: not busy, not failed */
 	uint64_t *work; /* bitmap: a batch or jobs bound to it */
+	uint64_t *in_run; /* bitmap: in a run that a join may cut */
 	uint32_t *model_devices; /* per model: devices whose batch runs it */
 	double *finish; /* n_devs: hs__sched_finish_ns's answer */
 	double *backlog; /* n_devs: hs__sched_backlog_ns */

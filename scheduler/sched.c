@@ -26,6 +26,7 @@ void hs_sched_config_init(hs_sched_config_t *cfg)
 	cfg->aging_ns = 1000000000;
 	cfg->kv_reserve = 0.05;
 	cfg->lp_epoch_ns = 1000000000;
+	cfg->power_lease_ns = 250000000;
 }
 
 static int check_config(hs_sched_config_t *c, hs_error_t *err)
@@ -50,6 +51,8 @@ static int check_config(hs_sched_config_t *c, hs_error_t *err)
 		return BAD("kv_reserve", "must be in [0, 1)");
 	if (c->lp_epoch_ns < 1000000)
 		return BAD("lp_epoch_ns", "must be at least 1 ms");
+	if (c->power_lease_ns < 0)
+		return BAD("power_lease_ns", "must not be negative");
 	if (c->n_buckets > HS_MAX_BUCKETS)
 		return BAD("bucket_edges", "at most %d buckets",
 			   HS_MAX_BUCKETS);
@@ -247,6 +250,8 @@ static int q_reserve(hs_sched_t *s, uint32_t qi)
 	return 0;
 }
 
+static void runs_check(hs_sched_t *s, uint32_t qi);
+
 static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 {
 	hs__queue_t *q = &s->queues[qi];
@@ -265,6 +270,7 @@ static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 		set_work(s, (uint32_t)owner, true);
 	s->st.queued++;
 	r->pub.state = HS_JOB_QUEUED;
+	runs_check(s, qi);
 	return 0;
 }
 
@@ -290,6 +296,7 @@ static void q_remove(hs_sched_t *s, uint32_t slot)
 		set_work(s, (uint32_t)owner, false);
 	s->st.queued--;
 	r->queue = NONE;
+	runs_check(s, qi);
 }
 
 static const hs__qent_t *q_head(const hs_sched_t *s, uint32_t qi)
@@ -860,56 +867,149 @@ static inline bool has_work(const hs_sched_t *s, const hs__dev_t *dv,
 	return dv->n_members || s->owner_queued[d + 1] || s->owner_queued[0];
 }
 
+/* In a run that a joiner or a budget change may cut short. */
+static inline bool in_run(const hs_sched_t *s, uint32_t d)
+{
+	return (s->in_run[d / 64] >> (d % 64)) & 1;
+}
+
+static void set_in_run(hs_sched_t *s, uint32_t d, bool on)
+{
+	if (on)
+		s->in_run[d / 64] |= 1ull << (d % 64);
+	else
+		s->in_run[d / 64] &= ~(1ull << (d % 64));
+}
+
+/* End dv's run at its next step boundary. */
+static void cut(hs_sched_t *s, hs__dev_t *dv)
+{
+	uint32_t d = (uint32_t)dv->d.id;
+
+	if (!dv->busy || dv->cut)
+		return;
+	dv->cut = true;
+	set_in_run(s, d, false);
+	/* A driver running a part of several steps stops it early; one
+	 * that reports every step needs no word: the core ends the run at
+	 * the next report. */
+	if (dv->run_hand > 1 && s->hooks.cut)
+		s->hooks.cut(s->hooks.ud, (int)d);
+}
+
 /*
- * Try to start a step on an idle device: fill its batch at this step
- * boundary, pick a power level, tell the driver. Returns true if a step
- * started.
+ * Whether the join loop at dv's next step boundary would take a job:
+ * what a quiet boundary must not be able to do. The loop stops at the
+ * first candidate that does not fit.
  */
-static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
+static bool could_join(const hs_sched_t *s, uint32_t d, uint32_t m)
+{
+	const hs__dev_t *dv = &s->devs[d];
+	const hs__jobrec_t *r;
+	uint32_t qi;
+
+	if (dv->draining || dv->n_members >= s->cfg.max_batch_jobs)
+		return false;
+	qi = pick_joiner(s, d, m);
+	if (qi == NONE)
+		return false;
+	r = rec_of(s, q_head(s, qi)->slot);
+	return dv->n_members + prefill_len(r) <= s->cfg.max_step_tokens &&
+	       dv->kv_used + job_kv(s, &r->pub) <= kv_room(s, dv, m);
+}
+
+/*
+ * Queue qi changed (a push, or a removal that may bring up another head):
+ * cut the runs of the devices that would now take a job at their next
+ * boundary. Those draw from their own queues and the shared ones.
+ */
+static void runs_check(hs_sched_t *s, uint32_t qi)
+{
+	uint32_t per = s->n_models * s->n_buckets;
+	uint32_t m = qi % per / s->n_buckets, w;
+	int owner = queue_owner(s, qi);
+
+	if (owner >= 0) {
+		if (in_run(s, (uint32_t)owner) &&
+		    s->devs[owner].model == (int32_t)m &&
+		    could_join(s, (uint32_t)owner, m))
+			cut(s, &s->devs[owner]);
+		return;
+	}
+	for (w = 0; w < s->dev_words; w++) {
+		uint64_t bits = s->in_run[w];
+
+		while (bits) {
+			uint32_t d = w * 64 + (uint32_t)__builtin_ctzll(bits);
+
+			bits &= bits - 1;
+			if (s->devs[d].model == (int32_t)m &&
+			    could_join(s, d, m))
+				cut(s, &s->devs[d]);
+		}
+	}
+}
+
+/* The lease of dv's power level still holds at this boundary. */
+static inline bool lease_holds(const hs_sched_t *s, const hs__dev_t *dv,
+			       int64_t now)
+{
+	return s->budget_w <= 0 || now < dv->lease_until;
+}
+
+/* Hand the driver the next part of dv's run: from step run_got on. */
+static void hand_out(hs_sched_t *s, hs__dev_t *dv)
+{
+	uint32_t max = s->hooks.max_run > 1 ? s->hooks.max_run : 1;
+	uint32_t i = dv->run_got, m = (uint32_t)dv->model;
+	double B = dv->n_members, C = dv->step_ctx + (double)i * B;
+	double P = i ? 0 : (double)dv->step_prefill;
+	int64_t load = i ? 0 : dv->step_load_ns;
+	hs_step_t st;
+
+	if (max > HS__RUN_MAX)
+		max = HS__RUN_MAX;
+	dv->run_hand = dv->run_len - i < max ? dv->run_len - i : max;
+	dv->part_got = 0;
+	st.device = dv->d.id;
+	st.seq = dv->seq + i;
+	st.model = m;
+	st.bucket = dv->bucket;
+	st.batch = dv->n_members;
+	st.joining = i ? 0 : dv->n_joining;
+	st.jobs = i || !dv->n_joining ? dv->ids : dv->step_ids;
+	st.ctx_tokens = (uint64_t)C;
+	st.prefill_tokens = (uint64_t)P;
+	st.level = dv->level;
+	st.power_w = level_cap(dv, dv->level);
+	st.load_ns = load;
+	st.predicted_ns =
+		(int64_t)(hs__perf_predict_ns(
+				  &s->perf[(uint32_t)dv->d.id * s->n_models +
+					   m],
+				  B, C, P) /
+			  level_speed(dv, dv->level)) +
+		load;
+	st.steps = dv->run_hand;
+	st.until_ns = dv->run_hand > 1 ? dv->run_until : INT64_MAX;
+	if (i == 0)
+		dv->step_pred_ns = st.predicted_ns;
+	if (s->hooks.step_start)
+		s->hooks.step_start(s->hooks.ud, &st);
+}
+
+/*
+ * Fill dv's batch at a step boundary from the queues of model m (a new
+ * batch from the class m, b chosen for it). Returns the prefill tokens of
+ * the jobs that joined.
+ */
+static uint32_t fill_batch(hs_sched_t *s, uint32_t d, uint32_t m, uint32_t b,
+			   int64_t now)
 {
 	hs__dev_t *dv = &s->devs[d];
-	uint32_t m, b, qi, joined_tokens = 0;
+	uint32_t qi, joined_tokens = 0;
 	uint64_t room;
-	double full_ns, step_ns, cap_w;
-	int lo, level;
-	hs_step_t st;
-	int64_t load;
 
-	if (dv->failed || dv->busy || !has_work(s, dv, d))
-		return false;
-
-	/* The governor first: with no level that fits, nothing joins and a
-	 * running batch pauses. */
-	lo = fastest_fitting_level(s, dv);
-	if (lo < 0) {
-		dv->power_wait_epoch = s->power_epoch;
-		if (!dv->waiting_power) {
-			dv->waiting_power = true;
-			s->st.power_waits++;
-			if (dv->n_members)
-				s->st.paused++;
-		}
-		return false;
-	}
-
-	if (dv->n_members == 0) {
-		if (s->policy->select) {
-			if (s->policy->select(s->policy_state, s, (int)d, now,
-					      &m, &b))
-				return false;
-		} else if (default_select(s, (int)d, now, &m, &b)) {
-			return false;
-		}
-		if (m >= s->n_models || b >= s->n_buckets)
-			return false;
-	} else {
-		m = (uint32_t)dv->model;
-		b = dv->bucket;
-		if (!dv->draining && now >= dv->starve_check_ns) {
-			dv->starve_check_ns = now + s->cfg.aging_ns / 8;
-			dv->draining = other_model_starving(s, d, m, now);
-		}
-	}
 	dv->n_joining = 0;
 	room = kv_room(s, dv, m);
 	while (!dv->draining && dv->n_members < s->cfg.max_batch_jobs) {
@@ -943,44 +1043,50 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 		batch_add(s, dv, (uint32_t)(r - s->jobs), now);
 		joined_tokens += p;
 	}
-	if (dv->n_members == 0)
-		return false;
-	if (dv->model < 0) {
-		dv->model = (int32_t)m;
-		dv->bucket = b;
-		s->model_devices[m]++;
+	return joined_tokens;
+}
+
+/* A running batch stops taking jobs when another class starves. */
+static void starve_check(hs_sched_t *s, uint32_t d, int64_t now)
+{
+	hs__dev_t *dv = &s->devs[d];
+
+	if (!dv->draining && now >= dv->starve_check_ns) {
+		dv->starve_check_ns = now + s->cfg.aging_ns / 8;
+		dv->draining =
+			other_model_starving(s, d, (uint32_t)dv->model, now);
 	}
-	load = load_ns(s, dv, m);
+}
+
+/*
+ * Start a run of dv's batch at its level: the steps up to the first in
+ * which a member finishes, at most HS__RUN_MAX, ending at the lease's end.
+ */
+static void start_run(hs_sched_t *s, uint32_t d, uint32_t m,
+		      uint32_t joined_tokens, int64_t now)
+{
+	hs__dev_t *dv = &s->devs[d];
+	uint64_t left;
+
+	dv->step_load_ns = load_ns(s, dv, m);
 	make_resident(s, dv, m, dv->kv_used);
-	level = lo;
-	if (s->policy->level) {
-		level = s->policy->level(s->policy_state, s, (int)d, lo);
-		if (level < lo || level >= (int)n_levels(dv))
-			level = lo;
-	}
 	dv->seq++;
-	{
-		double B = dv->n_members;
-		double C = (double)dv->sum_ctx + B * (double)dv->seq -
-			   (double)dv->sum_join;
-		full_ns = hs__perf_predict_ns(&s->perf[d * s->n_models + m], B,
-					      C, joined_tokens);
-		step_ns = full_ns / level_speed(dv, level) + (double)load;
-		st.ctx_tokens = (uint64_t)C;
-		dv->step_ctx = C;
-	}
+	dv->step_ctx = (double)dv->sum_ctx +
+		       (double)dv->n_members * (double)dv->seq -
+		       (double)dv->sum_join;
+	dv->step_prefill = joined_tokens;
+	dv->step_start_ns = now;
+	left = dv->members[0].finish_seq - dv->seq + 1;
+	dv->run_len = left < HS__RUN_MAX ? (uint32_t)left : HS__RUN_MAX;
+	dv->run_got = 0;
+	dv->run_until = s->budget_w > 0 ? dv->lease_until : INT64_MAX;
+	dv->run_energy_j = 0;
+	dv->run_modeled = false;
+	dv->cut = false;
 	dv->busy = true;
 	set_idle(s, d, false);
 	dv->waiting_power = false;
-	dv->level = level;
-	dv->step_budget_w = s->budget_w;
-	dv->step_start_ns = now;
-	dv->step_pred_ns = (int64_t)step_ns;
-	dv->step_load_ns = load;
-	dv->step_prefill = joined_tokens;
-	cap_w = level_cap(dv, level);
-	set_draw(s, dv, cap_w);
-
+	set_in_run(s, d, dv->run_len > 1);
 	/* Joining ones first: they are the last ids added. */
 	if (dv->n_joining) {
 		uint32_t stay = dv->n_members - dv->n_joining;
@@ -989,25 +1095,92 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 		       dv->n_joining * sizeof(*dv->ids));
 		memcpy(dv->step_ids + dv->n_joining, dv->ids,
 		       stay * sizeof(*dv->ids));
-		st.jobs = dv->step_ids;
-	} else {
-		st.jobs = dv->ids;
 	}
-	st.device = (int)d;
-	st.seq = dv->seq;
-	st.model = m;
-	st.bucket = b;
-	st.batch = dv->n_members;
-	st.joining = dv->n_joining;
-	st.prefill_tokens = joined_tokens;
-	st.level = level;
-	st.power_w = cap_w;
-	st.load_ns = load;
-	st.predicted_ns = dv->step_pred_ns;
-	s->st.steps++;
 	s->st.decisions++;
-	if (s->hooks.step_start)
-		s->hooks.step_start(s->hooks.ud, &st);
+	hand_out(s, dv);
+}
+
+/*
+ * Try to start a run on an idle device: the governor grants a power
+ * level and its lease, the batch fills at this step boundary, the driver
+ * is told. Returns true if a run started.
+ */
+static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
+{
+	hs__dev_t *dv = &s->devs[d];
+	uint32_t m, b, joined_tokens;
+	int lo, level;
+
+	if (dv->failed || dv->busy || !has_work(s, dv, d))
+		return false;
+
+	/* The governor first: with no level that fits, nothing joins and a
+	 * running batch pauses. */
+	lo = fastest_fitting_level(s, dv);
+	if (lo < 0) {
+		dv->power_wait_epoch = s->power_epoch;
+		if (!dv->waiting_power) {
+			dv->waiting_power = true;
+			s->st.power_waits++;
+			if (dv->n_members)
+				s->st.paused++;
+		}
+		return false;
+	}
+
+	if (dv->n_members == 0) {
+		if (s->policy->select) {
+			if (s->policy->select(s->policy_state, s, (int)d, now,
+					      &m, &b))
+				return false;
+		} else if (default_select(s, (int)d, now, &m, &b)) {
+			return false;
+		}
+		if (m >= s->n_models || b >= s->n_buckets)
+			return false;
+	} else {
+		m = (uint32_t)dv->model;
+		b = dv->bucket;
+		starve_check(s, d, now);
+	}
+	joined_tokens = fill_batch(s, d, m, b, now);
+	if (dv->n_members == 0)
+		return false;
+	if (dv->model < 0) {
+		dv->model = (int32_t)m;
+		dv->bucket = b;
+		s->model_devices[m]++;
+	}
+	level = lo;
+	if (s->policy->level) {
+		level = s->policy->level(s->policy_state, s, (int)d, lo);
+		if (level < lo || level >= (int)n_levels(dv))
+			level = lo;
+	}
+	dv->level = level;
+	dv->step_budget_w = s->budget_w;
+	dv->lease_until = now + s->cfg.power_lease_ns;
+	set_draw(s, dv, level_cap(dv, level));
+	start_run(s, d, m, joined_tokens, now);
+	return true;
+}
+
+/*
+ * A run ended within its power lease: the batch goes on at the same
+ * level with the jobs that join at this boundary. False when it has
+ * nothing left to run.
+ */
+static bool go_on(hs_sched_t *s, uint32_t d, int64_t now)
+{
+	hs__dev_t *dv = &s->devs[d];
+	uint32_t m, joined_tokens;
+
+	if (dv->n_members == 0)
+		return false;
+	m = (uint32_t)dv->model;
+	starve_check(s, d, now);
+	joined_tokens = fill_batch(s, d, m, dv->bucket, now);
+	start_run(s, d, m, joined_tokens, now);
 	return true;
 }
 
@@ -1170,6 +1343,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->class_ctx = hs__calloc(n_models * s->n_buckets, sizeof(uint64_t));
 	s->idle = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
 	s->work = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
+	s->in_run = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
 	s->model_devices = hs__calloc(n_models, sizeof(uint32_t));
 	s->finish = hs__calloc(n_devices ? n_devices : 1, sizeof(double));
 	s->backlog = hs__calloc(n_devices, sizeof(double));
@@ -1179,9 +1353,9 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->cost_stale = hs__calloc(n_models * s->dev_words, sizeof(uint64_t));
 	if (!s->models || !s->devs || !s->perf || !s->queues || !s->nonempty ||
 	    !s->owner_queued || !s->class_jobs || !s->class_tokens ||
-	    !s->class_ctx || !s->idle || !s->work || !s->model_devices ||
-	    !s->finish || !s->backlog || !s->cost || !s->fit_lim ||
-	    !s->cost_stale)
+	    !s->class_ctx || !s->idle || !s->work || !s->in_run ||
+	    !s->model_devices || !s->finish || !s->backlog || !s->cost ||
+	    !s->fit_lim || !s->cost_stale)
 		goto out_nomem;
 	hs__sched_cost_stale_all(s);
 	for (m = 0; m < n_models; m++)
@@ -1208,7 +1382,9 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 		dv->step_ids = hs__calloc(s->cfg.max_batch_jobs,
 					  sizeof(*dv->step_ids));
 		dv->ids = hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->ids));
-		if (!dv->members || !dv->joining || !dv->step_ids || !dv->ids)
+		dv->run_ns = hs__calloc(HS__RUN_MAX + 1, sizeof(*dv->run_ns));
+		if (!dv->members || !dv->joining || !dv->step_ids || !dv->ids ||
+		    !dv->run_ns)
 			goto out_nomem;
 		for (m = 0; m < n_models; m++) {
 			uint64_t w = s->models[m].weight_bytes;
@@ -1256,6 +1432,7 @@ void hs_sched_free(hs_sched_t *s)
 		hs__free(s->devs[i].joining);
 		hs__free(s->devs[i].step_ids);
 		hs__free(s->devs[i].ids);
+		hs__free(s->devs[i].run_ns);
 	}
 	for (i = 0; s->queues && i < s->n_queues; i++)
 		hs__free(s->queues[i].heap);
@@ -1267,6 +1444,7 @@ void hs_sched_free(hs_sched_t *s)
 	hs__free(s->class_ctx);
 	hs__free(s->idle);
 	hs__free(s->work);
+	hs__free(s->in_run);
 	hs__free(s->model_devices);
 	hs__free(s->finish);
 	hs__free(s->backlog);
@@ -1445,85 +1623,90 @@ static void emit(hs_sched_t *s, hs__jobrec_t *r, hs_job_event_t ev)
 		s->hooks.job_event(s->hooks.ud, &r->pub, ev);
 }
 
-/* The running step of dv ends (or is abandoned): power back to idle. */
-static void end_step_bookkeeping(hs_sched_t *s, hs__dev_t *dv)
+/* A step started under a higher (or no) budget ended: the grace it had
+ * is over. */
+static void grace_over(hs_sched_t *s, hs__dev_t *dv)
 {
 	if (dv->busy && s->budget_w > 0 &&
 	    (dv->step_budget_w <= 0 || dv->step_budget_w > s->budget_w) &&
 	    s->n_grace > 0)
 		s->n_grace--;
-	dv->busy = false;
+}
+
+/* dv gives its power back: idle draw, and the others may take it. */
+static void release(hs_sched_t *s, hs__dev_t *dv)
+{
 	if (!dv->failed)
 		set_idle(s, (uint32_t)dv->d.id, true);
 	set_draw(s, dv, dv->d.idle_w);
 	s->power_epoch++;
 }
 
-int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
-		       int64_t measured_ns, double energy_j)
+/* The running step of dv ends (or is abandoned): power back to idle. */
+static void end_step_bookkeeping(hs_sched_t *s, hs__dev_t *dv)
 {
-	hs__dev_t *dv;
-	double step_energy, B;
-	uint32_t i, m;
+	grace_over(s, dv);
+	dv->busy = false;
+	set_in_run(s, (uint32_t)dv->d.id, false);
+	release(s, dv);
+}
 
-	if (device < 0 || (uint32_t)device >= s->n_devs)
-		return HS_EINVAL;
-	dv = &s->devs[device];
-	if (!dv->busy || dv->failed)
-		return HS_ESTATE;
-	advance(s, now);
-	if (measured_ns < 0)
-		measured_ns = 0;
-	m = (uint32_t)dv->model;
-	B = dv->n_members;
+/* Take the run_got steps of dv's run into account: calibrate on each
+ * step, count them and their energy. The device stays busy. */
+static void run_account(hs_sched_t *s, uint32_t device)
+{
+	hs__dev_t *dv = &s->devs[device];
+	uint32_t i, n = dv->run_got, m = (uint32_t)dv->model;
+	double B = dv->n_members, speed = level_speed(dv, dv->level);
+	double energy = dv->run_energy_j;
+	int64_t busy = 0;
+	hs__perf_t *perf = &s->perf[device * s->n_models + m];
 
 	/* Calibrate: the model predicts full-speed compute time, so the
-	 * weight load is taken out and the level's slowdown undone. The
-	 * batch is the one the step started with: members leave only at
-	 * its end. */
-	{
-		double C = dv->step_ctx, P = (double)dv->step_prefill;
-		double t = (double)(measured_ns - dv->step_load_ns);
+	 * weight load is taken out and the level's slowdown undone. */
+	for (i = 0; i < n; i++) {
+		double C = dv->step_ctx + (double)i * B;
+		double P = i ? 0 : (double)dv->step_prefill;
+		double t = (double)(dv->run_ns[i] - (i ? 0 : dv->step_load_ns));
 
+		busy += dv->run_ns[i];
 		if (t < 1)
 			t = 1;
-		t *= level_speed(dv, dv->level);
-		if (!hs__perf_observe(
-			    &s->perf[(uint32_t)device * s->n_models + m], B, C,
-			    P, t))
+		if (!hs__perf_observe(perf, B, C, P, t * speed))
 			s->st.perf_outliers++;
-		/* The fit may have moved (or be due to). */
-		cost_stale(s, (uint32_t)device, m);
 	}
-
-	if (energy_j >= 0) {
-		step_energy = energy_j;
-	} else {
-		step_energy =
-			level_cap(dv, dv->level) * (double)measured_ns / 1e9;
-		s->modeled_steps++;
+	/* The fit may have moved (or be due to). */
+	cost_stale(s, device, m);
+	if (dv->run_modeled) {
+		/* Steps no sensor measured: power level x time. */
+		energy += level_cap(dv, dv->level) *
+			  (double)dv->run_ns[HS__RUN_MAX] / 1e9;
 	}
-	s->st.energy_j += step_energy;
-	dv->st.energy_j += step_energy;
-	dv->st.steps++;
-	dv->st.busy_ns += measured_ns;
-	dv->st.output_tokens += dv->n_members;
-	s->st.output_tokens += dv->n_members;
-	dv->energy_per_job += step_energy / (B > 0 ? B : 1);
-	end_step_bookkeeping(s, dv);
+	s->st.energy_j += energy;
+	s->st.steps += n;
+	dv->st.energy_j += energy;
+	dv->st.steps += n;
+	dv->st.busy_ns += busy;
+	dv->st.output_tokens += (uint64_t)n * dv->n_members;
+	s->st.output_tokens += (uint64_t)n * dv->n_members;
+	dv->energy_per_job += energy / (B > 0 ? B : 1);
+	dv->seq += n - 1;
+}
 
-	/* Joiners made their first token. */
-	for (i = 0; i < dv->n_joining; i++) {
-		hs__jobrec_t *r = rec_of(s, dv->joining[i]);
+/*
+ * The run of dv ended after run_got steps: count them, let finished and
+ * cancelled jobs leave; then the batch goes on while the lease holds, or
+ * gives its power back to the governor.
+ */
+static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
+{
+	hs__dev_t *dv = &s->devs[device];
+	uint32_t i;
 
-		s->st.prefill_tokens += prefill_len(r);
-		if (r->base_generated == 0 && r->pub.first_token_ns < 0) {
-			r->pub.first_token_ns = now;
-			r->pub.generated = 1;
-			emit(s, r, HS_JOB_EV_FIRST_TOKEN);
-		}
-	}
-	dv->n_joining = 0;
+	run_account(s, device);
+	grace_over(s, dv);
+	dv->busy = false;
+	set_in_run(s, device, false);
 
 	/* Finished jobs leave at the step boundary. */
 	while (dv->n_members && dv->members[0].finish_seq <= dv->seq) {
@@ -1558,13 +1741,117 @@ int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
 		i = 0;
 	}
 
-	/* Devices waiting for the power this step freed go first; this one
+	if (lease_holds(s, dv, now) && go_on(s, device, now)) {
+		epoch(s, now);
+		return;
+	}
+	release(s, dv);
+	/* Devices waiting for the power this run freed go first; this one
 	 * comes last, so that no device keeps the power to itself. */
-	s->kick_from = (uint32_t)device + 1 < s->n_devs ? (uint32_t)device + 1
-							: 0;
+	s->kick_from = device + 1 < s->n_devs ? device + 1 : 0;
 	kick(s, now);
 	epoch(s, now);
+}
+
+/* Keep n more steps of dv's run until it ends. */
+static void take_steps(hs_sched_t *s, hs__dev_t *dv, uint32_t n,
+		       const int64_t *step_ns, double energy_j)
+{
+	int64_t ns = 0;
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		int64_t t = step_ns[i] > 0 ? step_ns[i] : 0;
+
+		dv->run_ns[dv->run_got + i] = t;
+		ns += t;
+	}
+	/* run_ns[HS__RUN_MAX], past the steps, sums the modeled time. */
+	if (energy_j >= 0) {
+		dv->run_energy_j += energy_j;
+	} else {
+		if (!dv->run_modeled)
+			dv->run_ns[HS__RUN_MAX] = 0;
+		dv->run_modeled = true;
+		dv->run_ns[HS__RUN_MAX] += ns;
+		s->modeled_steps += n;
+	}
+	/* Joiners made their first token at the end of the run's first
+	 * step. */
+	if (dv->run_got == 0) {
+		for (i = 0; i < dv->n_joining; i++) {
+			hs__jobrec_t *r = rec_of(s, dv->joining[i]);
+
+			s->st.prefill_tokens += prefill_len(r);
+			if (r->base_generated == 0 &&
+			    r->pub.first_token_ns < 0) {
+				r->pub.first_token_ns =
+					dv->step_start_ns + dv->run_ns[0];
+				r->pub.generated = 1;
+				emit(s, r, HS_JOB_EV_FIRST_TOKEN);
+			}
+		}
+		dv->n_joining = 0;
+	}
+	dv->run_got += n;
+	dv->part_got += n;
+}
+
+/* A report of n steps that fits the part handed out; 0 or HS_E*. */
+static int check_report(const hs_sched_t *s, int device, uint32_t n,
+			const int64_t *step_ns)
+{
+	const hs__dev_t *dv;
+
+	if (device < 0 || (uint32_t)device >= s->n_devs || !step_ns)
+		return HS_EINVAL;
+	dv = &s->devs[device];
+	if (!dv->busy || dv->failed)
+		return HS_ESTATE;
+	if (n < 1 || n > dv->run_hand - dv->part_got)
+		return HS_EINVAL;
 	return 0;
+}
+
+int hs_sched_run_done(hs_sched_t *s, int64_t now, int device, uint32_t n,
+		      const int64_t *step_ns, double energy_j)
+{
+	hs__dev_t *dv;
+	int rc = check_report(s, device, n, step_ns);
+
+	if (rc)
+		return rc;
+	dv = &s->devs[device];
+	advance(s, now);
+	take_steps(s, dv, n, step_ns, energy_j);
+	/* The run goes on unless it took its steps, was cut, reached its
+	 * lease's end, or the driver stopped the part short. */
+	if (dv->run_got < dv->run_len && !dv->cut && now < dv->run_until &&
+	    dv->part_got == dv->run_hand) {
+		hand_out(s, dv);
+		return 0;
+	}
+	run_end(s, (uint32_t)device, now);
+	return 0;
+}
+
+int hs_sched_run_progress(hs_sched_t *s, int device, uint32_t n,
+			  const int64_t *step_ns, double energy_j)
+{
+	int rc = check_report(s, device, n, step_ns);
+
+	if (rc)
+		return rc;
+	if (n == s->devs[device].run_hand - s->devs[device].part_got)
+		return HS_EINVAL; /* that ends the part: hs_sched_run_done */
+	take_steps(s, &s->devs[device], n, step_ns, energy_j);
+	return 0;
+}
+
+int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
+		       int64_t measured_ns, double energy_j)
+{
+	return hs_sched_run_done(s, now, device, 1, &measured_ns, energy_j);
 }
 
 int hs_sched_set_budget(hs_sched_t *s, int64_t now, double watts)
@@ -1587,6 +1874,11 @@ int hs_sched_set_budget(hs_sched_t *s, int64_t now, double watts)
 		    (dv->step_budget_w <= 0 || dv->step_budget_w > watts))
 			s->n_grace++;
 		dv->waiting_power = false;
+		/* Every lease ends with the budget it was granted under: the
+		 * governor divides the new one at each device's next step
+		 * boundary. */
+		dv->lease_until = INT64_MIN;
+		cut(s, dv);
 	}
 	power_check(s);
 	if (s->policy->on_change) {
@@ -1668,8 +1960,12 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 	dv = &s->devs[device];
 	advance(s, now);
 	if (dv->busy) {
-		/* The abandoned step made nothing. */
-		dv->seq--;
+		/* The steps reported made their tokens; the one abandoned
+		 * made nothing. */
+		if (dv->run_got)
+			run_account(s, (uint32_t)device);
+		else
+			dv->seq--;
 		end_step_bookkeeping(s, dv);
 	}
 	dv->failed = true;
@@ -1776,6 +2072,7 @@ int hs_sched_cancel(hs_sched_t *s, int64_t now, uint64_t id)
 			/* It is in a running step: it leaves at the end. */
 			r->cancel = true;
 			dv->n_cancel++;
+			cut(s, dv);
 			return 0;
 		}
 		r->pub.generated = generated_now(s, r);
