@@ -5,7 +5,8 @@
  * A benchmark prints figures; it does not pass or fail.
  *
  *   build/bench-sched [--jobs N] [--devices N] [--policy NAME]
- *                     [--max-batch N] [--single-steps] [--json]
+ *                     [--max-batch N] [--lease-ms MS] [--single-steps]
+ *                     [--json]
  *
  * --single-steps hands the core every step instead of runs of them: the
  * same decisions and figures, at the cost of an event per step.
@@ -174,6 +175,7 @@ int main(int argc, char **argv)
 		{"max-batch", required_argument, NULL, 'b'},
 		{"json", no_argument, NULL, 'j'},
 		{"single-steps", no_argument, NULL, 's'},
+		{"lease-ms", required_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -190,6 +192,7 @@ int main(int argc, char **argv)
 	double max_w, idle_w, t0, wall, rate, per_pending, t = 0;
 	bool json = false;
 	unsigned long max_batch = 0;
+	double lease_ms = -1;
 	uint32_t m8 = 0, mq = 0;
 	int c;
 
@@ -213,10 +216,13 @@ int main(int argc, char **argv)
 		case 's':
 			opts.single_steps = true;
 			break;
+		case 'l':
+			lease_ms = strtod(optarg, NULL);
+			break;
 		case 'h':
 			printf("usage: bench-sched [--jobs N] [--devices N] "
 			       "[--policy NAME] [--max-batch N] "
-			       "[--single-steps] [--json]\n");
+			       "[--lease-ms MS] [--single-steps] [--json]\n");
 			return 0;
 		default:
 			return 2;
@@ -262,6 +268,8 @@ int main(int argc, char **argv)
 	cfg.power_budget_w = idle_w + 0.7 * (max_w - idle_w);
 	if (max_batch)
 		cfg.max_batch_jobs = (uint32_t)max_batch;
+	if (lease_ms >= 0)
+		cfg.power_lease_ns = (int64_t)(lease_ms * 1e6);
 	opts.seed = 1;
 	opts.noise = 0.05;
 

@@ -266,19 +266,30 @@ static void on_step_start(void *ud, const hs_step_t *st)
 	/* The run's steps, up to the first that ends at or after until_ns:
 	 * each as the executor times it, the ones after the first with no
 	 * prefill and one more token of context per job. */
-	for (i = 0; i < st->steps && i < SIM_RUN_MAX;) {
-		rc = dv->ops->run_step(dv->exec, &one, &ns, &energy);
-		if (rc)
-			break;
-		dv->run_ns[i++] = ns;
-		at += ns;
-		if (at >= st->until_ns)
-			break;
-		one.seq++;
-		one.ctx_tokens += one.batch;
-		one.joining = 0;
-		one.prefill_tokens = 0;
-		one.load_ns = 0;
+	if (dv->ops->run_steps) {
+		uint32_t n = st->steps < SIM_RUN_MAX ? st->steps : SIM_RUN_MAX;
+
+		i = dv->ops->run_steps(dv->exec, st, n, sm->now, st->until_ns,
+				       dv->run_ns);
+		if (!i)
+			rc = HS_EINVAL;
+		for (n = 0; n < i; n++)
+			at += dv->run_ns[n];
+	} else {
+		for (i = 0; i < st->steps && i < SIM_RUN_MAX;) {
+			rc = dv->ops->run_step(dv->exec, &one, &ns, &energy);
+			if (rc)
+				break;
+			dv->run_ns[i++] = ns;
+			at += ns;
+			if (at >= st->until_ns)
+				break;
+			one.seq++;
+			one.ctx_tokens += one.batch;
+			one.joining = 0;
+			one.prefill_tokens = 0;
+			one.load_ns = 0;
+		}
 	}
 	/* A real step runs inside this hook, inside a core call: its time is
 	 * the device's, not the scheduler's. */

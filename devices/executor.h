@@ -64,6 +64,16 @@ struct hs_executor_ops {
 	 */
 	int (*run_step)(void *exec, const hs_step_t *step, int64_t *duration_ns,
 			double *energy_j);
+	/*
+	 * Optional, for executors that do no work (sim): time steps 0..n-1
+	 * of a run (see hs_step_t.steps) at once, each exactly as run_step
+	 * would, the first starting at start_ns; stop after the first that
+	 * ends at or after until_ns. Returns how many were timed, in
+	 * ns_out; 0 for a step it cannot run.
+	 */
+	uint32_t (*run_steps)(void *exec, const hs_step_t *step, uint32_t n,
+			      int64_t start_ns, int64_t until_ns,
+			      int64_t *ns_out);
 	/* The job left this device (done, cancelled, requeued): free its KV
 	 * cache for the next. Optional. */
 	void (*release)(void *exec, uint64_t job);

@@ -96,35 +96,77 @@ static void sim_close(void *exec)
 	hs__free(sm);
 }
 
-static int sim_run_step(void *exec, const hs_step_t *step, int64_t *duration_ns,
-			double *energy_j)
+/* A step's time, load excluded: the law at the level's speed, skewed,
+ * with the noise of step seq. */
+static inline double step_time(const sim_t *sm, hs__perf_t *law, double B,
+			       double C, double P, double speed, uint64_t seq)
 {
-	sim_t *sm = exec;
-	double speed = 1.0, t;
-
-	if (step->model >= sm->n_models)
-		return HS_EINVAL;
-	if (sm->dev.n_levels && step->level >= 0 &&
-	    (unsigned)step->level < sm->dev.n_levels)
-		speed = sm->dev.levels[step->level].speed;
-	t = hs__perf_predict_ns(&sm->truth[step->model], step->batch,
-				(double)step->ctx_tokens,
-				(double)step->prefill_tokens) /
-	    speed * sm->factor;
+	double t = hs__perf_predict_ns(law, B, C, P) / speed * sm->factor;
 
 	/* The noise of a step is a function of its number, not of the steps
 	 * drawn before: a driver that times a run ahead and cuts it short
 	 * leaves the later steps what they would have been. */
 	if (sm->noise > 0) {
-		uint64_t x = sm->rng + step->seq * 0xd1b54a32d192ed03ull;
+		uint64_t x = sm->rng + seq * 0xd1b54a32d192ed03ull;
 
 		t *= 1.0 + sm->noise * uniform_pm1(&x);
 	}
-	if (t < 1)
-		t = 1;
-	*duration_ns = round_ns(t) + step->load_ns;
+	return t < 1 ? 1 : t;
+}
+
+static double level_speed(const sim_t *sm, int level)
+{
+	if (sm->dev.n_levels && level >= 0 &&
+	    (unsigned)level < sm->dev.n_levels)
+		return sm->dev.levels[level].speed;
+	return 1.0;
+}
+
+static int sim_run_step(void *exec, const hs_step_t *step, int64_t *duration_ns,
+			double *energy_j)
+{
+	sim_t *sm = exec;
+
+	if (step->model >= sm->n_models)
+		return HS_EINVAL;
+	*duration_ns =
+		round_ns(step_time(sm, &sm->truth[step->model], step->batch,
+				   (double)step->ctx_tokens,
+				   (double)step->prefill_tokens,
+				   level_speed(sm, step->level), step->seq)) +
+		step->load_ns;
 	*energy_j = -1;
 	return 0;
+}
+
+/* The steps of a run, each timed as sim_run_step times it alone. */
+static uint32_t sim_run_steps(void *exec, const hs_step_t *step, uint32_t n,
+			      int64_t start_ns, int64_t until_ns,
+			      int64_t *ns_out)
+{
+	sim_t *sm = exec;
+	double speed, B = step->batch, C = (double)step->ctx_tokens;
+	int64_t at = start_ns;
+	hs__perf_t *law;
+	uint32_t i;
+
+	if (step->model >= sm->n_models || n == 0)
+		return 0;
+	law = &sm->truth[step->model];
+	speed = level_speed(sm, step->level);
+	for (i = 0; i < n; i++, C += B) {
+		int64_t t = round_ns(step_time(
+			sm, law, B, C, i ? 0 : (double)step->prefill_tokens,
+			speed, step->seq + i));
+
+		if (i == 0)
+			t += step->load_ns;
+		ns_out[i] = t;
+		at += t;
+		if (at >= until_ns)
+			return i + 1;
+	}
+	return n;
 }
 
 const struct hs_executor_ops hs__executor_sim = {
@@ -132,4 +174,5 @@ const struct hs_executor_ops hs__executor_sim = {
 	.open = sim_open,
 	.close = sim_close,
 	.run_step = sim_run_step,
+	.run_steps = sim_run_steps,
 };

@@ -302,6 +302,92 @@ bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
 	return true;
 }
 
+/* Sums of decode samples not yet added to the normal equations. */
+typedef struct decode_sums_s {
+	double n, c, cc, t, tc;
+} decode_sums_t;
+
+static void decode_flush(hs__perf_t *p, double B, decode_sums_t *d)
+{
+	double *a = p->xtx;
+
+	if (d->n == 0)
+		return;
+	a[0] += d->n;
+	a[1] += B * d->n;
+	a[4] += B * d->n;
+	a[2] += d->c;
+	a[8] += d->c;
+	a[5] += B * B * d->n;
+	a[6] += B * d->c;
+	a[9] += B * d->c;
+	a[10] += d->cc;
+	p->xty[0] += d->t;
+	p->xty[1] += B * d->t;
+	p->xty[2] += d->tc;
+	memset(d, 0, sizeof(*d));
+}
+
+uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
+				 const int64_t *ns, uint32_t n, double scale)
+{
+	decode_sums_t d = {0};
+	uint32_t i, out = 0;
+
+	if (!valid_feature(B) || !valid_feature(C) || !valid_feature(dC) ||
+	    !(scale > 0) || !isfinite(scale)) {
+		for (i = 0; i < n; i++, C += dC)
+			out += !hs__perf_observe(
+				p, B, C, 0,
+				(double)(ns[i] > 1 ? ns[i] : 1) * scale);
+		return out;
+	}
+	for (i = 0; i < n; i++, C += dC) {
+		double t = (double)(ns[i] > 1 ? ns[i] : 1) * scale, pred, e;
+
+		if (p->dirty) {
+			decode_flush(p, B, &d);
+			hs__perf_solve(p);
+		}
+		pred = p->theta[HS_PERF_STEP] + p->theta[HS_PERF_JOB] * B +
+		       p->theta[HS_PERF_CTX] * C;
+		if (!(pred >= HS_PERF_MIN_NS))
+			pred = HS_PERF_MIN_NS;
+		e = fabs(pred - t) / t;
+		p->rel_err_sum += e;
+		p->rel_err_n++;
+		if (p->samples >= HS_PERF_WARMUP) {
+			p->cal_err_sum += e;
+			p->cal_err_n++;
+			if (t > HS_PERF_OUTLIER_K * pred ||
+			    t < pred / HS_PERF_OUTLIER_K) {
+				if (++p->consecutive_outliers <
+				    HS_PERF_RESET_RUN) {
+					p->outliers++;
+					out++;
+					continue;
+				}
+				decode_flush(p, B, &d);
+				reset_fit(p);
+				p->resets++;
+			}
+		}
+		p->consecutive_outliers = 0;
+		d.n += 1;
+		d.c += C;
+		d.cc += C * C;
+		d.t += t;
+		d.tc += t * C;
+		p->samples++;
+		p->pending++;
+		if (p->samples <= HS_PERF_REFIT_ALL ||
+		    p->pending * HS_PERF_REFIT_FRACTION >= p->samples)
+			p->dirty = true;
+	}
+	decode_flush(p, B, &d);
+	return out;
+}
+
 void hs__perf_refit(hs__perf_t *p)
 {
 	if (p->pending || p->dirty)

@@ -111,6 +111,16 @@ static inline double hs__perf_predict_ns(hs__perf_t *p, double B, double C,
 bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
 		      double measured_ns);
 
+/*
+ * Record n decode steps of one batch at full speed, in order, as n calls
+ * of hs__perf_observe would (the same predictions, error figures,
+ * outliers and refits; sums added in another order): B jobs, no prefill,
+ * C context tokens in the first, dC more in each next; step i measured
+ * max(ns[i], 1) * scale ns. Returns how many were outliers.
+ */
+uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
+				 const int64_t *ns, uint32_t n, double scale);
+
 /* Solve for every accepted sample now (before saving, or to compare). */
 void hs__perf_refit(hs__perf_t *p);
 

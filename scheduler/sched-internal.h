@@ -154,6 +154,7 @@ struct hs_sched_s {
 	double budget_w;
 	double power_w;
 	uint32_t n_grace; /* steps started under a higher budget */
+	uint32_t n_waiting; /* devices with waiting_power */
 	uint64_t power_epoch; /* bumped whenever power is freed */
 	int64_t timer_at; /* requested wake-up, -1 none */
 	int64_t next_epoch_ns;

@@ -881,6 +881,14 @@ static void set_in_run(hs_sched_t *s, uint32_t d, bool on)
 		s->in_run[d / 64] &= ~(1ull << (d % 64));
 }
 
+/* dv has work that no power level lets it start, or no longer. */
+static void set_waiting(hs_sched_t *s, hs__dev_t *dv, bool on)
+{
+	if (dv->waiting_power != on)
+		s->n_waiting += on ? 1 : -1;
+	dv->waiting_power = on;
+}
+
 /* End dv's run at its next step boundary. */
 static void cut(hs_sched_t *s, hs__dev_t *dv)
 {
@@ -1085,7 +1093,7 @@ static void start_run(hs_sched_t *s, uint32_t d, uint32_t m,
 	dv->cut = false;
 	dv->busy = true;
 	set_idle(s, d, false);
-	dv->waiting_power = false;
+	set_waiting(s, dv, false);
 	set_in_run(s, d, dv->run_len > 1);
 	/* Joining ones first: they are the last ids added. */
 	if (dv->n_joining) {
@@ -1100,6 +1108,23 @@ static void start_run(hs_sched_t *s, uint32_t d, uint32_t m,
 	hand_out(s, dv);
 }
 
+/* The governor grants dv a level (lo, the fastest that fits, or a slower
+ * one the policy picks) and its lease. */
+static void grant(hs_sched_t *s, hs__dev_t *dv, int lo, int64_t now)
+{
+	int level = lo;
+
+	if (s->policy->level) {
+		level = s->policy->level(s->policy_state, s, dv->d.id, lo);
+		if (level < lo || level >= (int)n_levels(dv))
+			level = lo;
+	}
+	dv->level = level;
+	dv->step_budget_w = s->budget_w;
+	dv->lease_until = now + s->cfg.power_lease_ns;
+	set_draw(s, dv, level_cap(dv, level));
+}
+
 /*
  * Try to start a run on an idle device: the governor grants a power
  * level and its lease, the batch fills at this step boundary, the driver
@@ -1109,7 +1134,7 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 {
 	hs__dev_t *dv = &s->devs[d];
 	uint32_t m, b, joined_tokens;
-	int lo, level;
+	int lo;
 
 	if (dv->failed || dv->busy || !has_work(s, dv, d))
 		return false;
@@ -1120,7 +1145,7 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 	if (lo < 0) {
 		dv->power_wait_epoch = s->power_epoch;
 		if (!dv->waiting_power) {
-			dv->waiting_power = true;
+			set_waiting(s, dv, true);
 			s->st.power_waits++;
 			if (dv->n_members)
 				s->st.paused++;
@@ -1151,16 +1176,7 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 		dv->bucket = b;
 		s->model_devices[m]++;
 	}
-	level = lo;
-	if (s->policy->level) {
-		level = s->policy->level(s->policy_state, s, (int)d, lo);
-		if (level < lo || level >= (int)n_levels(dv))
-			level = lo;
-	}
-	dv->level = level;
-	dv->step_budget_w = s->budget_w;
-	dv->lease_until = now + s->cfg.power_lease_ns;
-	set_draw(s, dv, level_cap(dv, level));
+	grant(s, dv, lo, now);
 	start_run(s, d, m, joined_tokens, now);
 	return true;
 }
@@ -1664,17 +1680,21 @@ static void run_account(hs_sched_t *s, uint32_t device)
 
 	/* Calibrate: the model predicts full-speed compute time, so the
 	 * weight load is taken out and the level's slowdown undone. */
-	for (i = 0; i < n; i++) {
-		double C = dv->step_ctx + (double)i * B;
-		double P = i ? 0 : (double)dv->step_prefill;
-		double t = (double)(dv->run_ns[i] - (i ? 0 : dv->step_load_ns));
-
+	for (i = 0; i < n; i++)
 		busy += dv->run_ns[i];
-		if (t < 1)
-			t = 1;
-		if (!hs__perf_observe(perf, B, C, P, t * speed))
+	{
+		double t = (double)(dv->run_ns[0] - dv->step_load_ns);
+
+		if (!hs__perf_observe(perf, B, dv->step_ctx,
+				      (double)dv->step_prefill,
+				      (t < 1 ? 1 : t) * speed))
 			s->st.perf_outliers++;
 	}
+	/* The rest decode only, one more context token per job each. */
+	if (n > 1)
+		s->st.perf_outliers +=
+			hs__perf_observe_decode(perf, B, dv->step_ctx + B, B,
+						dv->run_ns + 1, n - 1, speed);
 	/* The fit may have moved (or be due to). */
 	cost_stale(s, device, m);
 	if (dv->run_modeled) {
@@ -1741,6 +1761,15 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 		i = 0;
 	}
 
+	/* A lease that ended is renewed at once while no device waits for
+	 * power: giving it back would hand it to nobody else. The governor
+	 * grants the level anew, under the budget of now. */
+	if (!lease_holds(s, dv, now) && !s->n_waiting && dv->n_members) {
+		int lo = fastest_fitting_level(s, dv);
+
+		if (lo >= 0)
+			grant(s, dv, lo, now);
+	}
 	if (lease_holds(s, dv, now) && go_on(s, device, now)) {
 		epoch(s, now);
 		return;
@@ -1873,7 +1902,7 @@ int hs_sched_set_budget(hs_sched_t *s, int64_t now, double watts)
 		if (dv->busy && watts > 0 &&
 		    (dv->step_budget_w <= 0 || dv->step_budget_w > watts))
 			s->n_grace++;
-		dv->waiting_power = false;
+		set_waiting(s, dv, false);
 		/* Every lease ends with the budget it was granted under: the
 		 * governor divides the new one at each device's next step
 		 * boundary. */
@@ -1970,6 +1999,7 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 	}
 	dv->failed = true;
 	dv->st.failed = true;
+	set_waiting(s, dv, false);
 	for (m = 0; m < s->n_models; m++)
 		s->fit_lim[m * s->n_devs + (uint32_t)device] = 0;
 	set_idle(s, (uint32_t)device, false);
