@@ -397,7 +397,7 @@ typedef struct hs_sched_config_s {
 	int64_t lp_epoch_ns; /* lp policy re-solve period (default 1 s) */
 	int64_t power_lease_ns; /* under a budget, a device keeps the power
 				 * level it was granted this long while its
-				 * batch has work (default 250 ms), as a
+				 * batch has work (default 1 s), as a
 				 * power cap is held on real hardware; the
 				 * governor re-divides the budget when a
 				 * lease ends, the batch empties or the

@@ -332,7 +332,10 @@ uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 				 const int64_t *ns, uint32_t n, double scale)
 {
 	decode_sums_t d = {0};
-	uint32_t i, out = 0;
+	double err = 0, cal = 0, base = 0, slope = 0;
+	uint64_t samples = p->samples, pending = p->pending;
+	uint32_t i, out = 0, n_err = 0, n_cal = 0;
+	bool fresh = true; /* base and slope need reading */
 
 	if (!valid_feature(B) || !valid_feature(C) || !valid_feature(dC) ||
 	    !(scale > 0) || !isfinite(scale)) {
@@ -342,23 +345,43 @@ uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 				(double)(ns[i] > 1 ? ns[i] : 1) * scale);
 		return out;
 	}
+	if (p->dirty)
+		hs__perf_solve(p);
+	pending = p->pending;
+	/* The figures in locals, back in p before anything reads them. */
+#define SYNC()                          \
+	do {                            \
+		p->samples = samples;   \
+		p->pending = pending;   \
+		p->rel_err_sum += err;  \
+		p->rel_err_n += n_err;  \
+		p->cal_err_sum += cal;  \
+		p->cal_err_n += n_cal;  \
+		err = cal = 0;          \
+		n_err = n_cal = 0;      \
+		decode_flush(p, B, &d); \
+	} while (0)
 	for (i = 0; i < n; i++, C += dC) {
 		double t = (double)(ns[i] > 1 ? ns[i] : 1) * scale, pred, e;
 
-		if (p->dirty) {
-			decode_flush(p, B, &d);
-			hs__perf_solve(p);
+		/* The fit the run is judged by: the one before it. Samples
+		 * that call for a refit get it at the next prediction. */
+		if (fresh) {
+			base = p->theta[HS_PERF_STEP] +
+			       p->theta[HS_PERF_JOB] * B;
+			slope = p->theta[HS_PERF_CTX];
+			fresh = false;
 		}
-		pred = p->theta[HS_PERF_STEP] + p->theta[HS_PERF_JOB] * B +
-		       p->theta[HS_PERF_CTX] * C;
+		/* As hs__perf_predict_ns adds them (P = 0 adds nothing). */
+		pred = base + slope * C;
 		if (!(pred >= HS_PERF_MIN_NS))
 			pred = HS_PERF_MIN_NS;
 		e = fabs(pred - t) / t;
-		p->rel_err_sum += e;
-		p->rel_err_n++;
-		if (p->samples >= HS_PERF_WARMUP) {
-			p->cal_err_sum += e;
-			p->cal_err_n++;
+		err += e;
+		n_err++;
+		if (samples >= HS_PERF_WARMUP) {
+			cal += e;
+			n_cal++;
 			if (t > HS_PERF_OUTLIER_K * pred ||
 			    t < pred / HS_PERF_OUTLIER_K) {
 				if (++p->consecutive_outliers <
@@ -367,9 +390,12 @@ uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 					out++;
 					continue;
 				}
-				decode_flush(p, B, &d);
+				SYNC();
 				reset_fit(p);
 				p->resets++;
+				samples = 0;
+				pending = 0;
+				fresh = true;
 			}
 		}
 		p->consecutive_outliers = 0;
@@ -378,13 +404,14 @@ uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 		d.cc += C * C;
 		d.t += t;
 		d.tc += t * C;
-		p->samples++;
-		p->pending++;
-		if (p->samples <= HS_PERF_REFIT_ALL ||
-		    p->pending * HS_PERF_REFIT_FRACTION >= p->samples)
+		samples++;
+		pending++;
+		if (samples <= HS_PERF_REFIT_ALL ||
+		    pending * HS_PERF_REFIT_FRACTION >= samples)
 			p->dirty = true;
 	}
-	decode_flush(p, B, &d);
+	SYNC();
+#undef SYNC
 	return out;
 }
 

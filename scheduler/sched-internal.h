@@ -177,6 +177,7 @@ struct hs_sched_s {
 	double *cost; /* [(m * HS__COST_N + k) * n_devs + d] */
 	uint64_t *fit_lim; /* [m * n_devs + d]: a job's KV bytes fit
 			    * the device iff below it (0: never) */
+	uint64_t *fit_min; /* per model: the least of its fit_lim */
 	uint64_t *cost_stale; /* [m * dev_words + d / 64] */
 	uint32_t dev_words; /* 64-bit words of a bitmap of devices */
 	uint32_t cost_batch; /* the batch the entries are for */

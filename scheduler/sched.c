@@ -26,7 +26,7 @@ void hs_sched_config_init(hs_sched_config_t *cfg)
 	cfg->aging_ns = 1000000000;
 	cfg->kv_reserve = 0.05;
 	cfg->lp_epoch_ns = 1000000000;
-	cfg->power_lease_ns = 250000000;
+	cfg->power_lease_ns = 1000000000;
 }
 
 static int check_config(hs_sched_config_t *c, hs_error_t *err)
@@ -1291,6 +1291,21 @@ static int check_device(const hs_device_t *dv, size_t d, hs_error_t *err)
 	return 0;
 }
 
+/* The least fit limit of each model over the devices (fit_min). */
+static void fit_min_update(hs_sched_t *s)
+{
+	uint32_t m, d;
+
+	for (m = 0; m < s->n_models; m++) {
+		uint64_t lo = UINT64_MAX;
+
+		for (d = 0; d < s->n_devs; d++)
+			if (s->fit_lim[m * s->n_devs + d] < lo)
+				lo = s->fit_lim[m * s->n_devs + d];
+		s->fit_min[m] = lo;
+	}
+}
+
 int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 		 const hs_model_catalog_t *models, const hs_device_t *devices,
 		 size_t n_devices, const hs_sched_hooks_t *hooks,
@@ -1366,12 +1381,13 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->dev_words = (uint32_t)((n_devices + 63) / 64);
 	s->cost = hs__calloc(n_models * HS__COST_N * n_devices, sizeof(double));
 	s->fit_lim = hs__calloc(n_models * n_devices, sizeof(uint64_t));
+	s->fit_min = hs__calloc(n_models, sizeof(uint64_t));
 	s->cost_stale = hs__calloc(n_models * s->dev_words, sizeof(uint64_t));
 	if (!s->models || !s->devs || !s->perf || !s->queues || !s->nonempty ||
 	    !s->owner_queued || !s->class_jobs || !s->class_tokens ||
 	    !s->class_ctx || !s->idle || !s->work || !s->in_run ||
 	    !s->model_devices || !s->finish || !s->backlog || !s->cost ||
-	    !s->fit_lim || !s->cost_stale)
+	    !s->fit_lim || !s->fit_min || !s->cost_stale)
 		goto out_nomem;
 	hs__sched_cost_stale_all(s);
 	for (m = 0; m < n_models; m++)
@@ -1414,6 +1430,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 					dv->usable_bytes - w + 1;
 		}
 	}
+	fit_min_update(s);
 	s->st.peak_power_w = s->power_w;
 	s->st.power_floor_w = s->power_w;
 	if (s->policy->init && (rc = s->policy->init(s, &s->policy_state))) {
@@ -1466,6 +1483,7 @@ void hs_sched_free(hs_sched_t *s)
 	hs__free(s->backlog);
 	hs__free(s->cost);
 	hs__free(s->fit_lim);
+	hs__free(s->fit_min);
 	hs__free(s->cost_stale);
 	hs__free(s->jobs);
 	hs__free(s->perf);
@@ -2002,6 +2020,7 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 	set_waiting(s, dv, false);
 	for (m = 0; m < s->n_models; m++)
 		s->fit_lim[m * s->n_devs + (uint32_t)device] = 0;
+	fit_min_update(s);
 	set_idle(s, (uint32_t)device, false);
 	dv->n_joining = 0;
 	/* A job leaves the batch or its queue only once another queue has
@@ -2291,7 +2310,7 @@ double hs__sched_job_cost_ns(hs_sched_t *s, int d, const hs_job_t *job,
 	double step = hs__perf_predict_ns(p, B, B * (ctx + gen / 2), 0);
 	double prefill = p->theta[HS_PERF_PREFILL] * ctx;
 
-	return prefill + gen * step / B +
+	return prefill + step * (gen / B) +
 	       (double)load_ns(s, &s->devs[d], job->model) / B;
 }
 
@@ -2359,7 +2378,7 @@ const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
 	uint32_t m = job->model, n = s->n_devs, d;
 	uint64_t kv = job_kv(s, job);
 	double B = batch ? batch : 1, ctx = job->ctx_tokens,
-	       gen = job->gen_tokens, C = B * (ctx + gen / 2);
+	       gen = job->gen_tokens, C = B * (ctx + gen / 2), per = gen / B;
 	const uint64_t *lim = &s->fit_lim[m * n];
 	const double *row = &s->cost[(size_t)m * HS__COST_N * n];
 	const double *k_step = row + HS__COST_STEP * n;
@@ -2387,9 +2406,8 @@ const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
 			load2(k_prefill + d) * zero;
 		v2i above = t > min;
 		v2d step = (v2d)(((v2i)t & above) | ((v2i)min & ~above));
-		v2d f = load2(backlog + d) +
-			(load2(k_prefill + d) * ctx + gen * step / B +
-			 load2(k_load + d));
+		v2d f = load2(backlog + d) + (load2(k_prefill + d) * ctx +
+					      step * per + load2(k_load + d));
 
 		memcpy(finish + d, &f, sizeof(f));
 	}
@@ -2398,11 +2416,13 @@ const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
 		double step = t > HS_PERF_MIN_NS ? t : HS_PERF_MIN_NS;
 
 		finish[d] = backlog[d] +
-			    (k_prefill[d] * ctx + gen * step / B + k_load[d]);
+			    (k_prefill[d] * ctx + step * per + k_load[d]);
 	}
-	for (d = 0; d < n; d++)
-		if (!(kv < lim[d]))
-			finish[d] = HUGE_VAL;
+	/* Below every device's limit, the job fits them all. */
+	if (!(kv < s->fit_min[m]))
+		for (d = 0; d < n; d++)
+			if (!(kv < lim[d]))
+				finish[d] = HUGE_VAL;
 	return s->finish;
 }
 
