@@ -11,19 +11,8 @@
 static int eft_route(void *state, hs_sched_t *s, const hs_job_t *job,
 		     int64_t now)
 {
-	size_t n = hs__sched_n_devices(s), d;
-	const double *finish = hs__sched_finish_ns(
-		s, job, hs__sched_config(s)->max_batch_jobs);
-	double best = HUGE_VAL;
-	int pick = -1;
-
-	/* The first of the earliest; HUGE_VAL (cannot run it) never. */
-	for (d = 0; d < n; d++)
-		if (finish[d] < best) {
-			best = finish[d];
-			pick = (int)d;
-		}
-	return pick;
+	/* The first of the earliest; a device that cannot run it never. */
+	return hs__sched_earliest(s, job, hs__sched_config(s)->max_batch_jobs);
 }
 
 const struct hs_policy_ops hs__policy_eft = {

@@ -789,6 +789,12 @@ static bool other_model_starving(const hs_sched_t *s, uint32_t d, uint32_t m,
 	int64_t limit = now - s->cfg.aging_ns;
 	int pass;
 
+	/* Most often every other model runs somewhere: nothing to look at. */
+	for (qm = 0; qm < s->n_models; qm++)
+		if (qm != m && !s->model_devices[qm])
+			break;
+	if (qm == s->n_models)
+		return false;
 	for (pass = 0; pass < 2; pass++) {
 		uint32_t owner1 = pass == 0 ? d + 1 : 0;
 
@@ -2361,19 +2367,31 @@ static void cost_refresh(hs_sched_t *s, uint32_t m, uint64_t kv, double B)
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #endif
-typedef double v2d __attribute__((vector_size(16)));
-typedef int64_t v2i __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+typedef int64_t v4i __attribute__((vector_size(32)));
 
-static inline v2d load2(const double *p)
-{
-	v2d v;
+/* Four lanes: two SSE2 halves each on any x86-64, one AVX2 register where
+ * the processor has it (GCC picks the copy at load time). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define HS__FINISH_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define HS__FINISH_CLONES
+#endif
 
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
-				  uint32_t batch)
+/*
+ * Finish times of a job on every device, into s->finish; with pick, also
+ * the first device of the earliest (-1: none below HUGE_VAL), found in the
+ * same pass. hs__sched_job_cost_ns, operation for operation, on the
+ * entries: the step time of a batch of B with the job's context and no
+ * prefill (P = 0 kept in, as the prediction adds it), floored (NaN too).
+ * Every device first, without branches, two at a time: each lane does
+ * what the scalar code does, in the same order (ISO C mode contracts
+ * nothing into fused multiply-adds). Then those the job does not fit,
+ * whose entries may be stale.
+ */
+HS__FINISH_CLONES
+static void finish_pass(hs_sched_t *s, const hs_job_t *job, uint32_t batch,
+			int *pick)
 {
 	uint32_t m = job->model, n = s->n_devs, d;
 	uint64_t kv = job_kv(s, job);
@@ -2386,30 +2404,47 @@ const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
 	const double *k_prefill = row + HS__COST_PREFILL * n;
 	const double *k_load = row + HS__COST_LOAD * n;
 	const double *backlog = s->backlog;
-	double *restrict finish = s->finish;
+	double *restrict finish = s->finish, best = HUGE_VAL;
+	bool all_fit;
+	v4d lane_best = {HUGE_VAL, HUGE_VAL, HUGE_VAL, HUGE_VAL};
+	v4i lane_pick = {-1, -1, -1, -1}, idx = {0, 1, 2, 3},
+	    four = {4, 4, 4, 4};
+	unsigned l;
 
 	if (batch != s->cost_batch) {
 		hs__sched_cost_stale_all(s);
 		s->cost_batch = batch;
 	}
 	cost_refresh(s, m, kv, B);
-	/* hs__sched_job_cost_ns, operation for operation, on the entries:
-	 * the step time of a batch of B with the job's context and no
-	 * prefill (P = 0 kept in, as the prediction adds it), floored (NaN
-	 * too). Every device first, without branches, two at a time: each
-	 * lane does what the scalar code does, in the same order (ISO C
-	 * mode contracts nothing into fused multiply-adds). Then those the
-	 * job does not fit, whose entries may be stale. */
-	for (d = 0; d + 2 <= n; d += 2) {
-		v2d zero = {0, 0}, min = {HS_PERF_MIN_NS, HS_PERF_MIN_NS};
-		v2d t = load2(k_step + d) + load2(k_ctx + d) * C +
-			load2(k_prefill + d) * zero;
-		v2i above = t > min;
-		v2d step = (v2d)(((v2i)t & above) | ((v2i)min & ~above));
-		v2d f = load2(backlog + d) + (load2(k_prefill + d) * ctx +
-					      step * per + load2(k_load + d));
+	/* Below every device's limit, the job fits them all. */
+	all_fit = kv < s->fit_min[m];
+	for (d = 0; d + 4 <= n; d += 4) {
+		v4d zero = {0, 0, 0, 0}, min = {HS_PERF_MIN_NS, HS_PERF_MIN_NS,
+						HS_PERF_MIN_NS, HS_PERF_MIN_NS};
+		v4d ks, kc, kp, kl, bl, t, step, f;
+		v4i above;
+
+		/* Loads as copies: no alignment is promised. */
+		memcpy(&ks, k_step + d, sizeof(ks));
+		memcpy(&kc, k_ctx + d, sizeof(kc));
+		memcpy(&kp, k_prefill + d, sizeof(kp));
+		memcpy(&kl, k_load + d, sizeof(kl));
+		memcpy(&bl, backlog + d, sizeof(bl));
+		t = ks + kc * C + kp * zero;
+		above = t > min;
+		step = (v4d)(((v4i)t & above) | ((v4i)min & ~above));
+		f = bl + (kp * ctx + step * per + kl);
 
 		memcpy(finish + d, &f, sizeof(f));
+		if (pick) {
+			/* Each lane keeps its first earliest. */
+			v4i lt = f < lane_best;
+
+			lane_best =
+				(v4d)(((v4i)f & lt) | ((v4i)lane_best & ~lt));
+			lane_pick = (idx & lt) | (lane_pick & ~lt);
+			idx += four;
+		}
 	}
 	for (; d < n; d++) {
 		double t = k_step[d] + k_ctx[d] * C + k_prefill[d] * 0.0;
@@ -2418,12 +2453,50 @@ const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
 		finish[d] = backlog[d] +
 			    (k_prefill[d] * ctx + step * per + k_load[d]);
 	}
-	/* Below every device's limit, the job fits them all. */
-	if (!(kv < s->fit_min[m]))
+	if (!all_fit)
 		for (d = 0; d < n; d++)
 			if (!(kv < lim[d]))
 				finish[d] = HUGE_VAL;
+	if (!pick)
+		return;
+	*pick = -1;
+	if (!all_fit) {
+		for (d = 0; d < n; d++)
+			if (finish[d] < best) {
+				best = finish[d];
+				*pick = (int)d;
+			}
+		return;
+	}
+	/* Lane l holds the devices d % 4 == l: the earliest of the lanes,
+	 * the lowest device on a tie; then those past the last four. */
+	for (l = 0; l < 4; l++)
+		if (lane_pick[l] >= 0 &&
+		    (*pick < 0 || lane_best[l] < best ||
+		     (lane_best[l] == best && lane_pick[l] < *pick))) {
+			best = lane_best[l];
+			*pick = (int)lane_pick[l];
+		}
+	for (d = n & ~3u; d < n; d++)
+		if (finish[d] < best || (finish[d] == best && (int)d < *pick)) {
+			best = finish[d];
+			*pick = (int)d;
+		}
+}
+
+const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
+				  uint32_t batch)
+{
+	finish_pass(s, job, batch, NULL);
 	return s->finish;
+}
+
+int hs__sched_earliest(hs_sched_t *s, const hs_job_t *job, uint32_t batch)
+{
+	int pick;
+
+	finish_pass(s, job, batch, &pick);
+	return pick;
 }
 
 void hs__sched_class_demand(const hs_sched_t *s, uint32_t model,
