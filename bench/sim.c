@@ -270,11 +270,9 @@ static void on_step_start(void *ud, const hs_step_t *st)
 		uint32_t n = st->steps < SIM_RUN_MAX ? st->steps : SIM_RUN_MAX;
 
 		i = dv->ops->run_steps(dv->exec, st, n, sm->now, st->until_ns,
-				       dv->run_ns);
+				       dv->run_ns, &at);
 		if (!i)
 			rc = HS_EINVAL;
-		for (n = 0; n < i; n++)
-			at += dv->run_ns[n];
 	} else {
 		for (i = 0; i < st->steps && i < SIM_RUN_MAX;) {
 			rc = dv->ops->run_step(dv->exec, &one, &ns, &energy);
@@ -746,7 +744,8 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 				int64_t at = dv->run_start;
 
 				dv->busy = false;
-				for (i = 0; i < dv->n_run; i++) {
+				for (i = 0; res->bin_ns > 0 && i < dv->n_run;
+				     i++) {
 					at += dv->run_ns[i];
 					bins_tokens(&sm, at, dv->step_batch);
 				}

@@ -69,11 +69,11 @@ struct hs_executor_ops {
 	 * of a run (see hs_step_t.steps) at once, each exactly as run_step
 	 * would, the first starting at start_ns; stop after the first that
 	 * ends at or after until_ns. Returns how many were timed, in
-	 * ns_out; 0 for a step it cannot run.
+	 * ns_out, the last ending at *end_ns; 0 for a step it cannot run.
 	 */
 	uint32_t (*run_steps)(void *exec, const hs_step_t *step, uint32_t n,
 			      int64_t start_ns, int64_t until_ns,
-			      int64_t *ns_out);
+			      int64_t *ns_out, int64_t *end_ns);
 	/* The job left this device (done, cancelled, requeued): free its KV
 	 * cache for the next. Optional. */
 	void (*release)(void *exec, uint64_t job);

@@ -96,45 +96,69 @@ static void sim_close(void *exec)
 	hs__free(sm);
 }
 
-/* A step's time, load excluded: the law at the level's speed, skewed,
- * with the noise of step seq. */
-static inline double step_time(const sim_t *sm, hs__perf_t *law, double B,
-			       double C, double P, double speed, uint64_t seq)
+/* What times the steps of one model at one level, in locals. */
+typedef struct step_law_s {
+	double theta[HS_PERF_NFEAT]; /* the law: the roofline prior */
+	double B, speed, factor, noise;
+	uint64_t rng;
+} step_law_t;
+
+static void step_law(const sim_t *sm, const hs_step_t *step, step_law_t *sl)
 {
-	double t = hs__perf_predict_ns(law, B, C, P) / speed * sm->factor;
+	const hs__perf_t *law = &sm->truth[step->model];
 
-	/* The noise of a step is a function of its number, not of the steps
-	 * drawn before: a driver that times a run ahead and cuts it short
-	 * leaves the later steps what they would have been. */
-	if (sm->noise > 0) {
-		uint64_t x = sm->rng + seq * 0xd1b54a32d192ed03ull;
-
-		t *= 1.0 + sm->noise * uniform_pm1(&x);
-	}
-	return t < 1 ? 1 : t;
+	memcpy(sl->theta, law->theta, sizeof(sl->theta));
+	sl->B = step->batch;
+	sl->speed = 1.0;
+	if (sm->dev.n_levels && step->level >= 0 &&
+	    (unsigned)step->level < sm->dev.n_levels)
+		sl->speed = sm->dev.levels[step->level].speed;
+	sl->factor = sm->factor;
+	sl->noise = sm->noise;
+	sl->rng = sm->rng;
 }
 
-static double level_speed(const sim_t *sm, int level)
+/*
+ * A step's time, load excluded: the law at the level's speed (the
+ * prediction as hs__perf_predict_ns makes it, floored), skewed, with the
+ * noise of step seq: a function of its number, not of the steps drawn
+ * before, so that a driver that times a run ahead and cuts it short
+ * leaves the later steps what they would have been.
+ */
+static inline int64_t step_ns(const step_law_t *sl, double C, double P,
+			      uint64_t seq)
 {
-	if (sm->dev.n_levels && level >= 0 &&
-	    (unsigned)level < sm->dev.n_levels)
-		return sm->dev.levels[level].speed;
-	return 1.0;
+	double t = sl->theta[HS_PERF_STEP] + sl->theta[HS_PERF_JOB] * sl->B +
+		   sl->theta[HS_PERF_CTX] * C + sl->theta[HS_PERF_PREFILL] * P;
+
+	if (!(t >= HS_PERF_MIN_NS))
+		t = HS_PERF_MIN_NS;
+	t = t / sl->speed * sl->factor;
+	if (sl->noise > 0) {
+		/* A multiply-xorshift of the step's number: uniform enough
+		 * for a spread of a few percent, and cheap. */
+		uint64_t x = (sl->rng + seq) * 0xd1b54a32d192ed03ull;
+
+		x ^= x >> 31;
+		x *= 0x94d049bb133111ebull;
+		x ^= x >> 29;
+		t *= 1.0 + sl->noise * ((double)(x >> 11) * 0x1.0p-52 - 1.0);
+	}
+	return round_ns(t < 1 ? 1 : t);
 }
 
 static int sim_run_step(void *exec, const hs_step_t *step, int64_t *duration_ns,
 			double *energy_j)
 {
 	sim_t *sm = exec;
+	step_law_t sl;
 
 	if (step->model >= sm->n_models)
 		return HS_EINVAL;
-	*duration_ns =
-		round_ns(step_time(sm, &sm->truth[step->model], step->batch,
-				   (double)step->ctx_tokens,
-				   (double)step->prefill_tokens,
-				   level_speed(sm, step->level), step->seq)) +
-		step->load_ns;
+	step_law(sm, step, &sl);
+	*duration_ns = step_ns(&sl, (double)step->ctx_tokens,
+			       (double)step->prefill_tokens, step->seq) +
+		       step->load_ns;
 	*energy_j = -1;
 	return 0;
 }
@@ -142,31 +166,29 @@ static int sim_run_step(void *exec, const hs_step_t *step, int64_t *duration_ns,
 /* The steps of a run, each timed as sim_run_step times it alone. */
 static uint32_t sim_run_steps(void *exec, const hs_step_t *step, uint32_t n,
 			      int64_t start_ns, int64_t until_ns,
-			      int64_t *ns_out)
+			      int64_t *ns_out, int64_t *end_ns)
 {
-	sim_t *sm = exec;
-	double speed, B = step->batch, C = (double)step->ctx_tokens;
-	int64_t at = start_ns;
-	hs__perf_t *law;
+	const sim_t *sm = exec;
+	double C = (double)step->ctx_tokens;
+	int64_t at = start_ns, t;
+	step_law_t sl;
 	uint32_t i;
 
 	if (step->model >= sm->n_models || n == 0)
 		return 0;
-	law = &sm->truth[step->model];
-	speed = level_speed(sm, step->level);
-	for (i = 0; i < n; i++, C += B) {
-		int64_t t = round_ns(step_time(
-			sm, law, B, C, i ? 0 : (double)step->prefill_tokens,
-			speed, step->seq + i));
-
-		if (i == 0)
-			t += step->load_ns;
+	step_law(sm, step, &sl);
+	t = step_ns(&sl, C, (double)step->prefill_tokens, step->seq) +
+	    step->load_ns;
+	ns_out[0] = t;
+	at += t;
+	for (i = 1; i < n && at < until_ns; i++) {
+		C += sl.B;
+		t = step_ns(&sl, C, 0, step->seq + i);
 		ns_out[i] = t;
 		at += t;
-		if (at >= until_ns)
-			return i + 1;
 	}
-	return n;
+	*end_ns = at;
+	return i;
 }
 
 const struct hs_executor_ops hs__executor_sim = {

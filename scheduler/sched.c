@@ -100,16 +100,19 @@ static inline int queue_owner(const hs_sched_t *s, uint32_t q)
 
 unsigned hs__sched_bucket_of(const hs_sched_t *s, uint32_t ctx)
 {
-	unsigned lo = 0, hi = s->n_buckets - 1;
+	const uint32_t *edge = s->cfg.bucket_edges;
+	unsigned lo = 0, n = s->n_buckets - 1;
 
-	/* The first edge >= ctx; longer contexts go to the last bucket. */
-	while (lo < hi) {
-		unsigned mid = (lo + hi) / 2;
+	/* The first edge >= ctx among all but the last; longer contexts go
+	 * to the last bucket. The halving depends on n alone and the step on
+	 * a conditional move: contexts are random, a branch on them would be
+	 * mispredicted half the time. */
+	while (n > 0) {
+		unsigned half = n / 2;
+		bool up = edge[lo + half] < ctx;
 
-		if (s->cfg.bucket_edges[mid] >= ctx)
-			hi = mid;
-		else
-			lo = mid + 1;
+		lo = up ? lo + half + 1 : lo;
+		n = up ? n - half - 1 : half;
 	}
 	return lo;
 }
@@ -266,6 +269,7 @@ static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 	q_up(s, q, q->n - 1);
 	if (q->n == 1)
 		mark_nonempty(s, qi, true);
+	s->model_queued[r->pub.model]++;
 	if (s->owner_queued[owner + 1]++ == 0 && owner >= 0)
 		set_work(s, (uint32_t)owner, true);
 	s->st.queued++;
@@ -291,6 +295,7 @@ static void q_remove(hs_sched_t *s, uint32_t slot)
 	}
 	if (q->n == 0)
 		mark_nonempty(s, qi, false);
+	s->model_queued[r->pub.model]--;
 	if (--s->owner_queued[owner + 1] == 0 && owner >= 0 &&
 	    !s->devs[owner].n_members)
 		set_work(s, (uint32_t)owner, false);
@@ -789,9 +794,10 @@ static bool other_model_starving(const hs_sched_t *s, uint32_t d, uint32_t m,
 	int64_t limit = now - s->cfg.aging_ns;
 	int pass;
 
-	/* Most often every other model runs somewhere: nothing to look at. */
+	/* Most often every other model with jobs waiting runs somewhere:
+	 * nothing to look at. */
 	for (qm = 0; qm < s->n_models; qm++)
-		if (qm != m && !s->model_devices[qm])
+		if (qm != m && s->model_queued[qm] && !s->model_devices[qm])
 			break;
 	if (qm == s->n_models)
 		return false;
@@ -1382,6 +1388,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->work = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
 	s->in_run = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
 	s->model_devices = hs__calloc(n_models, sizeof(uint32_t));
+	s->model_queued = hs__calloc(n_models, sizeof(uint64_t));
 	s->finish = hs__calloc(n_devices ? n_devices : 1, sizeof(double));
 	s->backlog = hs__calloc(n_devices, sizeof(double));
 	s->dev_words = (uint32_t)((n_devices + 63) / 64);
@@ -1392,8 +1399,9 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	if (!s->models || !s->devs || !s->perf || !s->queues || !s->nonempty ||
 	    !s->owner_queued || !s->class_jobs || !s->class_tokens ||
 	    !s->class_ctx || !s->idle || !s->work || !s->in_run ||
-	    !s->model_devices || !s->finish || !s->backlog || !s->cost ||
-	    !s->fit_lim || !s->fit_min || !s->cost_stale)
+	    !s->model_devices || !s->model_queued || !s->finish ||
+	    !s->backlog || !s->cost || !s->fit_lim || !s->fit_min ||
+	    !s->cost_stale)
 		goto out_nomem;
 	hs__sched_cost_stale_all(s);
 	for (m = 0; m < n_models; m++)
@@ -1485,6 +1493,7 @@ void hs_sched_free(hs_sched_t *s)
 	hs__free(s->work);
 	hs__free(s->in_run);
 	hs__free(s->model_devices);
+	hs__free(s->model_queued);
 	hs__free(s->finish);
 	hs__free(s->backlog);
 	hs__free(s->cost);
@@ -1615,8 +1624,7 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
 	{
 		uint32_t gen = r->gen + 1;
 
-		memset(r, 0, sizeof(*r));
-		r->gen = gen;
+		*r = (hs__jobrec_t){.gen = gen};
 	}
 	r->pub.id = ((uint64_t)r->gen << 32) | slot;
 	r->pub.model = spec->model;
