@@ -1709,6 +1709,8 @@ static void run_account(hs_sched_t *s, uint32_t device)
 	double energy = dv->run_energy_j;
 	int64_t busy = 0;
 	hs__perf_t *perf = &s->perf[device * s->n_models + m];
+	/* The fit moves only where a refit is due. */
+	bool moved = perf->dirty;
 
 	/* Calibrate: the model predicts full-speed compute time, so the
 	 * weight load is taken out and the level's slowdown undone. */
@@ -1721,14 +1723,16 @@ static void run_account(hs_sched_t *s, uint32_t device)
 				      (double)dv->step_prefill,
 				      (t < 1 ? 1 : t) * speed))
 			s->st.perf_outliers++;
+		moved |= perf->dirty;
 	}
 	/* The rest decode only, one more context token per job each. */
 	if (n > 1)
 		s->st.perf_outliers +=
 			hs__perf_observe_decode(perf, B, dv->step_ctx + B, B,
 						dv->run_ns + 1, n - 1, speed);
-	/* The fit may have moved (or be due to). */
-	cost_stale(s, device, m);
+	/* The finish-time entries follow a fit that moved, or is due to. */
+	if (moved || perf->dirty)
+		cost_stale(s, device, m);
 	if (dv->run_modeled) {
 		/* Steps no sensor measured: power level x time. */
 		energy += level_cap(dv, dv->level) *
@@ -2162,8 +2166,18 @@ const hs_job_t *hs_sched_job(const hs_sched_t *s, uint64_t id)
 	r = &s->jobs[slot];
 	if (r->pub.id != id)
 		return NULL;
-	if (r->pub.state == HS_JOB_RUNNING)
+	if (r->pub.state == HS_JOB_RUNNING) {
+		const hs__dev_t *dv = &s->devs[r->pub.device];
+
 		r->pub.generated = generated_now(s, r);
+		/* What the driver reported of the run so far (the core takes
+		 * a run into account at its end). */
+		if (dv->busy && dv->seq + dv->run_got > r->join_seq &&
+		    r->pub.generated < r->pub.gen_tokens)
+			r->pub.generated =
+				r->base_generated +
+				(uint32_t)(dv->seq + dv->run_got - r->join_seq);
+	}
 	return &r->pub;
 }
 
