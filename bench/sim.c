@@ -109,8 +109,8 @@ static int64_t mono_ns(void)
  * A device has one step at most, so its completion sits at its own leaf of
  * a tournament tree: a change climbs one path, one comparison a level, and
  * the root names the first (earliest, then lowest device) of all, the one
- * a heap ordered by (at, device) would yield. A device that failed keeps
- * its stale completion until it comes, as it kept its place in the heap.
+ * a heap ordered by (at, device) would yield. A device that fails loses
+ * its completion at once.
  */
 static void due_set(sim_t *sm, uint32_t d, int64_t at)
 {
@@ -706,8 +706,8 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 			int dev = sm.opts->failures[fi].device;
 
 			if (dev >= 0 && (size_t)dev < n_devices) {
-				/* Its step will never report; the stale
-				 * completion is skipped when it comes. */
+				/* Its run will never report: its completion
+				 * goes, wherever the run would have ended. */
 				if (sm.devs[dev].busy) {
 					sim_dev_t *dv = &sm.devs[dev];
 					int64_t at = dv->run_start;
@@ -727,6 +727,7 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 							     sm.core, dev, j,
 							     dv->run_ns, -1));
 					sm.devs[dev].busy = false;
+					due_set(&sm, (uint32_t)dev, NOT_DUE);
 					set_draw(&sm, (size_t)dev,
 						 devices[dev].idle_w);
 				}

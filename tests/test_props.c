@@ -991,13 +991,9 @@ static void test_runs_same_as_steps(void **state)
  * device starts a long job at 0, fails at 100 ms, and a fast one takes the
  * job over and finishes it. The core decides the same either way.
  *
- * KNOWN BUG (bench/sim.c, since a167f00): the failed device's completion,
- * stale, stays due where its run would have ended (up to 256 steps on)
- * rather than one step on, and the loop runs to it: end_ns, and energy_j
- * and the bins that integrate the idle draw up to end_ns, differ from a
- * driver of single steps (seeds 168, 603, 1683, ... of
- * test_runs_same_as_steps's generator hit it too). The test says so and
- * is skipped while the bug is there; once it is fixed it checks.
+ * The failed device's completion goes with it: a stale one would stay due
+ * where the whole run would have ended, and the loop would run on to it
+ * (end_ns, and the driver's energy and bins up to it, would differ).
  */
 static void test_runs_same_after_failure(void **state)
 {
@@ -1038,15 +1034,19 @@ static void test_runs_same_after_failure(void **state)
 	}
 	differ = results_differ(&res[0], &res[1], &df);
 	if (differ)
-		print_message("KNOWN BUG: after a device failure, runs and "
-			      "single steps differ first in %s (runs vs single "
-			      "steps); the job finished at %.3f ms\n",
-			      df.text, (double)res[1].records[0].e2e_ms);
+		print_message("after a device failure, runs and single steps "
+			      "differ first in %s\n",
+			      df.text);
+	assert_false(differ);
+	/* The run ends with the job, not where the failed run would
+	 * have. */
+	assert_true(res[0].end_ns <=
+		    res[0].first_arrival_ns +
+			    (int64_t)(res[0].records[0].e2e_ms * 1e6) +
+			    1000000);
 	hs_sim_result_release(&res[0]);
 	hs_sim_result_release(&res[1]);
 	hs_model_catalog_free(models);
-	if (differ)
-		skip();
 }
 
 /* ---- power leases, event by event ------------------------------------- */

@@ -1040,12 +1040,6 @@ static void test_run_cut_by_arrival(void **state)
  * A running job's progress (hs_job_t.generated, which the agent reads
  * after every step to stream tokens) counts the steps reported, within a
  * run as at its end: as it did before runs.
- *
- * KNOWN BUG (since a167f00, "power leases and runs"): generated_now()
- * reads the device's seq, which stays at the run's first step until the
- * run ends, so a one-step-at-a-time driver sees 0 tokens for as long as
- * the run lasts. The test says so and is skipped while the bug is there;
- * once it is fixed it checks.
  */
 static void test_run_job_progress(void **state)
 {
@@ -1073,14 +1067,8 @@ static void test_run_job_progress(void **state)
 	assert_int_equal(fx->rec.n_steps, 2);
 	got[1] = hs_sched_job(fx->s, a)->generated;
 	fx_free(fx);
-	if (got[0] != 10 || got[1] != MAX_RUN) {
-		print_message(
-			"KNOWN BUG: a running job's generated is %u after "
-			"10 single steps (want 10) and %u after a part "
-			"of %d steps (want %d) of one run\n",
-			got[0], got[1], MAX_RUN, MAX_RUN);
-		skip();
-	}
+	assert_int_equal(got[0], 10);
+	assert_int_equal(got[1], MAX_RUN);
 }
 
 int main(void)
