@@ -1064,6 +1064,7 @@ int hs__agent_run(const hs__agent_config_t *cfg, hs_error_t *err)
 	a->sc.policy = cfg->policy;
 	a->sc.max_batch_jobs = (uint32_t)cfg->max_batch;
 	a->sc.max_wait_ns = (int64_t)(cfg->max_wait_ms * 1e6);
+	a->sc.power_lease_ns = (int64_t)(cfg->power_lease_ms * 1e6);
 	a->sc.power_budget_w = cfg->power_budget;
 	hooks.ud = a;
 	if ((rc = hs_sched_new(&a->core, &a->sc, a->models, devs, n_devs,

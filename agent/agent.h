@@ -50,6 +50,7 @@ typedef struct hs__agent_config_s {
 	double power_budget;
 	uint64_t max_batch;
 	double max_wait_ms;
+	double power_lease_ms;
 	uint64_t max_queue;
 	uint64_t max_body;
 	uint64_t max_connections;

@@ -56,6 +56,10 @@ const hs__agent_key_t hs__agent_keys[] = {
 	 "jobs per device batch (default 32)"},
 	{"max-wait-ms", HS__KEY_NUM, OFF(max_wait_ms), 0, 3.6e6, "MS",
 	 "longest a partial batch waits (default 50)"},
+	{"power-lease-ms", HS__KEY_NUM, OFF(power_lease_ms), 0, 3.6e6, "MS",
+	 "under a budget, a device keeps the power level it was granted "
+	 "this long while its batch has work (default 1000; 0: the budget "
+	 "is divided again at every step)"},
 	{"max-queue", HS__KEY_UINT, OFF(max_queue), 1, 1e9, "N",
 	 "jobs queued or running before new ones get 429 (default 100000)"},
 	{"max-body", HS__KEY_UINT, OFF(max_body), 64, 1073741824, "BYTES",
@@ -125,6 +129,7 @@ int hs__agent_config_init(hs__agent_config_t *cfg)
 	cfg->keep_finished = 10000;
 	cfg->max_batch = 32;
 	cfg->max_wait_ms = 50;
+	cfg->power_lease_ms = 1000;
 	cfg->max_queue = 100000;
 	cfg->max_body = 1 << 20;
 	cfg->max_connections = 4096;

@@ -84,6 +84,11 @@ static void usage(FILE *f)
 		"the default\n"
 		"                          fleet, else none)\n"
 		"  --max-batch N           jobs per batch (default 32)\n"
+		"  --power-lease-ms MS     a device keeps its power level this "
+		"long while\n"
+		"                          its batch has work (default 1000; "
+		"0: "
+		"every step)\n"
 		"  --seed N                seed of the mix, the noise and the "
 		"skew (default 1)\n"
 		"  --noise X               relative spread of sim step times "
@@ -110,6 +115,7 @@ typedef struct args_s {
 	double rate, duration, cv, rate_scale, budget, time_limit;
 	double noise, skew, slo_ttft, slo_tpot;
 	long max_batch;
+	double lease_ms;
 	unsigned long long seed, max_jobs;
 	bool json, skip_bad, budget_set, rate_scale_set, local;
 } args_t;
@@ -143,6 +149,7 @@ static int parse_args(int argc, char **argv, args_t *a)
 		{"policy", required_argument, NULL, 'p'},
 		{"power-budget", required_argument, NULL, 'b'},
 		{"max-batch", required_argument, NULL, 'B'},
+		{"power-lease-ms", required_argument, NULL, 'P'},
 		{"seed", required_argument, NULL, 's'},
 		{"noise", required_argument, NULL, 'n'},
 		{"skew", required_argument, NULL, 'w'},
@@ -163,6 +170,7 @@ static int parse_args(int argc, char **argv, args_t *a)
 	a->skew = 0.1;
 	a->seed = 1;
 	a->max_batch = 32;
+	a->lease_ms = 1000;
 	while ((c = hs__cli_getopt("bench", argc, argv, "h", longopts)) != -1) {
 		int rc = 0;
 
@@ -253,6 +261,10 @@ static int parse_args(int argc, char **argv, args_t *a)
 		case 'B':
 			rc = number("--max-batch", optarg, 1, 4096, &v);
 			a->max_batch = (long)v;
+			break;
+		case 'P':
+			rc = number("--power-lease-ms", optarg, 0, 3.6e6,
+				    &a->lease_ms);
 			break;
 		case 's':
 			rc = number("--seed", optarg, 0, 9007199254740992.0,
@@ -569,6 +581,7 @@ int hs__cmd_bench(int argc, char **argv)
 	cfg.policies = policies;
 	hs_sched_config_init(&cfg.sched);
 	cfg.sched.max_batch_jobs = (uint32_t)a.max_batch;
+	cfg.sched.power_lease_ns = (int64_t)(a.lease_ms * 1e6);
 	cfg.sched.power_budget_w = cfg.inputs.power_budget_w;
 	cfg.noise = a.local ? 0 : a.noise;
 	cfg.skew = a.local ? 0 : a.skew;
