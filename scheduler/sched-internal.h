@@ -16,13 +16,14 @@
 typedef struct hs__qent_s {
 	int64_t rank;
 	uint32_t slot;
-	uint32_t pad;
+	uint32_t qgen; /* the job's qgen when pushed: live while equal */
 } hs__qent_t;
 
 typedef struct hs__queue_s {
 	hs__qent_t *heap;
-	uint32_t n;
+	uint32_t n; /* entries, the dead ones included */
 	uint32_t cap;
+	uint32_t live; /* jobs in the queue */
 } hs__queue_t;
 
 #define HS__NO_QUEUE UINT32_MAX
@@ -32,7 +33,7 @@ typedef struct hs__jobrec_s {
 	hs_job_t pub;
 	uint32_t gen; /* slot generation: ids are gen << 32 | slot */
 	uint32_t queue; /* queue index while queued, else NO_QUEUE */
-	uint32_t pos; /* heap position in its queue */
+	uint32_t qgen; /* pushes of the slot into a queue, ever */
 	uint32_t id_pos; /* index in its device's ids while running */
 	uint32_t base_generated; /* tokens made before it (re)joined */
 	uint64_t finish_seq; /* device step at whose end it finishes */

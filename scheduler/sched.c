@@ -181,10 +181,25 @@ void hs__sched_cost_stale_all(const hs_sched_t *s)
 
 /* ---- queues: binary heaps by rank ------------------------------------- */
 
-static void q_set(hs_sched_t *s, hs__queue_t *q, uint32_t i, hs__qent_t e)
+/*
+ * An entry whose job left the queue (cancelled, moved, failed) stays in the
+ * heap, dead, until it comes to the top or the queue compacts: taking an
+ * entry out of the middle would need every job to know its place, and
+ * every sift would then write to the records of the jobs it moves, cold
+ * ones when many wait. The top is always a live entry.
+ */
+static inline bool q_live(const hs_sched_t *s, uint32_t qi, hs__qent_t e)
 {
+	const hs__jobrec_t *r = rec_of(s, e.slot);
+
+	return r->queue == qi && r->qgen == e.qgen;
+}
+
+static inline void q_set(hs_sched_t *s, hs__queue_t *q, uint32_t i,
+			 hs__qent_t e)
+{
+	(void)s;
 	q->heap[i] = e;
-	rec_of(s, e.slot)->pos = i;
 }
 
 static void q_up(hs_sched_t *s, hs__queue_t *q, uint32_t i)
@@ -265,9 +280,11 @@ static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 	if (q_reserve(s, qi))
 		return HS_ENOMEM;
 	r->queue = qi;
+	/* A new mark: a dead entry of the job's in this queue stays dead. */
+	e.qgen = ++r->qgen;
 	q->heap[q->n++] = e;
 	q_up(s, q, q->n - 1);
-	if (q->n == 1)
+	if (q->live++ == 0)
 		mark_nonempty(s, qi, true);
 	s->model_queued[r->pub.model]++;
 	if (s->owner_queued[owner + 1]++ == 0 && owner >= 0)
@@ -278,29 +295,53 @@ static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 	return 0;
 }
 
+/* Drop the top entry. */
+static void q_pop(hs_sched_t *s, hs__queue_t *q)
+{
+	if (--q->n) {
+		q->heap[0] = q->heap[q->n];
+		q_down(s, q, 0);
+	}
+}
+
+/* Rebuild the heap from its live entries (Floyd's method). */
+static void q_compact(hs_sched_t *s, uint32_t qi)
+{
+	hs__queue_t *q = &s->queues[qi];
+	uint32_t i, n = 0;
+
+	for (i = 0; i < q->n; i++)
+		if (q_live(s, qi, q->heap[i]))
+			q->heap[n++] = q->heap[i];
+	q->n = n;
+	for (i = n / 2; i-- > 0;)
+		q_down(s, q, i);
+}
+
 static void q_remove(hs_sched_t *s, uint32_t slot)
 {
 	hs__jobrec_t *r = rec_of(s, slot);
-	uint32_t qi = r->queue, i = r->pos;
+	uint32_t qi = r->queue;
 	hs__queue_t *q = &s->queues[qi];
 	int owner = queue_owner(s, qi);
 
-	q->n--;
-	if (i < q->n) {
-		hs__qent_t last = q->heap[q->n];
-
-		q_set(s, q, i, last);
-		q_down(s, q, i);
-		q_up(s, q, rec_of(s, last.slot)->pos);
-	}
-	if (q->n == 0)
+	r->queue = NONE;
+	if (--q->live == 0) {
+		q->n = 0; /* the dead go with it */
 		mark_nonempty(s, qi, false);
+	} else if (q->heap[0].slot == slot) {
+		/* The top, live: drop it and any dead ones that surface. */
+		q_pop(s, q);
+		while (!q_live(s, qi, q->heap[0]))
+			q_pop(s, q);
+	} else if (q->n > 2 * q->live + 16) {
+		q_compact(s, qi);
+	}
 	s->model_queued[r->pub.model]--;
 	if (--s->owner_queued[owner + 1] == 0 && owner >= 0 &&
 	    !s->devs[owner].n_members)
 		set_work(s, (uint32_t)owner, false);
 	s->st.queued--;
-	r->queue = NONE;
 	runs_check(s, qi);
 }
 
@@ -664,9 +705,9 @@ static bool ready_to_start(hs_sched_t *s, uint32_t qi, const hs__qent_t *h,
 		return true;
 	m = local / s->n_buckets;
 	b = local % s->n_buckets;
-	total = s->queues[qi].n;
+	total = s->queues[qi].live;
 	if (owner >= 0)
-		total += s->queues[qindex(s, -1, m, b)].n;
+		total += s->queues[qindex(s, -1, m, b)].live;
 	if (total >= s->cfg.min_batch_jobs)
 		return true;
 	waited = now - rec_of(s, h->slot)->pub.arrival_ns;
@@ -1624,7 +1665,9 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
 	{
 		uint32_t gen = r->gen + 1;
 
-		*r = (hs__jobrec_t){.gen = gen};
+		/* qgen goes on across the slot's jobs: an entry left dead
+		 * by the one before must not come alive. */
+		*r = (hs__jobrec_t){.gen = gen, .qgen = r->qgen};
 	}
 	r->pub.id = ((uint64_t)r->gen << 32) | slot;
 	r->pub.model = spec->model;
@@ -2075,7 +2118,7 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 		for (b = 0; b < s->n_buckets; b++) {
 			hs__queue_t *q = &s->queues[qindex(s, device, m, b)];
 
-			while (q->n) {
+			while (q->live) {
 				uint32_t slot = q->heap[0].slot;
 				hs__jobrec_t *r = rec_of(s, slot);
 
@@ -2100,7 +2143,9 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 			while (i < q->n) {
 				uint32_t slot = q->heap[i].slot;
 
-				if (runnable(s, &rec_of(s, slot)->pub)) {
+				if (!q_live(s, qindex(s, -1, m, b),
+					    q->heap[i]) ||
+				    runnable(s, &rec_of(s, slot)->pub)) {
 					i++;
 					continue;
 				}
@@ -2304,7 +2349,7 @@ const double *hs__sched_backlogs(const hs_sched_t *s)
 uint32_t hs__sched_queued(const hs_sched_t *s, int owner, uint32_t model,
 			  unsigned bucket)
 {
-	return s->queues[qindex(s, owner, model, bucket)].n;
+	return s->queues[qindex(s, owner, model, bucket)].live;
 }
 
 const hs_job_t *hs__sched_queue_head(const hs_sched_t *s, int owner,

@@ -566,6 +566,73 @@ static void test_cancel(void **state)
 	fx_free(fx);
 }
 
+/*
+ * Many queued jobs cancelled out of the middle of their queue (the heap
+ * keeps them dead until they surface or it compacts), their slots reused
+ * by new jobs in the same queue: the rest start in rank order, each once.
+ */
+static void test_cancel_queued_many(void **state)
+{
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sched_config_t cfg;
+	hs_sched_stats_t st;
+	uint64_t ids[100], late[10];
+	bool gone[100] = {false};
+	uint32_t i, k, started = 0;
+	int64_t now = 0, prev_rank = INT64_MIN;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	cfg.max_batch_jobs = 1;
+	fx = fx_new(&cfg, &d, 1);
+	(void)submit(fx, 0, 0, 100, 1, 0); /* runs at once */
+	for (i = 0; i < 100; i++)
+		ids[i] = submit(fx, 0, 0, 100, 1, (int32_t)(i % 7) - 3);
+	/* 80 of them, in a scattered order. */
+	for (i = 0, k = 0; k < 80; i = (i + 37) % 100) {
+		if (gone[i])
+			continue;
+		assert_int_equal(hs_sched_cancel(fx->s, 0, ids[i]), 0);
+		gone[i] = true;
+		k++;
+	}
+	assert_int_equal(hs__sched_queued(fx->s, -1, 0, 0), 20);
+	/* New jobs in the freed slots, same queue, lowest priority. */
+	for (i = 0; i < 10; i++)
+		late[i] = submit(fx, 0, 0, 100, 1, -5);
+	assert_int_equal(hs__sched_queued(fx->s, -1, 0, 0), 30);
+	/* One job a step: the survivors by rank (priority, then
+	 * arrival), the late ones last. */
+	for (k = 1; k <= 31; k++) {
+		const hs_job_t *j;
+		int64_t rank;
+
+		assert_true(fx->rec.n_steps == k);
+		j = hs_sched_job(fx->s, fx->rec.step_jobs[k - 1][0]);
+		assert_non_null(j);
+		rank = j->arrival_ns - (int64_t)j->priority * cfg.aging_ns;
+		/* The first one ran before the others queued. */
+		if (k > 1) {
+			assert_true(rank >= prev_rank);
+			prev_rank = rank;
+			started++;
+		}
+		now += 10 * MS;
+		finish(fx, now, 0, 10 * MS);
+	}
+	assert_int_equal(started, 30);
+	for (i = 0; i < 10; i++)
+		assert_null(hs_sched_job(fx->s, late[i]));
+	hs_sched_stats(fx->s, &st);
+	assert_int_equal(st.completed, 31);
+	assert_int_equal(st.cancelled, 80);
+	assert_int_equal(st.queued + st.running, 0);
+	assert_int_equal(count_events(fx, HS_JOB_EV_DONE), 31);
+	assert_int_equal(hs__sched_queued(fx->s, -1, 0, 0), 0);
+	fx_free(fx);
+}
+
 /* min_batch: an idle device waits for company until max_wait. */
 static void test_max_wait(void **state)
 {
@@ -1085,6 +1152,7 @@ int main(void)
 		cmocka_unit_test(test_budget_drop),
 		cmocka_unit_test(test_device_failure),
 		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_cancel_queued_many),
 		cmocka_unit_test(test_max_wait),
 		cmocka_unit_test(test_policy_rr),
 		cmocka_unit_test(test_policy_eft),
