@@ -422,7 +422,8 @@ typedef struct hs_step_s {
 	int level; /* power level index of the device */
 	double power_w; /* modeled draw during the step */
 	int64_t load_ns; /* weight load first (model switch) */
-	int64_t predicted_ns; /* at this level, load included */
+	int64_t predicted_ns; /* of this step (step 0 of a run), at this
+			       * level, load included */
 	/*
 	 * A run: the driver may go on with up to `steps` steps (never more
 	 * than hooks.max_run) of the same batch at the same level, back to
@@ -461,10 +462,18 @@ typedef struct hs_sched_hooks_s {
 	void (*timer)(void *ud, int64_t when);
 	void *ud;
 	/* Steps the driver can run back to back (hs_step_t.steps); 0 or 1:
-	 * one at a time. */
+	 * one at a time. Without a cut hook the core hands out one at a
+	 * time whatever this says. */
 	uint32_t max_run;
-	/* Drivers with max_run > 1: end the device's run at its next step
-	 * boundary (a job may join or leave, or the budget changed). */
+	/*
+	 * Drivers with max_run > 1: end the device's running part at its
+	 * next step boundary (a job may join or leave, or the budget
+	 * changed), then report it with hs_sched_run_done, fewer steps than
+	 * handed out. Called from inside any hs_sched_* call (a submit, a
+	 * cancel, a budget change, another device's report); like every
+	 * hook it must not call back into the core. A part that already
+	 * ended but is not reported yet ends where it ended.
+	 */
 	void (*cut)(void *ud, int device);
 } hs_sched_hooks_t;
 
@@ -501,9 +510,13 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
  * core then models it as power x time). */
 int hs_sched_step_done(hs_sched_t *s, int64_t now, int device,
 		       int64_t measured_ns, double energy_j);
-/* The first n steps (1 to hs_step_t.steps) of a run ended, the last at
+/*
+ * The next n steps of the part of a run handed out last ended (at most
+ * hs_step_t.steps less what hs_sched_run_progress reported), the last at
  * now, having taken step_ns[0..n-1]; energy_j as for hs_sched_step_done,
- * for all n. Fewer steps than handed out end the run. */
+ * for all n. A part that ends with fewer steps than handed out ends the
+ * run; n = 0 ends it after the steps run_progress reported.
+ */
 int hs_sched_run_done(hs_sched_t *s, int64_t now, int device, uint32_t n,
 		      const int64_t *step_ns, double energy_j);
 /* Some steps of a run ended and it goes on (fewer than the part has

@@ -227,39 +227,10 @@ static void reset_fit(hs__perf_t *p)
 	p->pending = 0;
 }
 
-bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
-		      double measured_ns)
+/* A sample joins the fit. */
+static void accept(hs__perf_t *p, double B, double C, double P,
+		   double measured_ns)
 {
-	double pred;
-
-	if (!valid_feature(B) || !valid_feature(C) || !valid_feature(P) ||
-	    !isfinite(measured_ns) || measured_ns <= 0)
-		return false;
-	pred = hs__perf_predict_ns(p, B, C, P);
-	p->rel_err_sum += fabs(pred - measured_ns) / measured_ns;
-	p->rel_err_n++;
-	/* The error once calibrated: after the warm-up, samples judged by
-	 * a fit rather than by the roofline. */
-	if (p->samples >= HS_PERF_WARMUP) {
-		p->cal_err_sum += fabs(pred - measured_ns) / measured_ns;
-		p->cal_err_n++;
-	}
-	if (p->samples >= HS_PERF_WARMUP &&
-	    (measured_ns > HS_PERF_OUTLIER_K * pred ||
-	     measured_ns < pred / HS_PERF_OUTLIER_K)) {
-		if (++p->consecutive_outliers < HS_PERF_RESET_RUN) {
-			p->outliers++;
-			return false;
-		}
-		/*
-		 * Noise does not come sixteen times in a row: the device now
-		 * runs at another clock, another driver, another sharing.
-		 * The old samples describe a device that is gone, and the
-		 * prior is a better start than a fit to them.
-		 */
-		reset_fit(p);
-		p->resets++;
-	}
 	p->consecutive_outliers = 0;
 	/* x = (1, B, C, P) and X'X is symmetric: each product is formed
 	 * once, and every sum gets what the full outer product would add to
@@ -299,6 +270,42 @@ bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
 	if (p->samples <= HS_PERF_REFIT_ALL ||
 	    p->pending * HS_PERF_REFIT_FRACTION >= p->samples)
 		p->dirty = true;
+}
+
+bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
+		      double measured_ns)
+{
+	double pred;
+
+	if (!valid_feature(B) || !valid_feature(C) || !valid_feature(P) ||
+	    !isfinite(measured_ns) || measured_ns <= 0)
+		return false;
+	pred = hs__perf_predict_ns(p, B, C, P);
+	p->rel_err_sum += fabs(pred - measured_ns) / measured_ns;
+	p->rel_err_n++;
+	/* The error once calibrated: after the warm-up, samples judged by
+	 * a fit rather than by the roofline. */
+	if (p->samples >= HS_PERF_WARMUP) {
+		p->cal_err_sum += fabs(pred - measured_ns) / measured_ns;
+		p->cal_err_n++;
+	}
+	if (p->samples >= HS_PERF_WARMUP &&
+	    (measured_ns > HS_PERF_OUTLIER_K * pred ||
+	     measured_ns < pred / HS_PERF_OUTLIER_K)) {
+		if (++p->consecutive_outliers < HS_PERF_RESET_RUN) {
+			p->outliers++;
+			return false;
+		}
+		/*
+		 * Noise does not come sixteen times in a row: the device now
+		 * runs at another clock, another driver, another sharing.
+		 * The old samples describe a device that is gone, and the
+		 * prior is a better start than a fit to them.
+		 */
+		reset_fit(p);
+		p->resets++;
+	}
+	accept(p, B, C, P, measured_ns);
 	return true;
 }
 
@@ -390,12 +397,21 @@ uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 					out++;
 					continue;
 				}
+				/* The device changed: the fit starts again
+				 * from this sample and moves with each of
+				 * the next, one at a time as
+				 * hs__perf_observe takes them. */
 				SYNC();
 				reset_fit(p);
 				p->resets++;
-				samples = 0;
-				pending = 0;
-				fresh = true;
+				accept(p, B, C, 0, t);
+				for (i++, C += dC; i < n; i++, C += dC)
+					out += !hs__perf_observe(
+						p, B, C, 0,
+						(double)(ns[i] > 1 ? ns[i]
+								   : 1) *
+							scale);
+				return out;
 			}
 		}
 		p->consecutive_outliers = 0;

@@ -80,7 +80,8 @@ typedef struct hs__dev_s {
 	uint32_t part_got; /* of which reported */
 	bool cut; /* ends at the next step boundary */
 	int64_t run_until; /* ends at the first boundary at or after */
-	int64_t *run_ns; /* HS__RUN_MAX: the steps' measured times */
+	int64_t *run_ns; /* HS__RUN_MAX + 1: the steps' measured times,
+			  * then the modeled part's sum */
 	double run_energy_j; /* measured energy of the steps so far */
 	bool run_modeled; /* some step's energy was not measured */
 	int64_t lease_until; /* its power level is its until then */
@@ -163,6 +164,7 @@ struct hs_sched_s {
 	uint64_t *idle; /* bitmap: not busy, not failed */
 	uint64_t *work; /* bitmap: a batch or jobs bound to it */
 	uint64_t *in_run; /* bitmap: in a run that a join may cut */
+	bool hold_runs_check; /* a job being submitted: no cut yet */
 	uint32_t *model_devices; /* per model: devices whose batch runs it */
 	uint64_t *model_queued; /* per model: jobs waiting, any queue */
 	double *finish; /* n_devs: hs__sched_finish_ns's answer */

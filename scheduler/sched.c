@@ -291,7 +291,8 @@ static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 		set_work(s, (uint32_t)owner, true);
 	s->st.queued++;
 	r->pub.state = HS_JOB_QUEUED;
-	runs_check(s, qi);
+	if (!s->hold_runs_check)
+		runs_check(s, qi);
 	return 0;
 }
 
@@ -942,6 +943,24 @@ static void set_waiting(hs_sched_t *s, hs__dev_t *dv, bool on)
 	dv->waiting_power = on;
 }
 
+/* Whether a device with work waits for power. One that lost its work
+ * (its jobs taken elsewhere or cancelled) stops waiting here. */
+static bool others_wait(hs_sched_t *s)
+{
+	uint32_t d;
+
+	for (d = 0; s->n_waiting && d < s->n_devs; d++) {
+		hs__dev_t *dv = &s->devs[d];
+
+		if (!dv->waiting_power)
+			continue;
+		if (!dv->failed && has_work(s, dv, d))
+			return true;
+		set_waiting(s, dv, false);
+	}
+	return false;
+}
+
 /* End dv's run at its next step boundary. */
 static void cut(hs_sched_t *s, hs__dev_t *dv)
 {
@@ -1015,7 +1034,11 @@ static void runs_check(hs_sched_t *s, uint32_t qi)
 static inline bool lease_holds(const hs_sched_t *s, const hs__dev_t *dv,
 			       int64_t now)
 {
-	return s->budget_w <= 0 || now < dv->lease_until;
+	/* With no budget there is nothing to divide: a level granted with
+	 * none holds. One granted under a budget since lifted does not: it
+	 * may be slower than the device can now run. */
+	return now < dv->lease_until ||
+	       (s->budget_w <= 0 && dv->step_budget_w <= 0);
 }
 
 /* Hand the driver the next part of dv's run: from step run_got on. */
@@ -1174,7 +1197,9 @@ static void grant(hs_sched_t *s, hs__dev_t *dv, int lo, int64_t now)
 	}
 	dv->level = level;
 	dv->step_budget_w = s->budget_w;
-	dv->lease_until = now + s->cfg.power_lease_ns;
+	dv->lease_until = now > INT64_MAX - s->cfg.power_lease_ns
+				  ? INT64_MAX
+				  : now + s->cfg.power_lease_ns;
 	set_draw(s, dv, level_cap(dv, level));
 }
 
@@ -1401,6 +1426,10 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->cfg.policy = s->policy->name;
 	if (hooks)
 		s->hooks = *hooks;
+	/* A run of several steps is cut short through the hook: without
+	 * one, the driver gets a step at a time. */
+	if (!s->hooks.cut)
+		s->hooks.max_run = 1;
 	s->catalog = models;
 	s->n_models = (uint32_t)n_models;
 	s->n_devs = (uint32_t)n_devices;
@@ -1681,7 +1710,12 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
 	r->pub.first_token_ns = -1;
 	r->pub.done_ns = -1;
 	r->queue = NONE;
-	if ((rc = place(s, slot, now))) {
+	/* A running batch is cut for the new job only if no idle device
+	 * takes it first (below). */
+	s->hold_runs_check = true;
+	rc = place(s, slot, now);
+	s->hold_runs_check = false;
+	if (rc) {
 		slot_free(s, slot);
 		s->st.submitted--;
 		return hs__error_set(err, rc, "job", 0, NULL, "%s",
@@ -1704,6 +1738,8 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
 	} else {
 		kick(s, now);
 	}
+	if (r->queue != NONE)
+		runs_check(s, r->queue);
 	epoch(s, now);
 	return 0;
 }
@@ -1843,7 +1879,7 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 	/* A lease that ended is renewed at once while no device waits for
 	 * power: giving it back would hand it to nobody else. The governor
 	 * grants the level anew, under the budget of now. */
-	if (!lease_holds(s, dv, now) && !s->n_waiting && dv->n_members) {
+	if (!lease_holds(s, dv, now) && !others_wait(s) && dv->n_members) {
 		int lo = fastest_fitting_level(s, dv);
 
 		if (lo >= 0)
@@ -1861,9 +1897,10 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 	epoch(s, now);
 }
 
-/* Keep n more steps of dv's run until it ends. */
+/* Keep n more steps of dv's run until it ends; the last ended at now
+ * (-1: not said). */
 static void take_steps(hs_sched_t *s, hs__dev_t *dv, uint32_t n,
-		       const int64_t *step_ns, double energy_j)
+		       const int64_t *step_ns, double energy_j, int64_t now)
 {
 	int64_t ns = 0;
 	uint32_t i;
@@ -1885,16 +1922,19 @@ static void take_steps(hs_sched_t *s, hs__dev_t *dv, uint32_t n,
 		s->modeled_steps += n;
 	}
 	/* Joiners made their first token at the end of the run's first
-	 * step. */
-	if (dv->run_got == 0) {
+	 * step: when the driver said so, or the run's start plus the step's
+	 * time. */
+	if (dv->run_got == 0 && n) {
+		int64_t first = now >= 0 ? now - (ns - dv->run_ns[0])
+					 : dv->step_start_ns + dv->run_ns[0];
+
 		for (i = 0; i < dv->n_joining; i++) {
 			hs__jobrec_t *r = rec_of(s, dv->joining[i]);
 
 			s->st.prefill_tokens += prefill_len(r);
 			if (r->base_generated == 0 &&
 			    r->pub.first_token_ns < 0) {
-				r->pub.first_token_ns =
-					dv->step_start_ns + dv->run_ns[0];
+				r->pub.first_token_ns = first;
 				r->pub.generated = 1;
 				emit(s, r, HS_JOB_EV_FIRST_TOKEN);
 			}
@@ -1911,12 +1951,13 @@ static int check_report(const hs_sched_t *s, int device, uint32_t n,
 {
 	const hs__dev_t *dv;
 
-	if (device < 0 || (uint32_t)device >= s->n_devs || !step_ns)
+	if (device < 0 || (uint32_t)device >= s->n_devs || (n && !step_ns))
 		return HS_EINVAL;
 	dv = &s->devs[device];
 	if (!dv->busy || dv->failed)
 		return HS_ESTATE;
-	if (n < 1 || n > dv->run_hand - dv->part_got)
+	/* No step at all only ends a part whose steps were all reported. */
+	if ((n < 1 && dv->part_got == 0) || n > dv->run_hand - dv->part_got)
 		return HS_EINVAL;
 	return 0;
 }
@@ -1931,7 +1972,7 @@ int hs_sched_run_done(hs_sched_t *s, int64_t now, int device, uint32_t n,
 		return rc;
 	dv = &s->devs[device];
 	advance(s, now);
-	take_steps(s, dv, n, step_ns, energy_j);
+	take_steps(s, dv, n, step_ns, energy_j, now);
 	/* The run goes on unless it took its steps, was cut, reached its
 	 * lease's end, or the driver stopped the part short. */
 	if (dv->run_got < dv->run_len && !dv->cut && now < dv->run_until &&
@@ -1950,9 +1991,9 @@ int hs_sched_run_progress(hs_sched_t *s, int device, uint32_t n,
 
 	if (rc)
 		return rc;
-	if (n == s->devs[device].run_hand - s->devs[device].part_got)
+	if (n < 1 || n == s->devs[device].run_hand - s->devs[device].part_got)
 		return HS_EINVAL; /* that ends the part: hs_sched_run_done */
-	take_steps(s, &s->devs[device], n, step_ns, energy_j);
+	take_steps(s, &s->devs[device], n, step_ns, energy_j, -1);
 	return 0;
 }
 
@@ -2427,9 +2468,9 @@ static void cost_refresh(hs_sched_t *s, uint32_t m, uint64_t kv, double B)
 }
 
 /*
- * Two doubles in a vector register: SSE2 on every x86-64. The lanes must
- * round as the scalar code does: GCC contracts nothing into fused
- * multiply-adds in ISO C mode, and clang is told the same for this file.
+ * Four doubles a vector. The lanes must round as the scalar code does:
+ * GCC contracts nothing into fused multiply-adds in ISO C mode, and clang
+ * is told the same for this file.
  */
 #if defined(__clang__)
 #pragma clang fp contract(off)
@@ -2451,7 +2492,7 @@ typedef int64_t v4i __attribute__((vector_size(32)));
  * same pass. hs__sched_job_cost_ns, operation for operation, on the
  * entries: the step time of a batch of B with the job's context and no
  * prefill (P = 0 kept in, as the prediction adds it), floored (NaN too).
- * Every device first, without branches, two at a time: each lane does
+ * Every device first, without branches, four at a time: each lane does
  * what the scalar code does, in the same order (ISO C mode contracts
  * nothing into fused multiply-adds). Then those the job does not fit,
  * whose entries may be stale.

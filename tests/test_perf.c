@@ -298,6 +298,50 @@ static void test_outlier_rejected(void **state)
 }
 
 /*
+ * A run's decode steps taken at once (hs__perf_observe_decode) against the
+ * same steps one call each: the same outliers, resets and fit, here when
+ * the device turns six times slower in the middle of a warm fit (the run's
+ * first sixteen judged by the fit before it, the rest one at a time after
+ * the reset), and on a run of ordinary noisy steps.
+ */
+static void test_decode_run(void **state)
+{
+	hs__perf_t p, q;
+	int64_t ns[255];
+	double B = 8, C = 9000, c, base;
+	uint32_t i, out, out_seq;
+	int slow;
+
+	small_pair(&p);
+	for (i = 0; i < 100; i++)
+		hs__perf_observe(&p, B, 8000 + 8.0 * i, 0,
+				 hs__perf_predict_ns(&p, B, 8000 + 8.0 * i, 0));
+	for (slow = 0; slow < 2; slow++) {
+		q = p;
+		base = hs__perf_predict_ns(&p, B, C, 0);
+		rng_seed(21 + (unsigned)slow);
+		for (i = 0; i < 255; i++)
+			ns[i] = (int64_t)((slow ? 6 : 1) * base *
+					  (1 + uniform(-0.05, 0.05)));
+		out = hs__perf_observe_decode(&p, B, C, B, ns, 255, 1.0);
+		for (i = 0, c = C, out_seq = 0; i < 255; i++, c += B)
+			out_seq +=
+				!hs__perf_observe(&q, B, c, 0, (double)ns[i]);
+		assert_int_equal(out, out_seq);
+		assert_int_equal(p.outliers, q.outliers);
+		assert_int_equal(p.resets, q.resets);
+		assert_int_equal(p.samples, q.samples);
+		assert_int_equal(p.rel_err_n, q.rel_err_n);
+		assert_true(fabs(hs__perf_predict_ns(&p, B, C, 0) /
+					 hs__perf_predict_ns(&q, B, C, 0) -
+				 1) < 1e-3);
+		assert_int_equal(p.resets, slow ? 1 : 0);
+		if (slow)
+			assert_int_equal(out, 15);
+	}
+}
+
+/*
  * A tiny model on a CPU: prompts of tens of tokens that cost far more per
  * token than the roofline says, contexts of hundreds. The prior weighs as
  * one sample at the magnitudes the samples have, not at those of a big
@@ -687,6 +731,7 @@ int main(void)
 		cmocka_unit_test(test_outlier_rejected),
 		cmocka_unit_test(test_small_features),
 		cmocka_unit_test(test_regime_change),
+		cmocka_unit_test(test_decode_run),
 		cmocka_unit_test(test_degenerate_design),
 		cmocka_unit_test(test_negative_coefficient_pinned),
 		cmocka_unit_test(test_invalid_observations),

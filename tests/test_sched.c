@@ -1138,6 +1138,78 @@ static void test_run_job_progress(void **state)
 	assert_int_equal(got[1], MAX_RUN);
 }
 
+/*
+ * What a review of runs and leases found, each fixed: a budget lifted
+ * lets a throttled device run at its fastest level again at its next
+ * boundary; a lease of INT64_MAX does not overflow; a driver of runs
+ * without a cut hook gets one step at a time; a part fully reported
+ * through run_progress ends with run_done(0); a one-step driver's first
+ * token is stamped when it reports the step.
+ */
+static void test_runs_review(void **state)
+{
+	static const double lv[] = {300, 1.0, 150, 0.6};
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 2, lv);
+	hs_sched_config_t cfg;
+	hs_sched_hooks_t hooks = {0};
+	hs_sched_stats_t st;
+	hs_error_t err;
+	int64_t t[3] = {10 * MS, 10 * MS, 10 * MS};
+	uint64_t a;
+	fx_t *fx;
+	size_t k;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	cfg.power_budget_w = 200;
+	fx = fx_new(&cfg, &d, 1);
+	(void)submit(fx, 0, 0, 100, 1000, 0);
+	assert_int_equal(fx->rec.steps[0].level, 1);
+	assert_int_equal(hs_sched_set_budget(fx->s, 5 * MS, 0), 0);
+	finish(fx, 10 * MS, 0, 10 * MS);
+	k = fx->rec.n_steps - 1;
+	assert_int_equal(fx->rec.steps[k].level, 0);
+	finish(fx, 20 * MS, 0, 10 * MS);
+	assert_int_equal(fx->rec.steps[fx->rec.n_steps - 1].level, 0);
+	/* The first token when the step was reported. */
+	for (k = 0; k < fx->rec.n_events; k++)
+		if (fx->rec.events[k].ev == HS_JOB_EV_FIRST_TOKEN)
+			assert_int_equal(fx->rec.events[k].first_token_ns,
+					 10 * MS);
+	fx_free(fx);
+
+	/* A lease that never ends. */
+	cfg.power_lease_ns = INT64_MAX;
+	fx = fx_new_runs(&cfg, &d, 1, MAX_RUN);
+	(void)submit(fx, 5 * MS, 0, 100, 1000, 0);
+	assert_int_equal(fx->rec.steps[0].steps, MAX_RUN);
+	assert_true(fx->rec.steps[0].until_ns == INT64_MAX);
+	/* Three steps said as progress, then the part ends with none. */
+	assert_int_equal(hs_sched_run_progress(fx->s, 0, 0, t, -1), HS_EINVAL);
+	assert_int_equal(hs_sched_run_progress(fx->s, 0, 3, t, -1), 0);
+	fx->rec.busy[0] = false;
+	assert_int_equal(hs_sched_run_done(fx->s, 40 * MS, 0, 0, NULL, -1), 0);
+	hs_sched_stats(fx->s, &st);
+	assert_int_equal(st.steps, 3);
+	assert_int_equal(fx->rec.n_steps, 2);
+	assert_int_equal(fx->rec.steps[1].seq, 4);
+	fx_free(fx);
+
+	/* max_run without a cut hook: one step at a time. */
+	hooks.step_start = rec_step;
+	hooks.max_run = MAX_RUN;
+	fx = test_calloc(1, sizeof(*fx));
+	fx->models = hs_test_models();
+	hooks.ud = &fx->rec;
+	cfg.power_lease_ns = 0;
+	assert_int_equal(
+		hs_sched_new(&fx->s, &cfg, fx->models, &d, 1, &hooks, &err), 0);
+	a = submit(fx, 0, 0, 100, 1000, 0);
+	assert_int_equal(fx->rec.steps[0].steps, 1);
+	assert_non_null(hs_sched_job(fx->s, a));
+	fx_free(fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1164,6 +1236,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_failures),
 		cmocka_unit_test(test_run_cut_by_arrival),
 		cmocka_unit_test(test_run_job_progress),
+		cmocka_unit_test(test_runs_review),
 	};
 
 	return cmocka_run_group_tests_name("sched", tests, NULL, NULL);
