@@ -80,8 +80,11 @@ typedef struct hs__dev_s {
 	uint32_t part_got; /* of which reported */
 	bool cut; /* ends at the next step boundary */
 	int64_t run_until; /* ends at the first boundary at or after */
-	int64_t *run_ns; /* HS__RUN_MAX + 1: the steps' measured times,
-			  * then the modeled part's sum */
+	int64_t *run_ns; /* HS__RUN_MAX: the steps' measured times, kept
+			  * while a run goes on past a report */
+	const int64_t *run_src; /* where they are: run_ns, or the
+				 * driver's while its report is handled */
+	int64_t run_modeled_ns; /* time of the steps no sensor measured */
 	double run_energy_j; /* measured energy of the steps so far */
 	bool run_modeled; /* some step's energy was not measured */
 	int64_t lease_until; /* its power level is its until then */

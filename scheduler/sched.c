@@ -1498,7 +1498,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 		dv->step_ids = hs__calloc(s->cfg.max_batch_jobs,
 					  sizeof(*dv->step_ids));
 		dv->ids = hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->ids));
-		dv->run_ns = hs__calloc(HS__RUN_MAX + 1, sizeof(*dv->run_ns));
+		dv->run_ns = hs__calloc(HS__RUN_MAX, sizeof(*dv->run_ns));
 		if (!dv->members || !dv->joining || !dv->step_ids || !dv->ids ||
 		    !dv->run_ns)
 			goto out_nomem;
@@ -1788,15 +1788,16 @@ static void run_account(hs_sched_t *s, uint32_t device)
 	double energy = dv->run_energy_j;
 	int64_t busy = 0;
 	hs__perf_t *perf = &s->perf[device * s->n_models + m];
+	const int64_t *ns = dv->run_src;
 	/* The fit moves only where a refit is due. */
 	bool moved = perf->dirty;
 
 	/* Calibrate: the model predicts full-speed compute time, so the
 	 * weight load is taken out and the level's slowdown undone. */
 	for (i = 0; i < n; i++)
-		busy += dv->run_ns[i];
+		busy += ns[i] > 0 ? ns[i] : 0;
 	{
-		double t = (double)(dv->run_ns[0] - dv->step_load_ns);
+		double t = (double)((ns[0] > 0 ? ns[0] : 0) - dv->step_load_ns);
 
 		if (!hs__perf_observe(perf, B, dv->step_ctx,
 				      (double)dv->step_prefill,
@@ -1806,16 +1807,15 @@ static void run_account(hs_sched_t *s, uint32_t device)
 	}
 	/* The rest decode only, one more context token per job each. */
 	if (n > 1)
-		s->st.perf_outliers +=
-			hs__perf_observe_decode(perf, B, dv->step_ctx + B, B,
-						dv->run_ns + 1, n - 1, speed);
+		s->st.perf_outliers += hs__perf_observe_decode(
+			perf, B, dv->step_ctx + B, B, ns + 1, n - 1, speed);
 	/* The finish-time entries follow a fit that moved, or is due to. */
 	if (moved || perf->dirty)
 		cost_stale(s, device, m);
 	if (dv->run_modeled) {
 		/* Steps no sensor measured: power level x time. */
 		energy += level_cap(dv, dv->level) *
-			  (double)dv->run_ns[HS__RUN_MAX] / 1e9;
+			  (double)dv->run_modeled_ns / 1e9;
 	}
 	s->st.energy_j += energy;
 	s->st.steps += n;
@@ -1902,31 +1902,32 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 static void take_steps(hs_sched_t *s, hs__dev_t *dv, uint32_t n,
 		       const int64_t *step_ns, double energy_j, int64_t now)
 {
-	int64_t ns = 0;
+	int64_t ns = 0, t0 = n && step_ns[0] > 0 ? step_ns[0] : 0;
 	uint32_t i;
 
-	for (i = 0; i < n; i++) {
-		int64_t t = step_ns[i] > 0 ? step_ns[i] : 0;
-
-		dv->run_ns[dv->run_got + i] = t;
-		ns += t;
-	}
-	/* run_ns[HS__RUN_MAX], past the steps, sums the modeled time. */
+	/* The times stay where the driver has them while the report is
+	 * handled; kept (run_keep) only if the run goes on. */
+	if (dv->run_got == 0)
+		dv->run_src = step_ns;
+	else if (n)
+		memcpy(dv->run_ns + dv->run_got, step_ns, n * sizeof(*step_ns));
+	for (i = 0; i < n; i++)
+		ns += step_ns[i] > 0 ? step_ns[i] : 0;
 	if (energy_j >= 0) {
 		dv->run_energy_j += energy_j;
 	} else {
 		if (!dv->run_modeled)
-			dv->run_ns[HS__RUN_MAX] = 0;
+			dv->run_modeled_ns = 0;
 		dv->run_modeled = true;
-		dv->run_ns[HS__RUN_MAX] += ns;
+		dv->run_modeled_ns += ns;
 		s->modeled_steps += n;
 	}
 	/* Joiners made their first token at the end of the run's first
 	 * step: when the driver said so, or the run's start plus the step's
 	 * time. */
 	if (dv->run_got == 0 && n) {
-		int64_t first = now >= 0 ? now - (ns - dv->run_ns[0])
-					 : dv->step_start_ns + dv->run_ns[0];
+		int64_t first = now >= 0 ? now - (ns - t0)
+					 : dv->step_start_ns + t0;
 
 		for (i = 0; i < dv->n_joining; i++) {
 			hs__jobrec_t *r = rec_of(s, dv->joining[i]);
@@ -1943,6 +1944,17 @@ static void take_steps(hs_sched_t *s, hs__dev_t *dv, uint32_t n,
 	}
 	dv->run_got += n;
 	dv->part_got += n;
+}
+
+/* The run goes on past the report: its times so far in the core's
+ * keeping. */
+static void run_keep(hs__dev_t *dv)
+{
+	if (dv->run_src != dv->run_ns) {
+		memcpy(dv->run_ns, dv->run_src,
+		       dv->run_got * sizeof(*dv->run_ns));
+		dv->run_src = dv->run_ns;
+	}
 }
 
 /* A report of n steps that fits the part handed out; 0 or HS_E*. */
@@ -1977,6 +1989,7 @@ int hs_sched_run_done(hs_sched_t *s, int64_t now, int device, uint32_t n,
 	 * lease's end, or the driver stopped the part short. */
 	if (dv->run_got < dv->run_len && !dv->cut && now < dv->run_until &&
 	    dv->part_got == dv->run_hand) {
+		run_keep(dv);
 		hand_out(s, dv);
 		return 0;
 	}
@@ -1994,6 +2007,7 @@ int hs_sched_run_progress(hs_sched_t *s, int device, uint32_t n,
 	if (n < 1 || n == s->devs[device].run_hand - s->devs[device].part_got)
 		return HS_EINVAL; /* that ends the part: hs_sched_run_done */
 	take_steps(s, &s->devs[device], n, step_ns, energy_j, -1);
+	run_keep(&s->devs[device]);
 	return 0;
 }
 
