@@ -352,8 +352,17 @@ uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 				(double)(ns[i] > 1 ? ns[i] : 1) * scale);
 		return out;
 	}
+	/* While the fit is young every sample refits it: one at a time, as
+	 * hs__perf_observe takes them, so that each is judged by the fit of
+	 * those before. */
+	for (; n && p->samples < HS_PERF_REFIT_ALL; n--, ns++, C += dC)
+		out += !hs__perf_observe(
+			p, B, C, 0, (double)(ns[0] > 1 ? ns[0] : 1) * scale);
+	if (!n)
+		return out;
 	if (p->dirty)
 		hs__perf_solve(p);
+	samples = p->samples;
 	pending = p->pending;
 	/* The figures in locals, back in p before anything reads them. */
 #define SYNC()                          \

@@ -115,8 +115,9 @@ bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
  * Record n decode steps of one batch at full speed, in order, as n calls
  * of hs__perf_observe would, but judged (error figures, outliers) by the
  * fit as it was before the first: a refit they call for comes at the next
- * prediction. After a reset (a run of outliers: the device changed) the
- * rest go one at a time, each judged by the fit of those before. B jobs,
+ * prediction. While the fit has fewer than HS_PERF_REFIT_ALL samples, and
+ * after a reset (a run of outliers: the device changed), they go one at a
+ * time, each judged by the fit of those before. B jobs,
  * no prefill, C context tokens in the first, dC more in each next; step i
  * measured max(ns[i], 1) * scale ns. Returns how many were outliers.
  */
