@@ -1,4 +1,5 @@
 /* Support for hetsched's tests. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -6,9 +7,11 @@
 #include "hetsched.h"
 #include "testutil.h"
 
+/* Executors allocate and free on their worker threads too: the counts
+ * are atomic, or a race would show as a leak or a double free. */
 static long fail_at = -1;
-static long attempts;
-static long live;
+static _Atomic long attempts;
+static _Atomic long live;
 
 static void *counting_malloc(size_t size)
 {
