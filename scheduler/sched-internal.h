@@ -51,8 +51,11 @@ typedef struct hs__member_s {
 	uint32_t pad;
 } hs__member_t;
 
+/* What a step boundary reads comes first, in a few cache lines; the
+ * device's description (over a kilobyte) and the residency clock last. */
 typedef struct hs__dev_s {
-	hs_device_t d;
+	int32_t id; /* d.id */
+	double cap_w, speed; /* of the level granted */
 	uint64_t usable_bytes; /* memory less the configured reserve */
 	bool failed;
 	bool busy; /* a step is running */
@@ -106,9 +109,10 @@ typedef struct hs__dev_s {
 	uint64_t kv_used; /* KV bytes reserved by the batch */
 	uint64_t resident; /* bit m: weights of model m loaded */
 	uint64_t resident_bytes; /* their weights' bytes */
-	uint64_t lru[64]; /* last use of each resident model (seq) */
 	double energy_per_job; /* accumulated step energy / batch size */
 	hs_device_stats_t st;
+	hs_device_t d;
+	uint64_t lru[64]; /* last use of each resident model (seq) */
 } hs__dev_t;
 
 /* The rows of hs_sched_s.cost, for batch B: theta_step + theta_job * B,

@@ -374,6 +374,7 @@ static int slot_alloc(hs_sched_t *s, uint32_t *slot)
 	}
 	*slot = s->n_slots++;
 	s->jobs[*slot].gen = 0;
+	s->jobs[*slot].qgen = 0;
 	return 0;
 }
 
@@ -466,7 +467,7 @@ static void make_resident(hs_sched_t *s, hs__dev_t *dv, uint32_t m,
 	}
 	/* Load times follow residency. */
 	for (changed = was ^ dv->resident; changed; changed &= changed - 1)
-		cost_stale(s, (uint32_t)dv->d.id,
+		cost_stale(s, (uint32_t)dv->id,
 			   (uint32_t)__builtin_ctzll(changed));
 }
 
@@ -553,7 +554,7 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot, int64_t now)
 	r->finish_seq = step + (r->pub.gen_tokens - r->base_generated) - 1;
 	r->energy_mark = dv->energy_per_job;
 	r->pub.state = HS_JOB_RUNNING;
-	r->pub.device = dv->d.id;
+	r->pub.device = dv->id;
 	r->pub.start_ns = now;
 	e.finish_seq = r->finish_seq;
 	e.slot = slot;
@@ -563,7 +564,7 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot, int64_t now)
 	dv->members[dv->n_members++] = e;
 	b_up(dv, dv->n_members - 1);
 	if (dv->n_members == 1)
-		set_work(s, (uint32_t)dv->d.id, true);
+		set_work(s, (uint32_t)dv->id, true);
 	dv->sum_ctx += prefill_len(r);
 	dv->sum_join += r->join_seq;
 	dv->kv_used += job_kv(s, &r->pub);
@@ -603,8 +604,8 @@ static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 		s->model_devices[dv->model]--;
 		dv->model = -1;
 		dv->draining = false;
-		if (!s->owner_queued[dv->d.id + 1])
-			set_work(s, (uint32_t)dv->d.id, false);
+		if (!s->owner_queued[dv->id + 1])
+			set_work(s, (uint32_t)dv->id, false);
 	}
 }
 
@@ -964,7 +965,7 @@ static bool others_wait(hs_sched_t *s)
 /* End dv's run at its next step boundary. */
 static void cut(hs_sched_t *s, hs__dev_t *dv)
 {
-	uint32_t d = (uint32_t)dv->d.id;
+	uint32_t d = (uint32_t)dv->id;
 
 	if (!dv->busy || dv->cut)
 		return;
@@ -1055,7 +1056,7 @@ static void hand_out(hs_sched_t *s, hs__dev_t *dv)
 		max = HS__RUN_MAX;
 	dv->run_hand = dv->run_len - i < max ? dv->run_len - i : max;
 	dv->part_got = 0;
-	st.device = dv->d.id;
+	st.device = dv->id;
 	st.seq = dv->seq + i;
 	st.model = m;
 	st.bucket = dv->bucket;
@@ -1065,14 +1066,13 @@ static void hand_out(hs_sched_t *s, hs__dev_t *dv)
 	st.ctx_tokens = (uint64_t)C;
 	st.prefill_tokens = (uint64_t)P;
 	st.level = dv->level;
-	st.power_w = level_cap(dv, dv->level);
+	st.power_w = dv->cap_w;
 	st.load_ns = load;
 	st.predicted_ns =
 		(int64_t)(hs__perf_predict_ns(
-				  &s->perf[(uint32_t)dv->d.id * s->n_models +
-					   m],
+				  &s->perf[(uint32_t)dv->id * s->n_models + m],
 				  B, C, P) /
-			  level_speed(dv, dv->level)) +
+			  dv->speed) +
 		load;
 	st.steps = dv->run_hand;
 	st.until_ns = dv->run_hand > 1 ? dv->run_until : INT64_MAX;
@@ -1191,11 +1191,13 @@ static void grant(hs_sched_t *s, hs__dev_t *dv, int lo, int64_t now)
 	int level = lo;
 
 	if (s->policy->level) {
-		level = s->policy->level(s->policy_state, s, dv->d.id, lo);
+		level = s->policy->level(s->policy_state, s, dv->id, lo);
 		if (level < lo || level >= (int)n_levels(dv))
 			level = lo;
 	}
 	dv->level = level;
+	dv->cap_w = level_cap(dv, level);
+	dv->speed = level_speed(dv, level);
 	dv->step_budget_w = s->budget_w;
 	dv->lease_until = now > INT64_MAX - s->cfg.power_lease_ns
 				  ? INT64_MAX
@@ -1481,6 +1483,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 
 		dv->d = devices[d];
 		dv->d.id = (int)d;
+		dv->id = (int32_t)d;
 		set_idle(s, d, true);
 		dv->model = -1;
 		dv->usable_bytes = (uint64_t)((double)dv->d.memory_bytes *
@@ -1764,7 +1767,7 @@ static void grace_over(hs_sched_t *s, hs__dev_t *dv)
 static void release(hs_sched_t *s, hs__dev_t *dv)
 {
 	if (!dv->failed)
-		set_idle(s, (uint32_t)dv->d.id, true);
+		set_idle(s, (uint32_t)dv->id, true);
 	set_draw(s, dv, dv->d.idle_w);
 	s->power_epoch++;
 }
@@ -1774,7 +1777,7 @@ static void end_step_bookkeeping(hs_sched_t *s, hs__dev_t *dv)
 {
 	grace_over(s, dv);
 	dv->busy = false;
-	set_in_run(s, (uint32_t)dv->d.id, false);
+	set_in_run(s, (uint32_t)dv->id, false);
 	release(s, dv);
 }
 
@@ -1784,7 +1787,7 @@ static void run_account(hs_sched_t *s, uint32_t device)
 {
 	hs__dev_t *dv = &s->devs[device];
 	uint32_t i, n = dv->run_got, m = (uint32_t)dv->model;
-	double B = dv->n_members, speed = level_speed(dv, dv->level);
+	double B = dv->n_members, speed = dv->speed;
 	double energy = dv->run_energy_j;
 	int64_t busy = 0;
 	hs__perf_t *perf = &s->perf[device * s->n_models + m];
@@ -1814,8 +1817,7 @@ static void run_account(hs_sched_t *s, uint32_t device)
 		cost_stale(s, device, m);
 	if (dv->run_modeled) {
 		/* Steps no sensor measured: power level x time. */
-		energy += level_cap(dv, dv->level) *
-			  (double)dv->run_modeled_ns / 1e9;
+		energy += dv->cap_w * (double)dv->run_modeled_ns / 1e9;
 	}
 	s->st.energy_j += energy;
 	s->st.steps += n;
