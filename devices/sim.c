@@ -16,13 +16,15 @@
 #include "internal.h"
 #include "perf.h"
 
+/* What timing a step reads comes first, in a cache line or two. */
 typedef struct sim_s {
-	hs_device_t dev;
-	hs__perf_t *truth; /* per model: the fixed roofline law */
+	double (*theta)[HS_PERF_NFEAT]; /* per model: the law's coefficients */
 	size_t n_models;
 	uint64_t rng;
 	double noise;
 	double factor; /* true time / profile time */
+	unsigned n_levels;
+	double speed[HS_MAX_POWER_LEVELS]; /* of each power level */
 } sim_t;
 
 /* splitmix64: small, fast, and the same sequence on every machine. */
@@ -65,17 +67,23 @@ static int sim_open(void **exec, const hs_device_t *dev,
 
 	if (!sm)
 		return HS_ENOMEM;
-	sm->dev = *dev;
 	sm->n_models = hs_model_catalog_count(models);
-	sm->truth =
-		hs__calloc(sm->n_models ? sm->n_models : 1, sizeof(*sm->truth));
-	if (!sm->truth) {
+	sm->theta =
+		hs__calloc(sm->n_models ? sm->n_models : 1, sizeof(*sm->theta));
+	if (!sm->theta) {
 		hs__free(sm);
 		return HS_ENOMEM;
 	}
-	for (m = 0; m < sm->n_models; m++)
-		hs__perf_init(&sm->truth[m], dev,
-			      hs_model_catalog_get(models, m));
+	/* The law: the roofline prior, fixed. */
+	for (m = 0; m < sm->n_models; m++) {
+		hs__perf_t law;
+
+		hs__perf_init(&law, dev, hs_model_catalog_get(models, m));
+		memcpy(sm->theta[m], law.theta, sizeof(sm->theta[m]));
+	}
+	sm->n_levels = dev->n_levels;
+	for (m = 0; m < dev->n_levels && m < HS_MAX_POWER_LEVELS; m++)
+		sm->speed[m] = dev->levels[m].speed;
 	sm->rng = (opts ? opts->seed : 0) ^
 		  (0x632be59bd9b4e019ull * (uint64_t)(dev->id + 1));
 	sm->noise = opts ? fabs(opts->noise) : 0;
@@ -92,7 +100,7 @@ static void sim_close(void *exec)
 
 	if (!sm)
 		return;
-	hs__free(sm->truth);
+	hs__free(sm->theta);
 	hs__free(sm);
 }
 
@@ -105,14 +113,11 @@ typedef struct step_law_s {
 
 static void step_law(const sim_t *sm, const hs_step_t *step, step_law_t *sl)
 {
-	const hs__perf_t *law = &sm->truth[step->model];
-
-	memcpy(sl->theta, law->theta, sizeof(sl->theta));
+	memcpy(sl->theta, sm->theta[step->model], sizeof(sl->theta));
 	sl->B = step->batch;
 	sl->speed = 1.0;
-	if (sm->dev.n_levels && step->level >= 0 &&
-	    (unsigned)step->level < sm->dev.n_levels)
-		sl->speed = sm->dev.levels[step->level].speed;
+	if (step->level >= 0 && (unsigned)step->level < sm->n_levels)
+		sl->speed = sm->speed[step->level];
 	sl->factor = sm->factor;
 	sl->noise = sm->noise;
 	sl->rng = sm->rng;
