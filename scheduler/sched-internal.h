@@ -20,6 +20,7 @@ typedef struct hs__qent_s {
 } hs__qent_t;
 
 typedef struct hs__queue_s {
+	hs__qent_t top; /* heap[0], at hand: picks compare tops only */
 	hs__qent_t *heap;
 	uint32_t n; /* entries, the dead ones included */
 	uint32_t cap;

@@ -200,6 +200,8 @@ static inline void q_set(hs_sched_t *s, hs__queue_t *q, uint32_t i,
 {
 	(void)s;
 	q->heap[i] = e;
+	if (i == 0)
+		q->top = e;
 }
 
 static void q_up(hs_sched_t *s, hs__queue_t *q, uint32_t i)
@@ -317,6 +319,8 @@ static void q_compact(hs_sched_t *s, uint32_t qi)
 	q->n = n;
 	for (i = n / 2; i-- > 0;)
 		q_down(s, q, i);
+	if (n)
+		q->top = q->heap[0];
 }
 
 static void q_remove(hs_sched_t *s, uint32_t slot)
@@ -330,10 +334,10 @@ static void q_remove(hs_sched_t *s, uint32_t slot)
 	if (--q->live == 0) {
 		q->n = 0; /* the dead go with it */
 		mark_nonempty(s, qi, false);
-	} else if (q->heap[0].slot == slot) {
+	} else if (q->top.slot == slot) {
 		/* The top, live: drop it and any dead ones that surface. */
 		q_pop(s, q);
-		while (!q_live(s, qi, q->heap[0]))
+		while (!q_live(s, qi, q->top))
 			q_pop(s, q);
 	} else if (q->n > 2 * q->live + 16) {
 		q_compact(s, qi);
@@ -350,7 +354,7 @@ static const hs__qent_t *q_head(const hs_sched_t *s, uint32_t qi)
 {
 	const hs__queue_t *q = &s->queues[qi];
 
-	return q->n ? &q->heap[0] : NULL;
+	return q->n ? &q->top : NULL;
 }
 
 /* ---- job slots --------------------------------------------------------- */
@@ -2176,7 +2180,7 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 			hs__queue_t *q = &s->queues[qindex(s, device, m, b)];
 
 			while (q->live) {
-				uint32_t slot = q->heap[0].slot;
+				uint32_t slot = q->top.slot;
 				hs__jobrec_t *r = rec_of(s, slot);
 
 				q_remove(s, slot);
