@@ -77,15 +77,17 @@ static uint32_t lognormal(double median, double sigma, uint32_t lo, uint32_t hi)
 	return (uint32_t)x;
 }
 
-/* A number from the command line: finite, above 0 (or 0 too). */
-static int positive(const char *arg, const char *opt, bool zero_ok, double *out)
+/* A number from the command line in [lo, hi]. */
+static int in_range(const char *arg, const char *opt, double lo, double hi,
+		    double *out)
 {
 	char *end;
 	double v = strtod(arg, &end);
 
-	if (end == arg || *end || !isfinite(v) || v < 0 || (!zero_ok && !v)) {
-		fprintf(stderr, "bench-sched: %s: '%s' is not a number %s 0\n",
-			opt, arg, zero_ok ? "of at least" : "above");
+	if (end == arg || *end || !(v >= lo && v <= hi)) {
+		fprintf(stderr,
+			"bench-sched: %s: '%s' is not a number in [%g, %g]\n",
+			opt, arg, lo, hi);
 		return 2;
 	}
 	*out = v;
@@ -236,11 +238,12 @@ int main(int argc, char **argv)
 			opts.single_steps = true;
 			break;
 		case 'l':
-			if (positive(optarg, "--lease-ms", true, &lease_ms))
+			if (in_range(optarg, "--lease-ms", 0, 3.6e6, &lease_ms))
 				return 2;
 			break;
 		case 'r':
-			if (positive(optarg, "--rate", false, &per_dev_rate))
+			if (in_range(optarg, "--rate", 1e-3, 1e6,
+				     &per_dev_rate))
 				return 2;
 			break;
 		case 'h':

@@ -81,9 +81,16 @@ static int sim_open(void **exec, const hs_device_t *dev,
 		hs__perf_init(&law, dev, hs_model_catalog_get(models, m));
 		memcpy(sm->theta[m], law.theta, sizeof(sm->theta[m]));
 	}
-	sm->n_levels = dev->n_levels;
+	sm->n_levels = dev->n_levels < HS_MAX_POWER_LEVELS
+			       ? dev->n_levels
+			       : HS_MAX_POWER_LEVELS;
 	for (m = 0; m < dev->n_levels && m < HS_MAX_POWER_LEVELS; m++)
-		sm->speed[m] = dev->levels[m].speed;
+		/* A speed no step can have (the core refuses such a device;
+		 * a driver may open one directly) counts as full speed. */
+		sm->speed[m] = dev->levels[m].speed > 0 &&
+					       isfinite(dev->levels[m].speed)
+				       ? dev->levels[m].speed
+				       : 1.0;
 	sm->rng = (opts ? opts->seed : 0) ^
 		  (0x632be59bd9b4e019ull * (uint64_t)(dev->id + 1));
 	sm->noise = opts ? fabs(opts->noise) : 0;

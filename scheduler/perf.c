@@ -340,9 +340,8 @@ uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 {
 	decode_sums_t d = {0};
 	double err = 0, cal = 0, base = 0, slope = 0;
-	uint64_t samples = p->samples, pending = p->pending;
+	uint64_t samples, pending;
 	uint32_t i, out = 0, n_err = 0, n_cal = 0;
-	bool fresh = true; /* base and slope need reading */
 
 	if (!valid_feature(B) || !valid_feature(C) || !valid_feature(dC) ||
 	    !(scale > 0) || !isfinite(scale)) {
@@ -364,6 +363,10 @@ uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 		hs__perf_solve(p);
 	samples = p->samples;
 	pending = p->pending;
+	/* The fit the run is judged by: the one before it. Samples that call
+	 * for a refit get it at the next prediction. */
+	base = p->theta[HS_PERF_STEP] + p->theta[HS_PERF_JOB] * B;
+	slope = p->theta[HS_PERF_CTX];
 	/* The figures in locals, back in p before anything reads them. */
 #define SYNC()                          \
 	do {                            \
@@ -380,14 +383,6 @@ uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 	for (i = 0; i < n; i++, C += dC) {
 		double t = (double)(ns[i] > 1 ? ns[i] : 1) * scale, pred, e;
 
-		/* The fit the run is judged by: the one before it. Samples
-		 * that call for a refit get it at the next prediction. */
-		if (fresh) {
-			base = p->theta[HS_PERF_STEP] +
-			       p->theta[HS_PERF_JOB] * B;
-			slope = p->theta[HS_PERF_CTX];
-			fresh = false;
-		}
 		/* As hs__perf_predict_ns adds them (P = 0 adds nothing). */
 		pred = base + slope * C;
 		if (!(pred >= HS_PERF_MIN_NS))

@@ -1796,8 +1796,10 @@ static void run_account(hs_sched_t *s, uint32_t device)
 	int64_t busy = 0;
 	hs__perf_t *perf = &s->perf[device * s->n_models + m];
 	const int64_t *ns = dv->run_src;
-	/* The fit moves only where a refit is due. */
-	bool moved = perf->dirty;
+	double theta[HS_PERF_NFEAT];
+
+	/* The fit as the finish-time entries may have it. */
+	memcpy(theta, perf->theta, sizeof(theta));
 
 	/* Calibrate: the model predicts full-speed compute time, so the
 	 * weight load is taken out and the level's slowdown undone. */
@@ -1810,14 +1812,14 @@ static void run_account(hs_sched_t *s, uint32_t device)
 				      (double)dv->step_prefill,
 				      (t < 1 ? 1 : t) * speed))
 			s->st.perf_outliers++;
-		moved |= perf->dirty;
 	}
 	/* The rest decode only, one more context token per job each. */
 	if (n > 1)
 		s->st.perf_outliers += hs__perf_observe_decode(
 			perf, B, dv->step_ctx + B, B, ns + 1, n - 1, speed);
-	/* The finish-time entries follow a fit that moved, or is due to. */
-	if (moved || perf->dirty)
+	/* The finish-time entries follow a fit that moved (a young fit
+	 * refits at every sample), or is due to. */
+	if (perf->dirty || memcmp(theta, perf->theta, sizeof(theta)))
 		cost_stale(s, device, m);
 	if (dv->run_modeled) {
 		/* Steps no sensor measured: power level x time. */

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "executor.h"
 #include "policy.h"
 #include "schedutil.h"
 #include "testutil.h"
@@ -1210,6 +1211,111 @@ static void test_runs_review(void **state)
 	fx_free(fx);
 }
 
+/*
+ * eft prices a job from cached finish-time entries: they follow the fit
+ * when a run moves it, also a young fit that refits at every sample and
+ * ends the run with no refit due (the review's case: an outlier, an
+ * accepted step off the prediction, an outlier after the refit).
+ */
+static void test_cost_cache_follows_fit(void **state)
+{
+	hs_device_t d = hs_test_device("gpu", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sched_config_t cfg;
+	const hs_job_t *pj;
+	const double *f;
+	int64_t ns[3], now = 0, p;
+	uint64_t probe;
+	int k;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "eft";
+	fx = fx_new_runs(&cfg, &d, 1, MAX_RUN);
+	/* A young fit, warmed by runs of three steps as predicted. */
+	for (k = 0; k < 4; k++) {
+		(void)submit(fx, now, 0, 10, 3, 0);
+		assert_int_equal(fx->rec.steps[fx->rec.n_steps - 1].steps, 3);
+		p = fx->rec.steps[fx->rec.n_steps - 1].predicted_ns;
+		now += 3 * p;
+		assert_int_equal(run_done(fx, now, 0, 3, p), 0);
+	}
+	(void)submit(fx, now, 0, 10, 3, 0);
+	p = fx->rec.steps[fx->rec.n_steps - 1].predicted_ns;
+	probe = submit(fx, now, 0, 10, 3, 0); /* queued: the device runs */
+	pj = hs_sched_job(fx->s, probe);
+	(void)hs__sched_finish_ns(fx->s, pj, 1); /* the entries, cached */
+	ns[0] = 100 * p;
+	ns[1] = 3 * p;
+	ns[2] = 100 * p;
+	now += ns[0] + ns[1] + ns[2];
+	fx->rec.busy[0] = false;
+	assert_int_equal(hs_sched_run_done(fx->s, now, 0, 3, ns, -1), 0);
+	pj = hs_sched_job(fx->s, probe);
+	f = hs__sched_finish_ns(fx->s, pj, 1);
+	assert_true(fabs(f[0] - hs__sched_backlog_ns(fx->s, 0) -
+			 hs__sched_job_cost_ns(fx->s, 0, pj, 1)) <=
+		    1e-9 * f[0]);
+	fx_free(fx);
+}
+
+/*
+ * The sim executor times a step at a level it was told of, and a level
+ * outside those (a device described with more levels than a device can
+ * have, opened directly) at full speed, not from past its table: every
+ * step of a run as the same step alone.
+ */
+static void test_sim_executor_levels(void **state)
+{
+	static const double lv[] = {300, 1.0, 200, 0.5};
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 2, lv);
+	hs_model_catalog_t *models = hs_test_models();
+	hs_executor_opts_t opts = {.seed = 3, .noise = 0.1, .skew = 0.1};
+	hs_step_t st = {.model = 0,
+			.batch = 4,
+			.ctx_tokens = 400,
+			.prefill_tokens = 100,
+			.seq = 7,
+			.steps = 5,
+			.until_ns = INT64_MAX};
+	int64_t one[5], run[5], end;
+	double e;
+	void *ex;
+	int level, i;
+
+	d.n_levels = 12; /* more than HS_MAX_POWER_LEVELS */
+	assert_int_equal(hs__executor_sim.open(&ex, &d, models, &opts), 0);
+	for (level = -1; level <= 10; level++) {
+		hs_step_t s1 = st;
+
+		st.level = level;
+		assert_int_equal(hs__executor_sim.run_steps(
+					 ex, &st, 5, 0, INT64_MAX, run, &end),
+				 5);
+		s1.level = level;
+		for (i = 0; i < 5; i++) {
+			assert_int_equal(
+				hs__executor_sim.run_step(ex, &s1, &one[i], &e),
+				0);
+			assert_int_equal(one[i], run[i]);
+			assert_true(one[i] > 0);
+			s1.seq++;
+			s1.ctx_tokens += s1.batch;
+			s1.prefill_tokens = 0;
+		}
+	}
+	/* Level 1 is half as fast as level 0; past the table, full speed. */
+	st.level = 1;
+	hs__executor_sim.run_step(ex, &st, &one[0], &e);
+	st.level = 9;
+	hs__executor_sim.run_step(ex, &st, &one[1], &e);
+	st.level = 0;
+	hs__executor_sim.run_step(ex, &st, &one[2], &e);
+	assert_int_equal(one[1], one[2]);
+	assert_true(one[0] > one[2] * 3 / 2);
+	hs__executor_sim.close(ex);
+	hs_model_catalog_free(models);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1237,6 +1343,8 @@ int main(void)
 		cmocka_unit_test(test_run_cut_by_arrival),
 		cmocka_unit_test(test_run_job_progress),
 		cmocka_unit_test(test_runs_review),
+		cmocka_unit_test(test_cost_cache_follows_fit),
+		cmocka_unit_test(test_sim_executor_levels),
 	};
 
 	return cmocka_run_group_tests_name("sched", tests, NULL, NULL);
