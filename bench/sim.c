@@ -257,15 +257,14 @@ static void on_step_start(void *ud, const hs_step_t *st)
 {
 	sim_t *sm = ud;
 	sim_dev_t *dv = &sm->devs[st->device];
-	int64_t ns, at = sm->now, t0 = sm->timing ? mono_ns() : 0;
-	hs_step_t one = *st;
+	int64_t at = sm->now, t0 = sm->timing ? mono_ns() : 0;
 	double energy;
-	uint32_t i;
+	uint32_t i = 0;
 	int rc = 0;
 
-	/* The run's steps, up to the first that ends at or after until_ns:
-	 * each as the executor times it, the ones after the first with no
-	 * prefill and one more token of context per job. */
+	/* The run's steps as the executor times them, up to the first that
+	 * ends at or after until_ns. An executor that times no run ahead (a
+	 * real one) gets a step at a time: the driver asked for no more. */
 	if (dv->ops->run_steps) {
 		uint32_t n = st->steps < SIM_RUN_MAX ? st->steps : SIM_RUN_MAX;
 
@@ -273,21 +272,10 @@ static void on_step_start(void *ud, const hs_step_t *st)
 				       dv->run_ns, &at);
 		if (!i)
 			rc = HS_EINVAL;
-	} else {
-		for (i = 0; i < st->steps && i < SIM_RUN_MAX;) {
-			rc = dv->ops->run_step(dv->exec, &one, &ns, &energy);
-			if (rc)
-				break;
-			dv->run_ns[i++] = ns;
-			at += ns;
-			if (at >= st->until_ns)
-				break;
-			one.seq++;
-			one.ctx_tokens += one.batch;
-			one.joining = 0;
-			one.prefill_tokens = 0;
-			one.load_ns = 0;
-		}
+	} else if (!(rc = dv->ops->run_step(dv->exec, st, &dv->run_ns[0],
+					    &energy))) {
+		at += dv->run_ns[0];
+		i = 1;
 	}
 	/* A real step runs inside this hook, inside a core call: its time is
 	 * the device's, not the scheduler's. */
@@ -823,11 +811,11 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 				   "%llu accepted jobs never finished",
 				   (unsigned long long)res->lost_jobs);
 out:
-	for (d = 0; sm.devs && d < n_devices; d++)
+	for (d = 0; sm.devs && d < n_devices; d++) {
 		if (sm.devs[d].exec)
 			sm.devs[d].ops->close(sm.devs[d].exec);
-	for (d = 0; sm.devs && d < n_devices; d++)
 		hs__free(sm.devs[d].run_ns);
+	}
 	hs_sched_free(sm.core);
 	hs__free(sm.devs);
 	hs__free(sm.due);

@@ -84,7 +84,7 @@ static int sim_open(void **exec, const hs_device_t *dev,
 	sm->n_levels = dev->n_levels < HS_MAX_POWER_LEVELS
 			       ? dev->n_levels
 			       : HS_MAX_POWER_LEVELS;
-	for (m = 0; m < dev->n_levels && m < HS_MAX_POWER_LEVELS; m++)
+	for (m = 0; m < sm->n_levels; m++)
 		/* A speed no step can have (the core refuses such a device;
 		 * a driver may open one directly) counts as full speed. */
 		sm->speed[m] = dev->levels[m].speed > 0 &&
@@ -159,23 +159,8 @@ static inline int64_t step_ns(const step_law_t *sl, double C, double P,
 	return round_ns(t < 1 ? 1 : t);
 }
 
-static int sim_run_step(void *exec, const hs_step_t *step, int64_t *duration_ns,
-			double *energy_j)
-{
-	sim_t *sm = exec;
-	step_law_t sl;
-
-	if (step->model >= sm->n_models)
-		return HS_EINVAL;
-	step_law(sm, step, &sl);
-	*duration_ns = step_ns(&sl, (double)step->ctx_tokens,
-			       (double)step->prefill_tokens, step->seq) +
-		       step->load_ns;
-	*energy_j = -1;
-	return 0;
-}
-
-/* The steps of a run, each timed as sim_run_step times it alone. */
+/* The steps of a run: each a function of its own number, whether timed
+ * in a run or alone (sim_run_step). */
 static uint32_t sim_run_steps(void *exec, const hs_step_t *step, uint32_t n,
 			      int64_t start_ns, int64_t until_ns,
 			      int64_t *ns_out, int64_t *end_ns)
@@ -201,6 +186,18 @@ static uint32_t sim_run_steps(void *exec, const hs_step_t *step, uint32_t n,
 	}
 	*end_ns = at;
 	return i;
+}
+
+/* One step: a run of one. */
+static int sim_run_step(void *exec, const hs_step_t *step, int64_t *duration_ns,
+			double *energy_j)
+{
+	int64_t end;
+
+	if (!sim_run_steps(exec, step, 1, 0, INT64_MAX, duration_ns, &end))
+		return HS_EINVAL;
+	*energy_j = -1;
+	return 0;
 }
 
 const struct hs_executor_ops hs__executor_sim = {

@@ -335,6 +335,23 @@ static void decode_flush(hs__perf_t *p, double B, decode_sums_t *d)
 	memset(d, 0, sizeof(*d));
 }
 
+/* A decode step's measured time, at least 1 ns, scaled to full speed. */
+static inline double decode_ns(int64_t ns, double scale)
+{
+	return (double)(ns > 1 ? ns : 1) * scale;
+}
+
+/* Decode steps one call each; the outliers among them. */
+static uint32_t observe_each(hs__perf_t *p, double B, double C, double dC,
+			     const int64_t *ns, uint32_t n, double scale)
+{
+	uint32_t i, out = 0;
+
+	for (i = 0; i < n; i++, C += dC)
+		out += !hs__perf_observe(p, B, C, 0, decode_ns(ns[i], scale));
+	return out;
+}
+
 uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 				 const int64_t *ns, uint32_t n, double scale)
 {
@@ -344,19 +361,13 @@ uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 	uint32_t i, out = 0, n_err = 0, n_cal = 0;
 
 	if (!valid_feature(B) || !valid_feature(C) || !valid_feature(dC) ||
-	    !(scale > 0) || !isfinite(scale)) {
-		for (i = 0; i < n; i++, C += dC)
-			out += !hs__perf_observe(
-				p, B, C, 0,
-				(double)(ns[i] > 1 ? ns[i] : 1) * scale);
-		return out;
-	}
+	    !(scale > 0) || !isfinite(scale))
+		return observe_each(p, B, C, dC, ns, n, scale);
 	/* While the fit is young every sample refits it: one at a time, as
 	 * hs__perf_observe takes them, so that each is judged by the fit of
 	 * those before. */
 	for (; n && p->samples < HS_PERF_REFIT_ALL; n--, ns++, C += dC)
-		out += !hs__perf_observe(
-			p, B, C, 0, (double)(ns[0] > 1 ? ns[0] : 1) * scale);
+		out += observe_each(p, B, C, dC, ns, 1, scale);
 	if (!n)
 		return out;
 	if (p->dirty)
@@ -381,7 +392,7 @@ uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 		decode_flush(p, B, &d); \
 	} while (0)
 	for (i = 0; i < n; i++, C += dC) {
-		double t = (double)(ns[i] > 1 ? ns[i] : 1) * scale, pred, e;
+		double t = decode_ns(ns[i], scale), pred, e;
 
 		/* As hs__perf_predict_ns adds them (P = 0 adds nothing). */
 		pred = base + slope * C;
@@ -409,13 +420,9 @@ uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 				reset_fit(p);
 				p->resets++;
 				accept(p, B, C, 0, t);
-				for (i++, C += dC; i < n; i++, C += dC)
-					out += !hs__perf_observe(
-						p, B, C, 0,
-						(double)(ns[i] > 1 ? ns[i]
-								   : 1) *
-							scale);
-				return out;
+				return out + observe_each(p, B, C + dC, dC,
+							  ns + i + 1, n - i - 1,
+							  scale);
 			}
 		}
 		p->consecutive_outliers = 0;

@@ -67,7 +67,6 @@ typedef struct hs__dev_s {
 	double min_cap_w; /* the least any power level draws */
 	double step_budget_w; /* budget when its step started */
 	int64_t step_start_ns;
-	int64_t step_pred_ns;
 	int64_t step_load_ns; /* weight load included in the step */
 	double step_ctx; /* its C and P, for the calibration */
 	uint64_t step_prefill;
@@ -90,7 +89,6 @@ typedef struct hs__dev_s {
 				 * driver's while its report is handled */
 	int64_t run_modeled_ns; /* time of the steps no sensor measured */
 	double run_energy_j; /* measured energy of the steps so far */
-	bool run_modeled; /* some step's energy was not measured */
 	int64_t lease_until; /* its power level is its until then */
 	/* The batch: one model, one bucket. */
 	int32_t model; /* -1: empty */
@@ -172,7 +170,6 @@ struct hs_sched_s {
 	uint64_t *idle; /* bitmap: not busy, not failed */
 	uint64_t *work; /* bitmap: a batch or jobs bound to it */
 	uint64_t *in_run; /* bitmap: in a run that a join may cut */
-	bool hold_runs_check; /* a job being submitted: no cut yet */
 	uint32_t *model_devices; /* per model: devices whose batch runs it */
 	uint64_t *model_queued; /* per model: jobs waiting, any queue */
 	double *finish; /* n_devs: hs__sched_finish_ns's answer */

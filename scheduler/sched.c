@@ -195,29 +195,11 @@ static inline bool q_live(const hs_sched_t *s, uint32_t qi, hs__qent_t e)
 	return r->queue == qi && r->qgen == e.qgen;
 }
 
-static inline void q_set(hs_sched_t *s, hs__queue_t *q, uint32_t i,
-			 hs__qent_t e)
+static inline void q_set(hs__queue_t *q, uint32_t i, hs__qent_t e)
 {
-	(void)s;
 	q->heap[i] = e;
 	if (i == 0)
 		q->top = e;
-}
-
-static void q_up(hs_sched_t *s, hs__queue_t *q, uint32_t i)
-{
-	hs__qent_t e = q->heap[i];
-
-	while (i > 0) {
-		uint32_t p = (i - 1) / 2;
-
-		if (q->heap[p].rank < e.rank ||
-		    (q->heap[p].rank == e.rank && q->heap[p].slot < e.slot))
-			break;
-		q_set(s, q, i, q->heap[p]);
-		i = p;
-	}
-	q_set(s, q, i, e);
 }
 
 static bool q_less(const hs__qent_t *a, const hs__qent_t *b)
@@ -225,7 +207,22 @@ static bool q_less(const hs__qent_t *a, const hs__qent_t *b)
 	return a->rank < b->rank || (a->rank == b->rank && a->slot < b->slot);
 }
 
-static void q_down(hs_sched_t *s, hs__queue_t *q, uint32_t i)
+static void q_up(hs__queue_t *q, uint32_t i)
+{
+	hs__qent_t e = q->heap[i];
+
+	while (i > 0) {
+		uint32_t p = (i - 1) / 2;
+
+		if (q_less(&q->heap[p], &e))
+			break;
+		q_set(q, i, q->heap[p]);
+		i = p;
+	}
+	q_set(q, i, e);
+}
+
+static void q_down(hs__queue_t *q, uint32_t i)
 {
 	hs__qent_t e = q->heap[i];
 
@@ -238,10 +235,10 @@ static void q_down(hs_sched_t *s, hs__queue_t *q, uint32_t i)
 			c++;
 		if (!q_less(&q->heap[c], &e))
 			break;
-		q_set(s, q, i, q->heap[c]);
+		q_set(q, i, q->heap[c]);
 		i = c;
 	}
-	q_set(s, q, i, e);
+	q_set(q, i, e);
 }
 
 static void mark_nonempty(hs_sched_t *s, uint32_t q, bool on)
@@ -285,7 +282,7 @@ static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 	/* A new mark: a dead entry of the job's in this queue stays dead. */
 	e.qgen = ++r->qgen;
 	q->heap[q->n++] = e;
-	q_up(s, q, q->n - 1);
+	q_up(q, q->n - 1);
 	if (q->live++ == 0)
 		mark_nonempty(s, qi, true);
 	s->model_queued[r->pub.model]++;
@@ -293,17 +290,15 @@ static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 		set_work(s, (uint32_t)owner, true);
 	s->st.queued++;
 	r->pub.state = HS_JOB_QUEUED;
-	if (!s->hold_runs_check)
-		runs_check(s, qi);
 	return 0;
 }
 
 /* Drop the top entry. */
-static void q_pop(hs_sched_t *s, hs__queue_t *q)
+static void q_pop(hs__queue_t *q)
 {
 	if (--q->n) {
 		q->heap[0] = q->heap[q->n];
-		q_down(s, q, 0);
+		q_down(q, 0);
 	}
 }
 
@@ -318,7 +313,7 @@ static void q_compact(hs_sched_t *s, uint32_t qi)
 			q->heap[n++] = q->heap[i];
 	q->n = n;
 	for (i = n / 2; i-- > 0;)
-		q_down(s, q, i);
+		q_down(q, i);
 	if (n)
 		q->top = q->heap[0];
 }
@@ -336,9 +331,9 @@ static void q_remove(hs_sched_t *s, uint32_t slot)
 		mark_nonempty(s, qi, false);
 	} else if (q->top.slot == slot) {
 		/* The top, live: drop it and any dead ones that surface. */
-		q_pop(s, q);
+		q_pop(q);
 		while (!q_live(s, qi, q->top))
-			q_pop(s, q);
+			q_pop(q);
 	} else if (q->n > 2 * q->live + 16) {
 		q_compact(s, qi);
 	}
@@ -613,11 +608,12 @@ static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 	}
 }
 
-/* Tokens generated so far by a running job, as of the last step end. */
+/* Tokens generated so far by a running job: up to the last step its
+ * device reported (a running run's first step is seq). */
 static uint32_t generated_now(const hs_sched_t *s, const hs__jobrec_t *r)
 {
 	const hs__dev_t *dv = &s->devs[r->pub.device];
-	uint64_t done = dv->busy ? dv->seq - 1 : dv->seq;
+	uint64_t done = dv->busy ? dv->seq - 1 + dv->run_got : dv->seq;
 
 	if (done < r->join_seq)
 		return r->base_generated;
@@ -1080,8 +1076,6 @@ static void hand_out(hs_sched_t *s, hs__dev_t *dv)
 		load;
 	st.steps = dv->run_hand;
 	st.until_ns = dv->run_hand > 1 ? dv->run_until : INT64_MAX;
-	if (i == 0)
-		dv->step_pred_ns = st.predicted_ns;
 	if (s->hooks.step_start)
 		s->hooks.step_start(s->hooks.ud, &st);
 }
@@ -1169,7 +1163,7 @@ static void start_run(hs_sched_t *s, uint32_t d, uint32_t m,
 	dv->run_got = 0;
 	dv->run_until = s->budget_w > 0 ? dv->lease_until : INT64_MAX;
 	dv->run_energy_j = 0;
-	dv->run_modeled = false;
+	dv->run_modeled_ns = 0;
 	dv->cut = false;
 	dv->busy = true;
 	set_idle(s, d, false);
@@ -1206,7 +1200,7 @@ static void grant(hs_sched_t *s, hs__dev_t *dv, int lo, int64_t now)
 	dv->lease_until = now > INT64_MAX - s->cfg.power_lease_ns
 				  ? INT64_MAX
 				  : now + s->cfg.power_lease_ns;
-	set_draw(s, dv, level_cap(dv, level));
+	set_draw(s, dv, dv->cap_w);
 }
 
 /*
@@ -1717,12 +1711,7 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
 	r->pub.first_token_ns = -1;
 	r->pub.done_ns = -1;
 	r->queue = NONE;
-	/* A running batch is cut for the new job only if no idle device
-	 * takes it first (below). */
-	s->hold_runs_check = true;
-	rc = place(s, slot, now);
-	s->hold_runs_check = false;
-	if (rc) {
+	if ((rc = place(s, slot, now))) {
 		slot_free(s, slot);
 		s->st.submitted--;
 		return hs__error_set(err, rc, "job", 0, NULL, "%s",
@@ -1745,6 +1734,8 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
 	} else {
 		kick(s, now);
 	}
+	/* A running batch is cut for the new job only if no idle device
+	 * took it. */
 	if (r->queue != NONE)
 		runs_check(s, r->queue);
 	epoch(s, now);
@@ -1757,14 +1748,16 @@ static void emit(hs_sched_t *s, hs__jobrec_t *r, hs_job_event_t ev)
 		s->hooks.job_event(s->hooks.ud, &r->pub, ev);
 }
 
-/* A step started under a higher (or no) budget ended: the grace it had
- * is over. */
-static void grace_over(hs_sched_t *s, hs__dev_t *dv)
+/* dv's run ends (or is abandoned); a step started under a higher (or no)
+ * budget ends its grace. */
+static void run_stop(hs_sched_t *s, hs__dev_t *dv)
 {
 	if (dv->busy && s->budget_w > 0 &&
 	    (dv->step_budget_w <= 0 || dv->step_budget_w > s->budget_w) &&
 	    s->n_grace > 0)
 		s->n_grace--;
+	dv->busy = false;
+	set_in_run(s, (uint32_t)dv->id, false);
 }
 
 /* dv gives its power back: idle draw, and the others may take it. */
@@ -1779,9 +1772,7 @@ static void release(hs_sched_t *s, hs__dev_t *dv)
 /* The running step of dv ends (or is abandoned): power back to idle. */
 static void end_step_bookkeeping(hs_sched_t *s, hs__dev_t *dv)
 {
-	grace_over(s, dv);
-	dv->busy = false;
-	set_in_run(s, (uint32_t)dv->id, false);
+	run_stop(s, dv);
 	release(s, dv);
 }
 
@@ -1821,10 +1812,8 @@ static void run_account(hs_sched_t *s, uint32_t device)
 	 * refits at every sample), or is due to. */
 	if (perf->dirty || memcmp(theta, perf->theta, sizeof(theta)))
 		cost_stale(s, device, m);
-	if (dv->run_modeled) {
-		/* Steps no sensor measured: power level x time. */
-		energy += dv->cap_w * (double)dv->run_modeled_ns / 1e9;
-	}
+	/* Steps no sensor measured: power level x time. */
+	energy += dv->cap_w * (double)dv->run_modeled_ns / 1e9;
 	s->st.energy_j += energy;
 	s->st.steps += n;
 	dv->st.energy_j += energy;
@@ -1847,9 +1836,7 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 	uint32_t i;
 
 	run_account(s, device);
-	grace_over(s, dv);
-	dv->busy = false;
-	set_in_run(s, device, false);
+	run_stop(s, dv);
 
 	/* Finished jobs leave at the step boundary. */
 	while (dv->n_members && dv->members[0].finish_seq <= dv->seq) {
@@ -1924,9 +1911,6 @@ static void take_steps(hs_sched_t *s, hs__dev_t *dv, uint32_t n,
 	if (energy_j >= 0) {
 		dv->run_energy_j += energy_j;
 	} else {
-		if (!dv->run_modeled)
-			dv->run_modeled_ns = 0;
-		dv->run_modeled = true;
 		dv->run_modeled_ns += ns;
 		s->modeled_steps += n;
 	}
@@ -2112,6 +2096,7 @@ static int requeue(hs_sched_t *s, uint32_t slot, int64_t now)
 		r->pub.device = old;
 		return rc;
 	}
+	runs_check(s, r->queue);
 	s->st.requeued++;
 	/* The event names the device the job left. */
 	r->pub.device = old;
@@ -2274,18 +2259,8 @@ const hs_job_t *hs_sched_job(const hs_sched_t *s, uint64_t id)
 	r = &s->jobs[slot];
 	if (r->pub.id != id)
 		return NULL;
-	if (r->pub.state == HS_JOB_RUNNING) {
-		const hs__dev_t *dv = &s->devs[r->pub.device];
-
+	if (r->pub.state == HS_JOB_RUNNING)
 		r->pub.generated = generated_now(s, r);
-		/* What the driver reported of the run so far (the core takes
-		 * a run into account at its end). */
-		if (dv->busy && dv->seq + dv->run_got > r->join_seq &&
-		    r->pub.generated < r->pub.gen_tokens)
-			r->pub.generated =
-				r->base_generated +
-				(uint32_t)(dv->seq + dv->run_got - r->join_seq);
-	}
 	return &r->pub;
 }
 
