@@ -45,13 +45,6 @@ typedef struct hs__jobrec_s {
 	bool cancel; /* leave at the next step boundary */
 } hs__jobrec_t;
 
-/* A batch member: the finish heap orders by finish_seq. */
-typedef struct hs__member_s {
-	uint64_t finish_seq;
-	uint32_t slot;
-	uint32_t pad;
-} hs__member_t;
-
 /* What a step boundary reads comes first, in a few cache lines; the
  * device's description (over a kilobyte) and the residency clock last. */
 typedef struct hs__dev_s {
@@ -93,7 +86,8 @@ typedef struct hs__dev_s {
 	/* The batch: one model, one bucket. */
 	int32_t model; /* -1: empty */
 	uint32_t bucket;
-	hs__member_t *members; /* min-heap by finish_seq, cap max_batch */
+	uint64_t *finish; /* finish_seq of each member, beside ids */
+	uint64_t finish_min; /* the least of them (UINT64_MAX: none) */
 	uint32_t n_members;
 	uint32_t n_joining; /* of the running step */
 	uint32_t n_cancel; /* members to drop at the step's end */
@@ -102,7 +96,8 @@ typedef struct hs__dev_s {
 	uint32_t *joining; /* slots that joined in the running step */
 	uint64_t *step_ids; /* the running step's job ids, joining first */
 	uint64_t *ids; /* the batch's job ids, in joining order
-			* but for removals (swapped from the end) */
+			* but for removals (the last moves into the gap);
+			* a member's index is its record's id_pos */
 	uint64_t sum_ctx; /* sum of prefill lengths in the batch */
 	uint64_t sum_join; /* sum of join_seq in the batch */
 	uint64_t kv_used; /* KV bytes reserved by the batch */

@@ -470,70 +470,23 @@ static void make_resident(hs_sched_t *s, hs__dev_t *dv, uint32_t m,
 			   (uint32_t)__builtin_ctzll(changed));
 }
 
-/* ---- the finish heap of a batch --------------------------------------- */
+/* ---- the batch's members ---------------------------------------------- */
 
 /*
- * Members are not told their heap position: moving one would touch its job
- * record, cold by then, at every sift. A removal finds its member instead,
- * at the root when it finishes, among max_batch_jobs at worst.
+ * A batch is at most max_batch_jobs: its members are kept in joining order
+ * but for removals (the last moves into the gap), ids[i] and finish[i]
+ * side by side, and the earliest finish is kept at hand. A scan of a few
+ * dozen finish steps costs less than sifting a heap, whose comparisons of
+ * random finish steps the processor cannot predict.
  */
-static void b_set(hs__dev_t *dv, uint32_t i, hs__member_t e)
+static void finish_min_update(hs__dev_t *dv)
 {
-	dv->members[i] = e;
-}
-
-static uint32_t member_index(const hs__dev_t *dv, uint32_t slot)
-{
+	uint64_t least = UINT64_MAX;
 	uint32_t i;
 
 	for (i = 0; i < dv->n_members; i++)
-		if (dv->members[i].slot == slot)
-			break;
-	return i;
-}
-
-static bool b_less(const hs__member_t *a, const hs__member_t *b)
-{
-	return a->finish_seq < b->finish_seq ||
-	       (a->finish_seq == b->finish_seq && a->slot < b->slot);
-}
-
-static uint32_t b_up(hs__dev_t *dv, uint32_t i)
-{
-	hs__member_t e = dv->members[i];
-
-	while (i > 0) {
-		uint32_t p = (i - 1) / 2;
-
-		if (!b_less(&e, &dv->members[p]))
-			break;
-		b_set(dv, i, dv->members[p]);
-		i = p;
-	}
-	b_set(dv, i, e);
-	return i;
-}
-
-/* Sift down; the entry's final position. */
-static uint32_t b_down(hs__dev_t *dv, uint32_t i)
-{
-	hs__member_t e = dv->members[i];
-
-	for (;;) {
-		uint32_t c = 2 * i + 1;
-
-		if (c >= dv->n_members)
-			break;
-		if (c + 1 < dv->n_members &&
-		    b_less(&dv->members[c + 1], &dv->members[c]))
-			c++;
-		if (!b_less(&dv->members[c], &e))
-			break;
-		b_set(dv, i, dv->members[c]);
-		i = c;
-	}
-	b_set(dv, i, e);
-	return i;
+		least = dv->finish[i] < least ? dv->finish[i] : least;
+	dv->finish_min = least;
 }
 
 /* Prefill length of a job joining (again): its prompt plus what it has
@@ -547,7 +500,6 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot, int64_t now)
 {
 	hs__jobrec_t *r = rec_of(s, slot);
 	uint64_t step = dv->seq + 1;
-	hs__member_t e;
 
 	r->join_seq = step;
 	r->finish_seq = step + (r->pub.gen_tokens - r->base_generated) - 1;
@@ -555,13 +507,11 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot, int64_t now)
 	r->pub.state = HS_JOB_RUNNING;
 	r->pub.device = dv->id;
 	r->pub.start_ns = now;
-	e.finish_seq = r->finish_seq;
-	e.slot = slot;
-	e.pad = 0;
 	r->id_pos = dv->n_members;
 	dv->ids[dv->n_members] = r->pub.id;
-	dv->members[dv->n_members++] = e;
-	b_up(dv, dv->n_members - 1);
+	dv->finish[dv->n_members++] = r->finish_seq;
+	if (r->finish_seq < dv->finish_min)
+		dv->finish_min = r->finish_seq;
 	if (dv->n_members == 1)
 		set_work(s, (uint32_t)dv->id, true);
 	dv->sum_ctx += prefill_len(r);
@@ -574,21 +524,18 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot, int64_t now)
 static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 {
 	hs__jobrec_t *r = rec_of(s, slot);
-	uint32_t i = member_index(dv, slot);
+	uint32_t i = r->id_pos;
 
 	dv->n_members--;
-	if (r->id_pos < dv->n_members) {
+	if (i < dv->n_members) {
 		uint64_t last = dv->ids[dv->n_members];
 
-		dv->ids[r->id_pos] = last;
-		rec_of(s, slot_of_id(last))->id_pos = r->id_pos;
+		dv->ids[i] = last;
+		dv->finish[i] = dv->finish[dv->n_members];
+		rec_of(s, slot_of_id(last))->id_pos = i;
 	}
-	if (i < dv->n_members) {
-		hs__member_t last = dv->members[dv->n_members];
-
-		b_set(dv, i, last);
-		b_up(dv, b_down(dv, i));
-	}
+	if (r->finish_seq == dv->finish_min)
+		finish_min_update(dv);
 	dv->sum_ctx -= prefill_len(r);
 	dv->sum_join -= r->join_seq;
 	dv->kv_used -= job_kv(s, &r->pub);
@@ -1158,7 +1105,7 @@ static void start_run(hs_sched_t *s, uint32_t d, uint32_t m,
 		       (double)dv->sum_join;
 	dv->step_prefill = joined_tokens;
 	dv->step_start_ns = now;
-	left = dv->members[0].finish_seq - dv->seq + 1;
+	left = dv->finish_min - dv->seq + 1;
 	dv->run_len = left < HS__RUN_MAX ? (uint32_t)left : HS__RUN_MAX;
 	dv->run_got = 0;
 	dv->run_until = s->budget_w > 0 ? dv->lease_until : INT64_MAX;
@@ -1492,15 +1439,16 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 		for (l = 1; l < n_levels(dv); l++)
 			if (level_cap(dv, (int)l) < dv->min_cap_w)
 				dv->min_cap_w = level_cap(dv, (int)l);
-		dv->members =
-			hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->members));
+		dv->finish =
+			hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->finish));
+		dv->finish_min = UINT64_MAX;
 		dv->joining =
 			hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->joining));
 		dv->step_ids = hs__calloc(s->cfg.max_batch_jobs,
 					  sizeof(*dv->step_ids));
 		dv->ids = hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->ids));
 		dv->run_ns = hs__calloc(HS__RUN_MAX, sizeof(*dv->run_ns));
-		if (!dv->members || !dv->joining || !dv->step_ids || !dv->ids ||
+		if (!dv->finish || !dv->joining || !dv->step_ids || !dv->ids ||
 		    !dv->run_ns)
 			goto out_nomem;
 		for (m = 0; m < n_models; m++) {
@@ -1546,7 +1494,7 @@ void hs_sched_free(hs_sched_t *s)
 	if (s->policy && s->policy->fini)
 		s->policy->fini(s->policy_state);
 	for (i = 0; s->devs && i < s->n_devs; i++) {
-		hs__free(s->devs[i].members);
+		hs__free(s->devs[i].finish);
 		hs__free(s->devs[i].joining);
 		hs__free(s->devs[i].step_ids);
 		hs__free(s->devs[i].ids);
@@ -1839,8 +1787,12 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 	run_stop(s, dv);
 
 	/* Finished jobs leave at the step boundary. */
-	while (dv->n_members && dv->members[0].finish_seq <= dv->seq) {
-		uint32_t slot = dv->members[0].slot;
+	for (i = dv->n_members; dv->finish_min <= dv->seq && i-- > 0;) {
+		uint32_t slot = slot_of_id(dv->ids[i]);
+
+		/* A removal moves the last member here: one already seen. */
+		if (dv->finish[i] > dv->seq)
+			continue;
 		hs__jobrec_t *r = rec_of(s, slot);
 
 		batch_remove(s, dv, slot);
@@ -1853,7 +1805,7 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 	}
 	/* Cancelled ones too. */
 	for (i = 0; dv->n_cancel && i < dv->n_members;) {
-		uint32_t slot = dv->members[i].slot;
+		uint32_t slot = slot_of_id(dv->ids[i]);
 		hs__jobrec_t *r = rec_of(s, slot);
 
 		if (!r->cancel) {
@@ -2136,7 +2088,7 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 	 * taken it: out of memory, it stays where it is and a later call
 	 * (hs_sched_device_failed again) moves it. */
 	while (dv->n_members) {
-		uint32_t slot = dv->members[0].slot;
+		uint32_t slot = slot_of_id(dv->ids[0]);
 		hs__jobrec_t *r = rec_of(s, slot);
 
 		r->pub.generated = generated_now(s, r);
