@@ -20,9 +20,13 @@ typedef struct hs__qent_s {
 } hs__qent_t;
 
 typedef struct hs__queue_s {
-	hs__qent_t top; /* heap[0], at hand: picks compare tops only */
-	hs__qent_t *heap;
-	uint32_t n; /* entries, the dead ones included */
+	hs__qent_t top; /* the first live entry, at hand: picks compare tops */
+	hs__qent_t *ring; /* entries pushed in rank order, sorted */
+	hs__qent_t *heap; /* the others: a binary heap by rank */
+	uint32_t head; /* ring index of the ring's first entry */
+	uint32_t n_ring; /* ring entries, the dead ones included */
+	uint32_t cap_ring; /* a power of two, or 0 */
+	uint32_t n; /* heap entries, the dead ones included */
 	uint32_t cap;
 	uint32_t live; /* jobs in the queue */
 } hs__queue_t;

@@ -179,14 +179,21 @@ void hs__sched_cost_stale_all(const hs_sched_t *s)
 					: (1ull << (s->n_devs - w * 64)) - 1;
 }
 
-/* ---- queues: binary heaps by rank ------------------------------------- */
+/* ---- queues: a sorted ring and a heap --------------------------------- */
 
 /*
- * An entry whose job left the queue (cancelled, moved, failed) stays in the
- * heap, dead, until it comes to the top or the queue compacts: taking an
- * entry out of the middle would need every job to know its place, and
- * every sift would then write to the records of the jobs it moves, cold
- * ones when many wait. The top is always a live entry.
+ * Jobs mostly come in rank order (the rank is the arrival time, less a
+ * priority's head start): those go to the back of a sorted ring, and leave
+ * from its front, touching one entry each. The others (a higher priority,
+ * a requeued job) go to a binary heap beside it. The queue's first entry
+ * is the earlier of the ring's front and the heap's root, kept at hand in
+ * top.
+ *
+ * An entry whose job left the queue (cancelled, moved, failed) stays,
+ * dead, until it comes to the top or the queue compacts: taking an entry
+ * out of the middle would need every job to know its place, and every
+ * sift would then write to the records of the jobs it moves, cold ones
+ * when many wait. The top is always a live entry.
  */
 static inline bool q_live(const hs_sched_t *s, uint32_t qi, hs__qent_t e)
 {
@@ -195,16 +202,31 @@ static inline bool q_live(const hs_sched_t *s, uint32_t qi, hs__qent_t e)
 	return r->queue == qi && r->qgen == e.qgen;
 }
 
-static inline void q_set(hs__queue_t *q, uint32_t i, hs__qent_t e)
-{
-	q->heap[i] = e;
-	if (i == 0)
-		q->top = e;
-}
-
 static bool q_less(const hs__qent_t *a, const hs__qent_t *b)
 {
 	return a->rank < b->rank || (a->rank == b->rank && a->slot < b->slot);
+}
+
+/* Entry i of the ring, from its front. */
+static inline hs__qent_t *ring_at(const hs__queue_t *q, uint32_t i)
+{
+	return &q->ring[(q->head + i) & (q->cap_ring - 1)];
+}
+
+/* Entry i of the queue: the ring's, then the heap's; i < n_ring + n. */
+static inline hs__qent_t q_entry(const hs__queue_t *q, uint32_t i)
+{
+	return i < q->n_ring ? *ring_at(q, i) : q->heap[i - q->n_ring];
+}
+
+/* top: the earlier of the ring's front and the heap's root; only while
+ * the queue has entries. */
+static void q_top_update(hs__queue_t *q)
+{
+	if (q->n_ring && (!q->n || q_less(ring_at(q, 0), &q->heap[0])))
+		q->top = *ring_at(q, 0);
+	else
+		q->top = q->heap[0];
 }
 
 static void q_up(hs__queue_t *q, uint32_t i)
@@ -216,10 +238,10 @@ static void q_up(hs__queue_t *q, uint32_t i)
 
 		if (q_less(&q->heap[p], &e))
 			break;
-		q_set(q, i, q->heap[p]);
+		q->heap[i] = q->heap[p];
 		i = p;
 	}
-	q_set(q, i, e);
+	q->heap[i] = e;
 }
 
 static void q_down(hs__queue_t *q, uint32_t i)
@@ -235,10 +257,10 @@ static void q_down(hs__queue_t *q, uint32_t i)
 			c++;
 		if (!q_less(&q->heap[c], &e))
 			break;
-		q_set(q, i, q->heap[c]);
+		q->heap[i] = q->heap[c];
 		i = c;
 	}
-	q_set(q, i, e);
+	q->heap[i] = e;
 }
 
 static void mark_nonempty(hs_sched_t *s, uint32_t q, bool on)
@@ -253,17 +275,49 @@ static void mark_nonempty(hs_sched_t *s, uint32_t q, bool on)
 		*w &= ~(1ull << (local % 64));
 }
 
-/* Room for one more entry; 0 or HS_ENOMEM with the queue unchanged. */
-static int q_reserve(hs_sched_t *s, uint32_t qi)
+/* Double the ring, its entries kept in order from the same head. */
+static int ring_grow(hs__queue_t *q)
 {
-	hs__queue_t *q = &s->queues[qi];
-	size_t cap = q->cap;
+	size_t cap = q->cap_ring, old = cap;
 
-	if (q->n < q->cap)
-		return 0;
-	if (hs__grow((void **)&q->heap, &cap, q->n + 1, sizeof(*q->heap)))
+	if (hs__grow((void **)&q->ring, &cap, old + 1, sizeof(*q->ring)))
 		return HS_ENOMEM;
-	q->cap = (uint32_t)cap;
+	/* The entries that wrapped past the old end follow it now. */
+	if (q->head + q->n_ring > old)
+		memcpy(q->ring + old, q->ring,
+		       (q->head + q->n_ring - old) * sizeof(*q->ring));
+	q->cap_ring = (uint32_t)cap;
+	return 0;
+}
+
+/*
+ * Put e where order allows and room is: the ring's back (not before its
+ * last) or front (before its first), else the heap. A job taken from the
+ * top and put back goes where it came from, so that cannot fail.
+ */
+static int q_insert(hs__queue_t *q, hs__qent_t e)
+{
+	bool back = !q->n_ring || !q_less(&e, ring_at(q, q->n_ring - 1));
+	bool front = !back && q_less(&e, ring_at(q, 0));
+	size_t cap;
+
+	if ((back || front) &&
+	    (q->n_ring < q->cap_ring || (q->n == q->cap && !ring_grow(q)))) {
+		if (front)
+			q->head = (q->head - 1) & (q->cap_ring - 1);
+		*ring_at(q, front ? 0 : q->n_ring) = e;
+		q->n_ring++;
+		return 0;
+	}
+	cap = q->cap;
+	if (q->n == q->cap) {
+		if (hs__grow((void **)&q->heap, &cap, q->n + 1,
+			     sizeof(*q->heap)))
+			return HS_ENOMEM;
+		q->cap = (uint32_t)cap;
+	}
+	q->heap[q->n++] = e;
+	q_up(q, q->n - 1);
 	return 0;
 }
 
@@ -276,15 +330,18 @@ static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 	hs__qent_t e = {.rank = job_rank(s, &r->pub), .slot = slot};
 	int owner = queue_owner(s, qi);
 
-	if (q_reserve(s, qi))
-		return HS_ENOMEM;
-	r->queue = qi;
 	/* A new mark: a dead entry of the job's in this queue stays dead. */
-	e.qgen = ++r->qgen;
-	q->heap[q->n++] = e;
-	q_up(q, q->n - 1);
-	if (q->live++ == 0)
+	e.qgen = r->qgen + 1;
+	if (q_insert(q, e))
+		return HS_ENOMEM;
+	r->qgen++;
+	r->queue = qi;
+	if (q->live++ == 0) {
+		q->top = e;
 		mark_nonempty(s, qi, true);
+	} else if (q_less(&e, &q->top)) {
+		q->top = e;
+	}
 	s->model_queued[r->pub.model]++;
 	if (s->owner_queued[owner + 1]++ == 0 && owner >= 0)
 		set_work(s, (uint32_t)owner, true);
@@ -293,29 +350,41 @@ static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 	return 0;
 }
 
-/* Drop the top entry. */
+/* Drop the top entry: the ring's front or the heap's root. */
 static void q_pop(hs__queue_t *q)
 {
-	if (--q->n) {
+	const hs__qent_t *f = q->n_ring ? ring_at(q, 0) : NULL;
+
+	if (f && f->slot == q->top.slot && f->qgen == q->top.qgen) {
+		q->head = (q->head + 1) & (q->cap_ring - 1);
+		q->n_ring--;
+	} else if (--q->n) {
 		q->heap[0] = q->heap[q->n];
 		q_down(q, 0);
 	}
+	if (q->n_ring || q->n)
+		q_top_update(q);
 }
 
-/* Rebuild the heap from its live entries (Floyd's method). */
+/* Keep the live entries only: the ring's in order, the heap rebuilt
+ * (Floyd's method). */
 static void q_compact(hs_sched_t *s, uint32_t qi)
 {
 	hs__queue_t *q = &s->queues[qi];
 	uint32_t i, n = 0;
 
-	for (i = 0; i < q->n; i++)
+	for (i = 0; i < q->n_ring; i++)
+		if (q_live(s, qi, *ring_at(q, i)))
+			*ring_at(q, n++) = *ring_at(q, i);
+	q->n_ring = n;
+	for (i = 0, n = 0; i < q->n; i++)
 		if (q_live(s, qi, q->heap[i]))
 			q->heap[n++] = q->heap[i];
 	q->n = n;
 	for (i = n / 2; i-- > 0;)
 		q_down(q, i);
-	if (n)
-		q->top = q->heap[0];
+	if (q->n_ring || q->n)
+		q_top_update(q);
 }
 
 static void q_remove(hs_sched_t *s, uint32_t slot)
@@ -327,14 +396,14 @@ static void q_remove(hs_sched_t *s, uint32_t slot)
 
 	r->queue = NONE;
 	if (--q->live == 0) {
-		q->n = 0; /* the dead go with it */
+		q->n = q->n_ring = 0; /* the dead go with it */
 		mark_nonempty(s, qi, false);
 	} else if (q->top.slot == slot) {
 		/* The top, live: drop it and any dead ones that surface. */
 		q_pop(q);
 		while (!q_live(s, qi, q->top))
 			q_pop(q);
-	} else if (q->n > 2 * q->live + 16) {
+	} else if (q->n + q->n_ring > 2 * q->live + 16) {
 		q_compact(s, qi);
 	}
 	s->model_queued[r->pub.model]--;
@@ -349,7 +418,7 @@ static const hs__qent_t *q_head(const hs_sched_t *s, uint32_t qi)
 {
 	const hs__queue_t *q = &s->queues[qi];
 
-	return q->n ? &q->top : NULL;
+	return q->live ? &q->top : NULL;
 }
 
 /* ---- job slots --------------------------------------------------------- */
@@ -1500,8 +1569,10 @@ void hs_sched_free(hs_sched_t *s)
 		hs__free(s->devs[i].ids);
 		hs__free(s->devs[i].run_ns);
 	}
-	for (i = 0; s->queues && i < s->n_queues; i++)
+	for (i = 0; s->queues && i < s->n_queues; i++) {
 		hs__free(s->queues[i].heap);
+		hs__free(s->queues[i].ring);
+	}
 	hs__free(s->queues);
 	hs__free(s->nonempty);
 	hs__free(s->owner_queued);
@@ -1564,18 +1635,18 @@ static int place(hs_sched_t *s, uint32_t slot, int64_t now)
 	if (d >= 0 && ((uint32_t)d >= s->n_devs || s->devs[d].failed ||
 		       !hs__sched_job_fits(s, d, &r->pub)))
 		d = -1;
-	if (d >= 0 && q_reserve(s, qindex(s, d, r->pub.model, b)))
-		d = -1;
-	if (d < 0 && q_reserve(s, qindex(s, -1, r->pub.model, b)))
-		return HS_ENOMEM;
-	r->owner = d;
-	r->cost_ns = 0;
 	if (d >= 0) {
+		r->owner = d;
 		r->cost_ns = (float)hs__sched_job_cost_ns(
 			s, d, &r->pub, s->cfg.max_batch_jobs);
-		s->backlog[d] += r->cost_ns;
+		if (!q_push(s, qindex(s, d, r->pub.model, b), slot)) {
+			s->backlog[d] += r->cost_ns;
+			return 0;
+		}
 	}
-	return q_push(s, qindex(s, d, r->pub.model, b), slot);
+	r->owner = -1;
+	r->cost_ns = 0;
+	return q_push(s, qindex(s, -1, r->pub.model, b), slot);
 }
 
 int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
@@ -2124,8 +2195,8 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 
 				q_remove(s, slot);
 				if ((rc = requeue(s, slot, now))) {
-					/* Its old place cannot fail: the
-					 * heap never shrinks. */
+					/* Its old place cannot fail
+					 * (q_insert). */
 					r->owner = device;
 					q_push(s, qindex(s, device, m, b),
 					       slot);
@@ -2140,11 +2211,11 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 			hs__queue_t *q = &s->queues[qindex(s, -1, m, b)];
 			uint32_t i = 0;
 
-			while (i < q->n) {
-				uint32_t slot = q->heap[i].slot;
+			while (i < q->n_ring + q->n) {
+				hs__qent_t e = q_entry(q, i);
+				uint32_t slot = e.slot;
 
-				if (!q_live(s, qindex(s, -1, m, b),
-					    q->heap[i]) ||
+				if (!q_live(s, qindex(s, -1, m, b), e) ||
 				    runnable(s, &rec_of(s, slot)->pub)) {
 					i++;
 					continue;

@@ -634,6 +634,113 @@ static void test_cancel_queued_many(void **state)
 	fx_free(fx);
 }
 
+/* The job each step ran, for test_queue_order. */
+typedef struct order_rec_s {
+	uint64_t job;
+	size_t steps;
+	bool busy;
+} order_rec_t;
+
+static void order_step(void *ud, const hs_step_t *st)
+{
+	order_rec_t *o = ud;
+
+	o->job = st->jobs[0];
+	o->steps++;
+	o->busy = true;
+}
+
+/*
+ * A queue keeps jobs that come in rank order in a ring and the others in
+ * a heap. Thousands of arrivals of random priorities (some before the
+ * ring's front, some between its entries, most after its back), scattered
+ * cancellations and one job a step: every step takes the queued job of
+ * least rank, as a sorted list of the queued jobs says, through the
+ * ring's wrapping and growth.
+ */
+static void test_queue_order(void **state)
+{
+	enum { N = 3000 };
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sched_hooks_t hooks = {.step_start = order_step};
+	hs_model_catalog_t *models = hs_test_models();
+	static uint64_t ids[N];
+	static int64_t ranks[N];
+	static bool queued[N];
+	hs_sched_config_t cfg;
+	hs_sched_stats_t st;
+	order_rec_t o = {0};
+	hs_sched_t *s = NULL;
+	hs_error_t err;
+	uint32_t n = 0, i, rng = 7, cancels = 0, heads = 0;
+	int64_t now = 0;
+	size_t seen = 0;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	cfg.max_batch_jobs = 1;
+	hooks.ud = &o;
+	assert_non_null(models);
+	assert_int_equal(hs_sched_new(&s, &cfg, models, &d, 1, &hooks, &err),
+			 0);
+	while (n < N || o.steps < n - cancels) {
+		uint32_t r = (rng = rng * 1103515245u + 12345u) >> 16;
+
+		now += 1000; /* all within one aging_ns: ranks stay apart */
+		if (n < N && r % 10 < 6) {
+			/* Mostly priority 0 (in order), now and then a
+			 * higher or lower one. */
+			int32_t prio = r % 7 == 0 ? (int32_t)(r / 7 % 5) - 2
+						  : 0;
+			hs_job_spec_t spec = {.model = 0,
+					      .ctx_tokens = 100,
+					      .gen_tokens = 1,
+					      .priority = prio,
+					      .deadline_ns = -1};
+
+			assert_int_equal(
+				hs_sched_submit(s, now, &spec, &ids[n], &err),
+				0);
+			ranks[n] = now - (int64_t)prio * cfg.aging_ns;
+			queued[n++] = true;
+		} else if (n && r % 10 == 6) {
+			i = r % n;
+			if (queued[i] && hs_sched_cancel(s, now, ids[i]) == 0) {
+				queued[i] = false;
+				cancels++;
+			}
+		} else if (o.busy) {
+			o.busy = false;
+			assert_int_equal(
+				hs_sched_step_done(s, now, 0, 1000, -1), 0);
+		}
+		/* A step that started took the least rank queued. */
+		if (o.steps > seen) {
+			uint32_t best = N;
+
+			seen = o.steps;
+			for (i = 0; i < n; i++)
+				if (queued[i] &&
+				    (best == N || ranks[i] < ranks[best]))
+					best = i;
+			assert_true(best < N);
+			assert_true(o.job == ids[best]);
+			heads += ranks[best] < now - 1000 * 3000; /* a jump */
+			queued[best] = false;
+		}
+	}
+	if (o.busy)
+		assert_int_equal(hs_sched_step_done(s, now, 0, 1000, -1), 0);
+	hs_sched_stats(s, &st);
+	print_message("%u cancelled, %u jumped ahead\n", cancels, heads);
+	assert_int_equal(st.completed + st.cancelled, N);
+	assert_int_equal(st.queued + st.running, 0);
+	assert_true(cancels > 100);
+	assert_true(heads > 0);
+	hs_sched_free(s);
+	hs_model_catalog_free(models);
+}
+
 /* min_batch: an idle device waits for company until max_wait. */
 static void test_max_wait(void **state)
 {
@@ -1331,6 +1438,7 @@ int main(void)
 		cmocka_unit_test(test_device_failure),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_cancel_queued_many),
+		cmocka_unit_test(test_queue_order),
 		cmocka_unit_test(test_max_wait),
 		cmocka_unit_test(test_policy_rr),
 		cmocka_unit_test(test_policy_eft),
