@@ -101,20 +101,21 @@ static inline int queue_owner(const hs_sched_t *s, uint32_t q)
 unsigned hs__sched_bucket_of(const hs_sched_t *s, uint32_t ctx)
 {
 	const uint32_t *edge = s->cfg.bucket_edges;
-	unsigned lo = 0, n = s->n_buckets - 1;
+	unsigned base = 0, len = s->n_buckets - 1;
 
 	/* The first edge >= ctx among all but the last; longer contexts go
-	 * to the last bucket. The halving depends on n alone and the step on
-	 * a conditional move: contexts are random, a branch on them would be
-	 * mispredicted half the time. */
-	while (n > 0) {
-		unsigned half = n / 2;
-		bool up = edge[lo + half] < ctx;
+	 * to the last bucket. The halvings depend on the count alone and a
+	 * step on no branch: contexts are random, a branch on them would be
+	 * mispredicted half the time. The answer lies in [base, base + len]. */
+	if (len == 0)
+		return 0;
+	while (len > 1) {
+		unsigned half = len / 2;
 
-		lo = up ? lo + half + 1 : lo;
-		n = up ? n - half - 1 : half;
+		base += half & (0u - (unsigned)(edge[base + half - 1] < ctx));
+		len -= half;
 	}
-	return lo;
+	return base + (edge[base] < ctx);
 }
 
 /* Smaller rank goes first: earlier arrival, higher priority. A job gains
