@@ -85,6 +85,7 @@ typedef struct hs__dev_s {
 	const int64_t *run_src; /* where they are: run_ns, or the
 				 * driver's while its report is handled */
 	int64_t run_modeled_ns; /* time of the steps no sensor measured */
+	int64_t run_busy_ns; /* time of all its steps so far */
 	double run_energy_j; /* measured energy of the steps so far */
 	int64_t lease_until; /* its power level is its until then */
 	/* The batch: one model, one bucket. */

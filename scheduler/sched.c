@@ -591,7 +591,8 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot, int64_t now)
 	s->st.running++;
 }
 
-static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
+/* A member leaves; finish_min is the caller's to bring up to date. */
+static void batch_take(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 {
 	hs__jobrec_t *r = rec_of(s, slot);
 	uint32_t i = r->id_pos;
@@ -604,8 +605,6 @@ static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 		dv->finish[i] = dv->finish[dv->n_members];
 		rec_of(s, slot_of_id(last))->id_pos = i;
 	}
-	if (r->finish_seq == dv->finish_min)
-		finish_min_update(dv);
 	dv->sum_ctx -= prefill_len(r);
 	dv->sum_join -= r->join_seq;
 	dv->kv_used -= job_kv(s, &r->pub);
@@ -623,6 +622,15 @@ static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 		if (!s->owner_queued[dv->id + 1])
 			set_work(s, (uint32_t)dv->id, false);
 	}
+}
+
+static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
+{
+	uint64_t fin = rec_of(s, slot)->finish_seq;
+
+	batch_take(s, dv, slot);
+	if (fin == dv->finish_min)
+		finish_min_update(dv);
 }
 
 /* Tokens generated so far by a running job: up to the last step its
@@ -1181,6 +1189,7 @@ static void start_run(hs_sched_t *s, uint32_t d, uint32_t m,
 	dv->run_until = s->budget_w > 0 ? dv->lease_until : INT64_MAX;
 	dv->run_energy_j = 0;
 	dv->run_modeled_ns = 0;
+	dv->run_busy_ns = 0;
 	dv->cut = false;
 	dv->busy = true;
 	set_idle(s, d, false);
@@ -1801,10 +1810,9 @@ static void end_step_bookkeeping(hs_sched_t *s, hs__dev_t *dv)
 static void run_account(hs_sched_t *s, uint32_t device)
 {
 	hs__dev_t *dv = &s->devs[device];
-	uint32_t i, n = dv->run_got, m = (uint32_t)dv->model;
+	uint32_t n = dv->run_got, m = (uint32_t)dv->model;
 	double B = dv->n_members, speed = dv->speed;
 	double energy = dv->run_energy_j;
-	int64_t busy = 0;
 	hs__perf_t *perf = &s->perf[device * s->n_models + m];
 	const int64_t *ns = dv->run_src;
 	double theta[HS_PERF_NFEAT];
@@ -1814,8 +1822,6 @@ static void run_account(hs_sched_t *s, uint32_t device)
 
 	/* Calibrate: the model predicts full-speed compute time, so the
 	 * weight load is taken out and the level's slowdown undone. */
-	for (i = 0; i < n; i++)
-		busy += ns[i] > 0 ? ns[i] : 0;
 	{
 		double t = (double)((ns[0] > 0 ? ns[0] : 0) - dv->step_load_ns);
 
@@ -1838,7 +1844,7 @@ static void run_account(hs_sched_t *s, uint32_t device)
 	s->st.steps += n;
 	dv->st.energy_j += energy;
 	dv->st.steps += n;
-	dv->st.busy_ns += busy;
+	dv->st.busy_ns += dv->run_busy_ns;
 	dv->st.output_tokens += (uint64_t)n * dv->n_members;
 	s->st.output_tokens += (uint64_t)n * dv->n_members;
 	dv->energy_per_job += energy / (B > 0 ? B : 1);
@@ -1858,22 +1864,32 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 	run_account(s, device);
 	run_stop(s, dv);
 
-	/* Finished jobs leave at the step boundary. */
-	for (i = dv->n_members; dv->finish_min <= dv->seq && i-- > 0;) {
-		uint32_t slot = slot_of_id(dv->ids[i]);
+	/* Finished jobs leave at the step boundary; the earliest finish of
+	 * those that stay is found on the way. */
+	if (dv->finish_min <= dv->seq) {
+		uint64_t least = UINT64_MAX;
 
-		/* A removal moves the last member here: one already seen. */
-		if (dv->finish[i] > dv->seq)
-			continue;
-		hs__jobrec_t *r = rec_of(s, slot);
+		for (i = dv->n_members; i-- > 0;) {
+			uint32_t slot = slot_of_id(dv->ids[i]);
+			hs__jobrec_t *r;
 
-		batch_remove(s, dv, slot);
-		r->pub.generated = r->pub.gen_tokens;
-		r->pub.done_ns = now;
-		r->pub.state = HS_JOB_DONE;
-		s->st.completed++;
-		emit(s, r, HS_JOB_EV_DONE);
-		slot_free(s, slot);
+			/* A removal moves the last member here: one
+			 * already seen, and staying. */
+			if (dv->finish[i] > dv->seq) {
+				least = dv->finish[i] < least ? dv->finish[i]
+							      : least;
+				continue;
+			}
+			r = rec_of(s, slot);
+			batch_take(s, dv, slot);
+			r->pub.generated = r->pub.gen_tokens;
+			r->pub.done_ns = now;
+			r->pub.state = HS_JOB_DONE;
+			s->st.completed++;
+			emit(s, r, HS_JOB_EV_DONE);
+			slot_free(s, slot);
+		}
+		dv->finish_min = least;
 	}
 	/* Cancelled ones too. */
 	for (i = 0; dv->n_cancel && i < dv->n_members;) {
@@ -1932,6 +1948,7 @@ static void take_steps(hs_sched_t *s, hs__dev_t *dv, uint32_t n,
 		memcpy(dv->run_ns + dv->run_got, step_ns, n * sizeof(*step_ns));
 	for (i = 0; i < n; i++)
 		ns += step_ns[i] > 0 ? step_ns[i] : 0;
+	dv->run_busy_ns += ns;
 	if (energy_j >= 0) {
 		dv->run_energy_j += energy_j;
 	} else {
