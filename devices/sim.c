@@ -16,15 +16,24 @@
 #include "internal.h"
 #include "perf.h"
 
+/*
+ * A step's time is the same bits on every x86-64 machine, from either copy
+ * of sim_run_steps: GCC contracts nothing into fused multiply-adds in ISO C
+ * mode, and clang is told the same for this file.
+ */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
 /* What timing a step reads comes first, in a cache line or two. */
 typedef struct sim_s {
 	double (*theta)[HS_PERF_NFEAT]; /* per model: the law's coefficients */
 	size_t n_models;
-	uint64_t rng;
-	double noise;
-	double factor; /* true time / profile time */
+	double spread; /* noise / 2^31: per unit of a step's 32-bit hash */
+	uint32_t key; /* the device's and the seed's: hashed with seq */
 	unsigned n_levels;
-	double speed[HS_MAX_POWER_LEVELS]; /* of each power level */
+	double full; /* the multiplier at full speed: the skew factor */
+	double mult[HS_MAX_POWER_LEVELS]; /* factor / speed of each level */
 } sim_t;
 
 /* splitmix64: small, fast, and the same sequence on every machine. */
@@ -63,6 +72,8 @@ static int sim_open(void **exec, const hs_device_t *dev,
 		    const hs_executor_opts_t *opts)
 {
 	sim_t *sm = hs__calloc(1, sizeof(*sm));
+	uint64_t rng;
+	double factor = 1.0, noise;
 	size_t m;
 
 	if (!sm)
@@ -81,22 +92,26 @@ static int sim_open(void **exec, const hs_device_t *dev,
 		hs__perf_init(&law, dev, hs_model_catalog_get(models, m));
 		memcpy(sm->theta[m], law.theta, sizeof(sm->theta[m]));
 	}
+	rng = (opts ? opts->seed : 0) ^
+	      (0x632be59bd9b4e019ull * (uint64_t)(dev->id + 1));
+	if (opts && opts->skew > 0)
+		factor = 1.0 + opts->skew * uniform_pm1(&rng);
+	/* A step's time is multiplied once, by factor / speed: not divided
+	 * by the speed, then multiplied by the factor. */
+	sm->full = factor;
 	sm->n_levels = dev->n_levels < HS_MAX_POWER_LEVELS
 			       ? dev->n_levels
 			       : HS_MAX_POWER_LEVELS;
 	for (m = 0; m < sm->n_levels; m++)
 		/* A speed no step can have (the core refuses such a device;
 		 * a driver may open one directly) counts as full speed. */
-		sm->speed[m] = dev->levels[m].speed > 0 &&
-					       isfinite(dev->levels[m].speed)
-				       ? dev->levels[m].speed
-				       : 1.0;
-	sm->rng = (opts ? opts->seed : 0) ^
-		  (0x632be59bd9b4e019ull * (uint64_t)(dev->id + 1));
-	sm->noise = opts ? fabs(opts->noise) : 0;
-	sm->factor = 1.0;
-	if (opts && opts->skew > 0)
-		sm->factor = 1.0 + opts->skew * uniform_pm1(&sm->rng);
+		sm->mult[m] = dev->levels[m].speed > 0 &&
+					      isfinite(dev->levels[m].speed)
+				      ? factor / dev->levels[m].speed
+				      : factor;
+	noise = opts ? fabs(opts->noise) : 0;
+	sm->spread = noise > 0 ? noise * 0x1p-31 : 0;
+	sm->key = (uint32_t)(next_u64(&rng) >> 32);
 	*exec = sm;
 	return 0;
 }
@@ -111,79 +126,177 @@ static void sim_close(void *exec)
 	hs__free(sm);
 }
 
+/* Four steps a vector. */
+typedef double v4d __attribute__((vector_size(32)));
+typedef int64_t v4i __attribute__((vector_size(32)));
+typedef uint64_t v4q __attribute__((vector_size(32)));
+typedef uint32_t v4u __attribute__((vector_size(16)));
+typedef int32_t v4s __attribute__((vector_size(16)));
+
+/* Four lanes: two SSE2 halves each on any x86-64, one AVX2 register where
+ * the processor has it (GCC picks the copy at load time). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define SIM_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SIM_CLONES
+#endif
+
+/* Below this a lane's time is rounded in the vector; from it on (a step of
+ * 52 days, a law no device has) by round_ns. */
+#define EXACT_NS (1ull << 52)
+
 /* What times the steps of one model at one level, in locals. */
 typedef struct step_law_s {
-	double theta[HS_PERF_NFEAT]; /* the law: the roofline prior */
-	double B, speed, factor, noise;
-	uint64_t rng;
+	double ctx; /* per token of context */
+	double mult; /* the level's speed and the skew, in one */
+	double spread; /* mult x noise / 2^31 */
 } step_law_t;
 
-static void step_law(const sim_t *sm, const hs_step_t *step, step_law_t *sl)
+/*
+ * Four steps' times, load excluded, into q (and before rounding, into t):
+ * lane l that of context C[l], with base[l] = theta . [1, B, 0, P] for its
+ * prefill P, and of hash input h[l] = key + seq. The law (floored at
+ * HS_PERF_MIN_NS, as the prediction is) times the level's multiplier,
+ * spread by the noise of the step's number, rounded half up (as llround)
+ * to whole ns, at least 1. Every lane does the same operations in the
+ * same order, so that the AVX2 copy and the default one give the same
+ * bits. The noise is a function of the step's number, not of the steps
+ * drawn before, so that a driver that times a run ahead and cuts it short
+ * leaves the later steps what they would have been; its hash (lowbias32,
+ * a 32-bit multiply-xorshift: uniform enough for a spread of a few
+ * percent) has 32-bit lanes so that a vector holds them, and repeats
+ * after 2^32 steps of a device. The rounding is the 2^52 trick: a lane of
+ * EXACT_NS or more is to be rounded from t (exact_lanes).
+ */
+static inline void steps4(const step_law_t *sl, const v4d *C, const v4d *base,
+			  v4u h, v4d *t, v4q *q)
 {
-	memcpy(sl->theta, sm->theta[step->model], sizeof(sl->theta));
-	sl->B = step->batch;
-	sl->speed = 1.0;
-	if (step->level >= 0 && (unsigned)step->level < sm->n_levels)
-		sl->speed = sm->speed[step->level];
-	sl->factor = sm->factor;
-	sl->noise = sm->noise;
-	sl->rng = sm->rng;
+	const v4d min = {HS_PERF_MIN_NS, HS_PERF_MIN_NS, HS_PERF_MIN_NS,
+			 HS_PERF_MIN_NS},
+		  one = {1, 1, 1, 1}, half = {0.5, 0.5, 0.5, 0.5},
+		  magic = {0x1p52, 0x1p52, 0x1p52, 0x1p52};
+	v4d x = sl->ctx * *C + *base, u, y;
+	v4i keep;
+
+	keep = x >= min; /* NaN too is floored */
+	x = (v4d)(((v4i)x & keep) | ((v4i)min & ~keep));
+	h ^= h >> 16;
+	h *= 0x7feb352du;
+	h ^= h >> 15;
+	h *= 0x846ca68bu;
+	h ^= h >> 16;
+	u = __builtin_convertvector((v4s)h, v4d); /* [-2^31, 2^31) */
+	x = x * (sl->mult + sl->spread * u);
+	keep = x >= one;
+	x = (v4d)(((v4i)x & keep) | ((v4i)one & ~keep));
+	y = x + magic;
+	/* A half rounded down to even rounds up. */
+	*q = (v4q)y - (v4q)magic - (v4q)(x - (y - magic) == half);
+	*t = x;
+}
+
+/* The lanes past the vector's rounding, rounded from their times. */
+__attribute__((noinline, cold)) static void exact_lanes(v4q *q, const v4d *t)
+{
+	uint64_t ns[4];
+	double x[4];
+	int l;
+
+	memcpy(ns, q, sizeof(ns));
+	memcpy(x, t, sizeof(x));
+	for (l = 0; l < 4; l++)
+		if (ns[l] >= EXACT_NS)
+			ns[l] = (uint64_t)round_ns(x[l]);
+	memcpy(q, ns, sizeof(ns));
 }
 
 /*
- * A step's time, load excluded: the law at the level's speed (the
- * prediction as hs__perf_predict_ns makes it, floored), skewed, with the
- * noise of step seq: a function of its number, not of the steps drawn
- * before, so that a driver that times a run ahead and cuts it short
- * leaves the later steps what they would have been.
+ * The steps of a run, four at a time: each a function of its own number,
+ * whether timed in a run or alone (sim_run_step, a run of one), lane for
+ * lane the same operations. Four that end before until_ns are taken
+ * whole, the last of the run a step at a time; lanes past the run are
+ * timed and dropped. The first step carries the prefill and the load.
  */
-static inline int64_t step_ns(const step_law_t *sl, double C, double P,
-			      uint64_t seq)
-{
-	double t = sl->theta[HS_PERF_STEP] + sl->theta[HS_PERF_JOB] * sl->B +
-		   sl->theta[HS_PERF_CTX] * C + sl->theta[HS_PERF_PREFILL] * P;
-
-	if (!(t >= HS_PERF_MIN_NS))
-		t = HS_PERF_MIN_NS;
-	t = t / sl->speed * sl->factor;
-	if (sl->noise > 0) {
-		/* A multiply-xorshift of the step's number: uniform enough
-		 * for a spread of a few percent, and cheap. */
-		uint64_t x = (sl->rng + seq) * 0xd1b54a32d192ed03ull;
-
-		x ^= x >> 31;
-		x *= 0x94d049bb133111ebull;
-		x ^= x >> 29;
-		t *= 1.0 + sl->noise * ((double)(x >> 11) * 0x1.0p-52 - 1.0);
-	}
-	return round_ns(t < 1 ? 1 : t);
-}
-
-/* The steps of a run: each a function of its own number, whether timed
- * in a run or alone (sim_run_step). */
+SIM_CLONES
 static uint32_t sim_run_steps(void *exec, const hs_step_t *step, uint32_t n,
 			      int64_t start_ns, int64_t until_ns,
 			      int64_t *ns_out, int64_t *end_ns)
 {
 	const sim_t *sm = exec;
-	double C = (double)step->ctx_tokens;
-	int64_t at = start_ns, t;
+	const double *theta;
+	double B = step->batch, C0 = (double)step->ctx_tokens, base, pre;
+	int64_t at;
+	uint64_t room;
 	step_law_t sl;
-	uint32_t i;
+	v4d C, dC, b, later, t;
+	v4u h, four = {4, 4, 4, 4};
+	v4q q;
+	uint32_t i = 0, whole, m, l;
 
 	if (step->model >= sm->n_models || n == 0)
 		return 0;
-	step_law(sm, step, &sl);
-	t = step_ns(&sl, C, (double)step->prefill_tokens, step->seq) +
-	    step->load_ns;
-	ns_out[0] = t;
-	at += t;
-	for (i = 1; i < n && at < until_ns; i++) {
-		C += sl.B;
-		t = step_ns(&sl, C, 0, step->seq + i);
-		ns_out[i] = t;
-		at += t;
-	}
+	theta = sm->theta[step->model];
+	/* The prefill's term with the batch's, once a run; P = 0 in every
+	 * step but the first, kept in as a step alone of no prefill has it. */
+	base = theta[HS_PERF_STEP] + theta[HS_PERF_JOB] * B;
+	pre = base + theta[HS_PERF_PREFILL] * (double)step->prefill_tokens;
+	base = base + theta[HS_PERF_PREFILL] * 0.0;
+	b = (v4d){pre, base, base, base};
+	later = (v4d){base, base, base, base};
+	sl.ctx = theta[HS_PERF_CTX];
+	sl.mult = step->level >= 0 && (unsigned)step->level < sm->n_levels
+			  ? sm->mult[step->level]
+			  : sm->full;
+	sl.spread = sl.mult * sm->spread;
+	C = (v4d){C0, C0 + B, C0 + B + B, C0 + B + B + B};
+	dC = (v4d){4 * B, 4 * B, 4 * B, 4 * B};
+	h = (uint32_t)step->seq + sm->key + (v4u){0, 1, 2, 3};
+	/* The load is the first step's: in the end from the start on, in
+	 * its time once the run is timed. Loaded past until_ns, the run is
+	 * its first step. */
+	at = start_ns + step->load_ns;
+	if (at >= until_ns)
+		n = 1;
+	whole = n & ~3u;
+	do {
+		uint64_t sum;
+
+		/* What four taken whole may add: less than is left before
+		 * until_ns, and below EXACT_NS (each rounded in the
+		 * vector). */
+		room = (uint64_t)until_ns - (uint64_t)at;
+		if (room > EXACT_NS)
+			room = EXACT_NS;
+		for (;;) {
+			steps4(&sl, &C, &b, h, &t, &q);
+			C += dC;
+			h += four;
+			b = later;
+			sum = q[0] + q[1] + q[2] + q[3];
+			if (!(i < whole && sum < room))
+				break;
+			memcpy(ns_out + i, &q, sizeof(q));
+			at += (int64_t)sum;
+			room -= sum;
+			i += 4;
+			if (i == n)
+				goto out;
+		}
+		if (sum >= EXACT_NS)
+			exact_lanes(&q, &t);
+		m = n - i < 4 ? n - i : 4;
+		for (l = 0; l < m; l++) {
+			ns_out[i + l] = (int64_t)q[l];
+			at += (int64_t)q[l];
+			if (at >= until_ns) {
+				i += l + 1;
+				goto out;
+			}
+		}
+		i += m;
+	} while (i < n);
+out:
+	ns_out[0] += step->load_ns;
 	*end_ns = at;
 	return i;
 }

@@ -1423,6 +1423,83 @@ static void test_sim_executor_levels(void **state)
 	hs_model_catalog_free(models);
 }
 
+/*
+ * The sim executor times a run four steps at a time: a run of any length,
+ * cut by until_ns at any step, is its steps as each alone, and writes
+ * nothing past the n it was asked for. A step of 2^52 ns or more (a level
+ * a billion times slow) is rounded as the others, past the vector's
+ * rounding.
+ */
+static void test_sim_executor_runs(void **state)
+{
+	static const double lv[] = {300, 1.0, 200, 1e-9};
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 2, lv);
+	hs_model_catalog_t *models = hs_test_models();
+	hs_executor_opts_t opts = {.seed = 5, .noise = 0.1, .skew = 0.1};
+	hs_step_t st = {.model = 1,
+			.batch = 3,
+			.ctx_tokens = 100,
+			.prefill_tokens = 50,
+			.load_ns = 777,
+			.seq = 5,
+			.steps = 13,
+			.until_ns = INT64_MAX};
+	int64_t one[13], ends[13], run[13 + 4], end, at = 1000;
+	double e;
+	void *ex;
+	uint32_t n, k, i;
+
+	assert_int_equal(hs__executor_sim.open(&ex, &d, models, &opts), 0);
+	for (i = 0; i < 13; i++) {
+		hs_step_t s1 = st;
+
+		s1.seq += i;
+		s1.ctx_tokens += i * st.batch;
+		if (i) {
+			s1.prefill_tokens = 0;
+			s1.load_ns = 0;
+		}
+		assert_int_equal(
+			hs__executor_sim.run_step(ex, &s1, &one[i], &e), 0);
+		at += one[i];
+		ends[i] = at;
+	}
+	for (n = 1; n <= 13; n++)
+		for (k = 0; k < 13; k++) {
+			/* Until the end of step k, or just past it. */
+			int64_t until = ends[k] + (int64_t)(n % 2);
+			uint32_t want = k + 1 + n % 2;
+
+			if (want > n)
+				want = n;
+			for (i = 0; i < 13 + 4; i++)
+				run[i] = -1;
+			assert_int_equal(hs__executor_sim.run_steps(ex, &st, n,
+								    1000, until,
+								    run, &end),
+					 want);
+			assert_int_equal(end, ends[want - 1]);
+			for (i = 0; i < want; i++)
+				assert_int_equal(run[i], one[i]);
+			for (i = n; i < 13 + 4; i++)
+				assert_int_equal(run[i], -1);
+		}
+	/* The same steps a billion times slower. */
+	st.level = 1;
+	assert_int_equal(
+		hs__executor_sim.run_steps(ex, &st, 6, 0, INT64_MAX, run, &end),
+		6);
+	for (i = 0; i < 6; i++) {
+		double slow = (double)(run[i] - (i ? 0 : st.load_ns)),
+		       fast = (double)(one[i] - (i ? 0 : st.load_ns)) * 1e9;
+
+		assert_true(slow >= 0x1p52);
+		assert_true(fabs(slow - fast) <= 1e9);
+	}
+	hs__executor_sim.close(ex);
+	hs_model_catalog_free(models);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1453,6 +1530,7 @@ int main(void)
 		cmocka_unit_test(test_runs_review),
 		cmocka_unit_test(test_cost_cache_follows_fit),
 		cmocka_unit_test(test_sim_executor_levels),
+		cmocka_unit_test(test_sim_executor_runs),
 	};
 
 	return cmocka_run_group_tests_name("sched", tests, NULL, NULL);
