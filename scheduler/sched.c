@@ -400,10 +400,16 @@ static void q_remove(hs_sched_t *s, uint32_t slot)
 		q->n = q->n_ring = 0; /* the dead go with it */
 		mark_nonempty(s, qi, false);
 	} else if (q->top.slot == slot) {
-		/* The top, live: drop it and any dead ones that surface. */
+		/* The top, live: drop it and any dead ones that surface (none
+		 * when every entry is live). The new top's record is read
+		 * when the job is taken, long after it was written: it comes
+		 * from memory while other work goes on. */
 		q_pop(q);
-		while (!q_live(s, qi, q->top))
+		while (q->n_ring + q->n > q->live && !q_live(s, qi, q->top))
 			q_pop(q);
+		__builtin_prefetch(rec_of(s, q->top.slot));
+		__builtin_prefetch((const char *)rec_of(s, q->top.slot) + 64);
+		__builtin_prefetch((const char *)rec_of(s, q->top.slot) + 128);
 	} else if (q->n + q->n_ring > 2 * q->live + 16) {
 		q_compact(s, qi);
 	}
