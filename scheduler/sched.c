@@ -1635,15 +1635,15 @@ static void advance(hs_sched_t *s, int64_t now)
 }
 
 /*
- * Place a job in a queue: the policy routes it to a device or the shared
+ * Place a job in a queue of bucket b (that of its prefill length): the
+ * policy routes it to a device or the shared
  * queue; a route to a device that cannot take it falls back to shared, and
  * so does a device queue that cannot grow. HS_ENOMEM when not even the
  * shared queue has room: the job is then in no queue.
  */
-static int place(hs_sched_t *s, uint32_t slot, int64_t now)
+static int place(hs_sched_t *s, uint32_t slot, unsigned b, int64_t now)
 {
 	hs__jobrec_t *r = rec_of(s, slot);
-	unsigned b = hs__sched_bucket_of(s, prefill_len(r));
 	int d;
 
 	s->st.decisions++;
@@ -1672,6 +1672,7 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
 	hs__jobrec_t *r;
 	uint64_t kv, best = 0;
 	uint32_t slot, d;
+	unsigned b;
 	bool any = false, alive = false;
 	int rc;
 
@@ -1746,15 +1747,15 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
 	r->pub.first_token_ns = -1;
 	r->pub.done_ns = -1;
 	r->queue = NONE;
-	if ((rc = place(s, slot, now))) {
+	b = hs__sched_bucket_of(s, spec->ctx_tokens);
+	if ((rc = place(s, slot, b, now))) {
 		slot_free(s, slot);
 		s->st.submitted--;
 		return hs__error_set(err, rc, "job", 0, NULL, "%s",
 				     hs_strerror(rc));
 	}
 	{
-		uint32_t c = spec->model * s->n_buckets +
-			     hs__sched_bucket_of(s, spec->ctx_tokens);
+		uint32_t c = spec->model * s->n_buckets + b;
 
 		s->class_jobs[c]++;
 		s->class_tokens[c] += spec->gen_tokens;
@@ -2139,7 +2140,8 @@ static int requeue(hs_sched_t *s, uint32_t slot, int64_t now)
 		fail_job(s, slot, now);
 		return 0;
 	}
-	if ((rc = place(s, slot, now))) {
+	if ((rc = place(s, slot, hs__sched_bucket_of(s, prefill_len(r)),
+			now))) {
 		r->pub.device = old;
 		return rc;
 	}
