@@ -39,11 +39,9 @@ typedef struct hs__jobrec_s {
 	uint32_t gen; /* slot generation: ids are gen << 32 | slot */
 	uint32_t queue; /* queue index while queued, else NO_QUEUE */
 	uint32_t qgen; /* pushes of the slot into a queue, ever */
-	uint32_t id_pos; /* index in its device's ids while running */
+	uint32_t id_pos; /* index in its device's ids (and the other
+			  * member arrays) while running */
 	uint32_t base_generated; /* tokens made before it (re)joined */
-	uint64_t finish_seq; /* device step at whose end it finishes */
-	uint64_t join_seq; /* device step it joined at */
-	double energy_mark; /* device energy-per-job accumulator at join */
 	float cost_ns; /* backlog it adds to its bound device */
 	int32_t owner; /* bound device, -1: shared queue */
 	bool cancel; /* leave at the next step boundary */
@@ -91,7 +89,11 @@ typedef struct hs__dev_s {
 	/* The batch: one model, one bucket. */
 	int32_t model; /* -1: empty */
 	uint32_t bucket;
-	uint64_t *finish; /* finish_seq of each member, beside ids */
+	/* Beside ids, of each member: the step at whose end it finishes,
+	 * the step it joined at, energy_per_job when it joined. */
+	uint64_t *finish;
+	uint64_t *join;
+	double *emark;
 	uint64_t finish_min; /* the least of them (UINT64_MAX: none) */
 	uint32_t n_members;
 	uint32_t n_joining; /* of the running step */

@@ -577,21 +577,23 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot, int64_t now)
 	hs__jobrec_t *r = rec_of(s, slot);
 	uint64_t step = dv->seq + 1;
 
-	r->join_seq = step;
-	r->finish_seq = step + (r->pub.gen_tokens - r->base_generated) - 1;
-	r->energy_mark = dv->energy_per_job;
+	uint64_t fin = step + (r->pub.gen_tokens - r->base_generated) - 1;
+	uint32_t i = dv->n_members++;
+
 	r->pub.state = HS_JOB_RUNNING;
 	r->pub.device = dv->id;
 	r->pub.start_ns = now;
-	r->id_pos = dv->n_members;
-	dv->ids[dv->n_members] = r->pub.id;
-	dv->finish[dv->n_members++] = r->finish_seq;
-	if (r->finish_seq < dv->finish_min)
-		dv->finish_min = r->finish_seq;
+	r->id_pos = i;
+	dv->ids[i] = r->pub.id;
+	dv->finish[i] = fin;
+	dv->join[i] = step;
+	dv->emark[i] = dv->energy_per_job;
+	if (fin < dv->finish_min)
+		dv->finish_min = fin;
 	if (dv->n_members == 1)
 		set_work(s, (uint32_t)dv->id, true);
 	dv->sum_ctx += prefill_len(r);
-	dv->sum_join += r->join_seq;
+	dv->sum_join += step;
 	dv->kv_used += job_kv(s, &r->pub);
 	dv->joining[dv->n_joining++] = slot;
 	s->st.running++;
@@ -603,18 +605,19 @@ static void batch_take(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 	hs__jobrec_t *r = rec_of(s, slot);
 	uint32_t i = r->id_pos;
 
-	dv->n_members--;
-	if (i < dv->n_members) {
-		uint64_t last = dv->ids[dv->n_members];
+	uint32_t n = --dv->n_members;
 
-		dv->ids[i] = last;
-		dv->finish[i] = dv->finish[dv->n_members];
-		rec_of(s, slot_of_id(last))->id_pos = i;
-	}
 	dv->sum_ctx -= prefill_len(r);
-	dv->sum_join -= r->join_seq;
+	dv->sum_join -= dv->join[i];
 	dv->kv_used -= job_kv(s, &r->pub);
-	r->pub.energy_j += dv->energy_per_job - r->energy_mark;
+	r->pub.energy_j += dv->energy_per_job - dv->emark[i];
+	if (i < n) {
+		dv->ids[i] = dv->ids[n];
+		dv->finish[i] = dv->finish[n];
+		dv->join[i] = dv->join[n];
+		dv->emark[i] = dv->emark[n];
+		rec_of(s, slot_of_id(dv->ids[i]))->id_pos = i;
+	}
 	/* Its work no longer weighs on the device it was bound to. */
 	if (r->owner >= 0)
 		s->backlog[r->owner] -= r->cost_ns;
@@ -632,7 +635,7 @@ static void batch_take(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 
 static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 {
-	uint64_t fin = rec_of(s, slot)->finish_seq;
+	uint64_t fin = dv->finish[rec_of(s, slot)->id_pos];
 
 	batch_take(s, dv, slot);
 	if (fin == dv->finish_min)
@@ -645,10 +648,11 @@ static uint32_t generated_now(const hs_sched_t *s, const hs__jobrec_t *r)
 {
 	const hs__dev_t *dv = &s->devs[r->pub.device];
 	uint64_t done = dv->busy ? dv->seq - 1 + dv->run_got : dv->seq;
+	uint64_t join = dv->join[r->id_pos];
 
-	if (done < r->join_seq)
+	if (done < join)
 		return r->base_generated;
-	return r->base_generated + (uint32_t)(done - r->join_seq + 1);
+	return r->base_generated + (uint32_t)(done - join + 1);
 }
 
 /* ---- power ------------------------------------------------------------ */
@@ -1527,14 +1531,17 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 		dv->finish =
 			hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->finish));
 		dv->finish_min = UINT64_MAX;
+		dv->join = hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->join));
+		dv->emark =
+			hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->emark));
 		dv->joining =
 			hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->joining));
 		dv->step_ids = hs__calloc(s->cfg.max_batch_jobs,
 					  sizeof(*dv->step_ids));
 		dv->ids = hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->ids));
 		dv->run_ns = hs__calloc(HS__RUN_MAX, sizeof(*dv->run_ns));
-		if (!dv->finish || !dv->joining || !dv->step_ids || !dv->ids ||
-		    !dv->run_ns)
+		if (!dv->finish || !dv->join || !dv->emark || !dv->joining ||
+		    !dv->step_ids || !dv->ids || !dv->run_ns)
 			goto out_nomem;
 		for (m = 0; m < n_models; m++) {
 			uint64_t w = s->models[m].weight_bytes;
@@ -1580,6 +1587,8 @@ void hs_sched_free(hs_sched_t *s)
 		s->policy->fini(s->policy_state);
 	for (i = 0; s->devs && i < s->n_devs; i++) {
 		hs__free(s->devs[i].finish);
+		hs__free(s->devs[i].join);
+		hs__free(s->devs[i].emark);
 		hs__free(s->devs[i].joining);
 		hs__free(s->devs[i].step_ids);
 		hs__free(s->devs[i].ids);
