@@ -9,6 +9,9 @@
 #include "perf.h"
 #include "policy.h"
 
+/* The most jobs in a batch (hs_sched_config_t.max_batch_jobs). */
+#define HS__MAX_BATCH 4096
+
 /* The most steps in one run. */
 #define HS__RUN_MAX 256
 
@@ -148,6 +151,7 @@ struct hs_sched_s {
 	uint64_t *owner_queued; /* jobs waiting per owner */
 
 	/* Job slots. */
+	uint32_t *gone; /* max_batch_jobs: members leaving a batch */
 	hs__jobrec_t *jobs;
 	uint32_t n_slots;
 	uint32_t cap_slots;

@@ -13,6 +13,26 @@
 #define MAX_PRIORITY 1000
 #define POWER_EPS 1e-6
 
+/*
+ * Four lanes a vector (doubles, or 64-bit integers). The lanes must round
+ * as the scalar code does:
+ * GCC contracts nothing into fused multiply-adds in ISO C mode, and clang
+ * is told the same for this file.
+ */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+typedef double v4d __attribute__((vector_size(32)));
+typedef int64_t v4i __attribute__((vector_size(32)));
+
+/* Four lanes: two SSE2 halves each on any x86-64, one AVX2 register where
+ * the processor has it (GCC picks the copy at load time). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define HS__CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define HS__CLONES
+#endif
+
 /* ---- configuration ---------------------------------------------------- */
 
 void hs_sched_config_init(hs_sched_config_t *cfg)
@@ -35,9 +55,9 @@ static int check_config(hs_sched_config_t *c, hs_error_t *err)
 
 #define BAD(field, ...) \
 	hs__error_set(err, HS_EINVAL, "scheduler config", 0, field, __VA_ARGS__)
-	if (c->max_batch_jobs < 1 || c->max_batch_jobs > 4096)
-		return BAD("max_batch_jobs", "must be 1 to 4096, is %u",
-			   c->max_batch_jobs);
+	if (c->max_batch_jobs < 1 || c->max_batch_jobs > HS__MAX_BATCH)
+		return BAD("max_batch_jobs", "must be 1 to %u, is %u",
+			   HS__MAX_BATCH, c->max_batch_jobs);
 	if (c->max_step_tokens < 1)
 		return BAD("max_step_tokens", "must be at least 1");
 	if (c->min_batch_jobs < 1 || c->min_batch_jobs > c->max_batch_jobs)
@@ -1482,6 +1502,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->perf = hs__calloc(n_devices * n_models, sizeof(*s->perf));
 	s->n_queues = (s->n_devs + 1) * s->n_models * s->n_buckets;
 	s->queues = hs__calloc(s->n_queues, sizeof(*s->queues));
+	s->gone = hs__calloc(s->cfg.max_batch_jobs, sizeof(*s->gone));
 	words = (s->n_models * s->n_buckets + 63) / 64;
 	s->words_per_owner = words;
 	s->nonempty =
@@ -1507,7 +1528,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	    !s->class_ctx || !s->idle || !s->work || !s->in_run ||
 	    !s->model_devices || !s->model_queued || !s->finish ||
 	    !s->backlog || !s->cost || !s->fit_lim || !s->fit_min ||
-	    !s->cost_stale)
+	    !s->cost_stale || !s->gone)
 		goto out_nomem;
 	hs__sched_cost_stale_all(s);
 	for (m = 0; m < n_models; m++)
@@ -1599,6 +1620,7 @@ void hs_sched_free(hs_sched_t *s)
 		hs__free(s->queues[i].ring);
 	}
 	hs__free(s->queues);
+	hs__free(s->gone);
 	hs__free(s->nonempty);
 	hs__free(s->owner_queued);
 	hs__free(s->class_jobs);
@@ -1880,23 +1902,27 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 	run_account(s, device);
 	run_stop(s, dv);
 
-	/* Finished jobs leave at the step boundary; the earliest finish of
-	 * those that stay is found on the way. */
+	/* Finished jobs leave at the step boundary, the highest member
+	 * first: a removal moves the last member into the gap, one that
+	 * stays. The earliest finish of those that stay is found in the
+	 * same pass. */
 	if (dv->finish_min <= dv->seq) {
+		uint32_t k = 0, *gone = s->gone;
 		uint64_t least = UINT64_MAX;
 
 		for (i = dv->n_members; i-- > 0;) {
-			uint32_t slot = slot_of_id(dv->ids[i]);
-			hs__jobrec_t *r;
+			uint64_t f = dv->finish[i];
 
-			/* A removal moves the last member here: one
-			 * already seen, and staying. */
-			if (dv->finish[i] > dv->seq) {
-				least = dv->finish[i] < least ? dv->finish[i]
-							      : least;
-				continue;
-			}
-			r = rec_of(s, slot);
+			if (f <= dv->seq)
+				gone[k++] = i;
+			else
+				least = f < least ? f : least;
+		}
+		dv->finish_min = least;
+		for (i = 0; i < k; i++) {
+			uint32_t slot = slot_of_id(dv->ids[gone[i]]);
+			hs__jobrec_t *r = rec_of(s, slot);
+
 			batch_take(s, dv, slot);
 			r->pub.generated = r->pub.gen_tokens;
 			r->pub.done_ns = now;
@@ -1905,7 +1931,6 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 			emit(s, r, HS_JOB_EV_DONE);
 			slot_free(s, slot);
 		}
-		dv->finish_min = least;
 	}
 	/* Cancelled ones too. */
 	for (i = 0; dv->n_cancel && i < dv->n_members;) {
@@ -2523,25 +2548,6 @@ static void cost_refresh(hs_sched_t *s, uint32_t m, uint64_t kv, double B)
 }
 
 /*
- * Four doubles a vector. The lanes must round as the scalar code does:
- * GCC contracts nothing into fused multiply-adds in ISO C mode, and clang
- * is told the same for this file.
- */
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#endif
-typedef double v4d __attribute__((vector_size(32)));
-typedef int64_t v4i __attribute__((vector_size(32)));
-
-/* Four lanes: two SSE2 halves each on any x86-64, one AVX2 register where
- * the processor has it (GCC picks the copy at load time). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define HS__FINISH_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define HS__FINISH_CLONES
-#endif
-
-/*
  * Finish times of a job on every device, into s->finish; with pick, also
  * the first device of the earliest (-1: none below HUGE_VAL), found in the
  * same pass. hs__sched_job_cost_ns, operation for operation, on the
@@ -2552,7 +2558,7 @@ typedef int64_t v4i __attribute__((vector_size(32)));
  * nothing into fused multiply-adds). Then those the job does not fit,
  * whose entries may be stale.
  */
-HS__FINISH_CLONES
+HS__CLONES
 static void finish_pass(hs_sched_t *s, const hs_job_t *job, uint32_t batch,
 			int *pick)
 {
