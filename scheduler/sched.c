@@ -427,9 +427,13 @@ static void q_remove(hs_sched_t *s, uint32_t slot)
 		q_pop(q);
 		while (q->n_ring + q->n > q->live && !q_live(s, qi, q->top))
 			q_pop(q);
-		__builtin_prefetch(rec_of(s, q->top.slot));
-		__builtin_prefetch((const char *)rec_of(s, q->top.slot) + 64);
-		__builtin_prefetch((const char *)rec_of(s, q->top.slot) + 128);
+		{
+			const char *c = (const char *)rec_of(s, q->top.slot);
+
+			__builtin_prefetch(c);
+			__builtin_prefetch(c + 64);
+			__builtin_prefetch(c + sizeof(hs__jobrec_t) - 1);
+		}
 	} else if (q->n + q->n_ring > 2 * q->live + 16) {
 		q_compact(s, qi);
 	}
