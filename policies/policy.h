@@ -111,8 +111,9 @@ double hs__sched_job_cost_ns(hs_sched_t *s, int d, const hs_job_t *job,
  */
 const double *hs__sched_finish_ns(hs_sched_t *s, const hs_job_t *job,
 				  uint32_t batch);
-/* The first device of the earliest in hs__sched_finish_ns's answer, found
- * as it is computed; -1 when the job fits none. */
+/* The first device of the earliest in what hs__sched_finish_ns would
+ * answer, found as it is computed (the array is not left with it); -1
+ * when the job fits none. */
 int hs__sched_earliest(hs_sched_t *s, const hs_job_t *job, uint32_t batch);
 
 /* Demand seen so far for a class: jobs and output tokens per second of

@@ -2551,14 +2551,66 @@ static void cost_refresh(hs_sched_t *s, uint32_t m, uint64_t kv, double B)
 	}
 }
 
+/* What finish_quads reads: the cost rows of a model, the backlogs and
+ * the job's figures. */
+typedef struct finish_in_s {
+	const double *k_step, *k_ctx, *k_prefill, *k_load, *backlog;
+	double *finish;
+	double C, ctx, per;
+} finish_in_t;
+
 /*
- * Finish times of a job on every device, into s->finish; with pick, also
- * the first device of the earliest (-1: none below HUGE_VAL), found in the
- * same pass. hs__sched_job_cost_ns, operation for operation, on the
- * entries: the step time of a batch of B with the job's context and no
- * prefill (P = 0 kept in, as the prediction adds it), floored (NaN too).
- * Every device first, without branches, four at a time: each lane does
- * what the scalar code does, in the same order (ISO C mode contracts
+ * The finish times of the devices four at a time, up to the last four:
+ * into in->finish (store), or each lane's first earliest into lane_best
+ * and lane_pick (not store). Returns the first device not done. Inlined
+ * with store a constant: two loops without a test inside.
+ */
+static inline __attribute__((always_inline)) uint32_t finish_quads(
+	const finish_in_t *in, uint32_t n, bool store, v4d *lane_best,
+	v4i *lane_pick)
+{
+	const v4d zero = {0, 0, 0, 0}, min = {HS_PERF_MIN_NS, HS_PERF_MIN_NS,
+					      HS_PERF_MIN_NS, HS_PERF_MIN_NS};
+	v4i idx = {0, 1, 2, 3}, four = {4, 4, 4, 4};
+	uint32_t d;
+
+	for (d = 0; d + 4 <= n; d += 4) {
+		v4d ks, kc, kp, kl, bl, t, step, f;
+		v4i above;
+
+		/* Loads as copies: no alignment is promised. */
+		memcpy(&ks, in->k_step + d, sizeof(ks));
+		memcpy(&kc, in->k_ctx + d, sizeof(kc));
+		memcpy(&kp, in->k_prefill + d, sizeof(kp));
+		memcpy(&kl, in->k_load + d, sizeof(kl));
+		memcpy(&bl, in->backlog + d, sizeof(bl));
+		t = ks + kc * in->C + kp * zero;
+		above = t > min;
+		step = (v4d)(((v4i)t & above) | ((v4i)min & ~above));
+		f = bl + (kp * in->ctx + step * in->per + kl);
+		if (store) {
+			memcpy(in->finish + d, &f, sizeof(f));
+		} else {
+			/* Each lane keeps its first earliest. */
+			v4i lt = f < *lane_best;
+
+			*lane_best =
+				(v4d)(((v4i)f & lt) | ((v4i)*lane_best & ~lt));
+			*lane_pick = (idx & lt) | (*lane_pick & ~lt);
+			idx += four;
+		}
+	}
+	return d;
+}
+
+/*
+ * Finish times of a job on every device, into s->finish; with pick, the
+ * first device of the earliest (-1: none below HUGE_VAL) instead, found in
+ * the same pass (s->finish is then left partly stale). hs__sched_job_cost_ns,
+ * operation for operation, on the entries: the step time of a batch of B with
+ * the job's context and no prefill (P = 0 kept in, as the prediction adds it),
+ * floored (NaN too). Every device first, without branches, four at a time: each
+ * lane does what the scalar code does, in the same order (ISO C mode contracts
  * nothing into fused multiply-adds). Then those the job does not fit,
  * whose entries may be stale.
  */
@@ -2580,8 +2632,16 @@ static void finish_pass(hs_sched_t *s, const hs_job_t *job, uint32_t batch,
 	double *restrict finish = s->finish, best = HUGE_VAL;
 	bool all_fit;
 	v4d lane_best = {HUGE_VAL, HUGE_VAL, HUGE_VAL, HUGE_VAL};
-	v4i lane_pick = {-1, -1, -1, -1}, idx = {0, 1, 2, 3},
-	    four = {4, 4, 4, 4};
+	v4i lane_pick = {-1, -1, -1, -1};
+	finish_in_t q = {.k_step = k_step,
+			 .k_ctx = k_ctx,
+			 .k_prefill = k_prefill,
+			 .k_load = k_load,
+			 .backlog = backlog,
+			 .finish = finish,
+			 .C = C,
+			 .ctx = ctx,
+			 .per = per};
 	unsigned l;
 
 	if (batch != s->cost_batch) {
@@ -2591,34 +2651,12 @@ static void finish_pass(hs_sched_t *s, const hs_job_t *job, uint32_t batch,
 	cost_refresh(s, m, kv, B);
 	/* Below every device's limit, the job fits them all. */
 	all_fit = kv < s->fit_min[m];
-	for (d = 0; d + 4 <= n; d += 4) {
-		v4d zero = {0, 0, 0, 0}, min = {HS_PERF_MIN_NS, HS_PERF_MIN_NS,
-						HS_PERF_MIN_NS, HS_PERF_MIN_NS};
-		v4d ks, kc, kp, kl, bl, t, step, f;
-		v4i above;
-
-		/* Loads as copies: no alignment is promised. */
-		memcpy(&ks, k_step + d, sizeof(ks));
-		memcpy(&kc, k_ctx + d, sizeof(kc));
-		memcpy(&kp, k_prefill + d, sizeof(kp));
-		memcpy(&kl, k_load + d, sizeof(kl));
-		memcpy(&bl, backlog + d, sizeof(bl));
-		t = ks + kc * C + kp * zero;
-		above = t > min;
-		step = (v4d)(((v4i)t & above) | ((v4i)min & ~above));
-		f = bl + (kp * ctx + step * per + kl);
-
-		memcpy(finish + d, &f, sizeof(f));
-		if (pick) {
-			/* Each lane keeps its first earliest. */
-			v4i lt = f < lane_best;
-
-			lane_best =
-				(v4d)(((v4i)f & lt) | ((v4i)lane_best & ~lt));
-			lane_pick = (idx & lt) | (lane_pick & ~lt);
-			idx += four;
-		}
-	}
+	/* The earliest is picked in the lanes only when every device fits
+	 * the job; then no entry but the last ones' is read back. */
+	if (pick && all_fit)
+		d = finish_quads(&q, n, false, &lane_best, &lane_pick);
+	else
+		d = finish_quads(&q, n, true, &lane_best, &lane_pick);
 	for (; d < n; d++) {
 		double t = k_step[d] + k_ctx[d] * C + k_prefill[d] * 0.0;
 		double step = t > HS_PERF_MIN_NS ? t : HS_PERF_MIN_NS;
