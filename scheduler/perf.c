@@ -5,6 +5,13 @@
 
 #include "perf.h"
 
+/* Decode steps are summed four to a vector (hs__perf_observe_decode); the
+ * lanes must round as the scalar code does, without fused multiply-adds,
+ * which ISO C mode keeps GCC from forming. */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
 #define N HS_PERF_NFEAT
 
 /*
@@ -314,7 +321,7 @@ typedef struct decode_sums_s {
 	double n, c, cc, t, tc;
 } decode_sums_t;
 
-static void decode_flush(hs__perf_t *p, double B, decode_sums_t *d)
+static inline void decode_flush(hs__perf_t *p, double B, decode_sums_t *d)
 {
 	double *a = p->xtx;
 
@@ -352,8 +359,13 @@ static uint32_t observe_each(hs__perf_t *p, double B, double C, double dC,
 	return out;
 }
 
-uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
-				 const int64_t *ns, uint32_t n, double scale)
+/*
+ * hs__perf_observe_decode step by step, for any input and any outcome
+ * (outliers, a reset): what the fast path below leaves to it.
+ */
+static uint32_t observe_decode_steps(hs__perf_t *p, double B, double C,
+				     double dC, const int64_t *ns, uint32_t n,
+				     double scale)
 {
 	decode_sums_t d = {0};
 	double err = 0, cal = 0, base = 0, slope = 0;
@@ -440,6 +452,227 @@ uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 	SYNC();
 #undef SYNC
 	return out;
+}
+
+/* Four doubles a vector, and halves (the file's top says why the lanes
+ * round as the scalar code does). */
+typedef double v4d __attribute__((vector_size(32)));
+typedef double v2d __attribute__((vector_size(16)));
+typedef uint64_t v4u __attribute__((vector_size(32)));
+typedef uint64_t v2u __attribute__((vector_size(16)));
+
+/* Two SSE2 halves each on any x86-64, one AVX2 register where the
+ * processor has it (GCC picks the copy at load time). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define HS__DECODE_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define HS__DECODE_CLONES
+#endif
+
+/*
+ * A step whose relative error is at most this is no outlier: its time is
+ * between pred / (1 + SURE_ERR) and pred / (1 - SURE_ERR), a factor of the
+ * prediction short of HS_PERF_OUTLIER_K by far more than rounding moves
+ * it. The lanes mark a step above it with one comparison instead of the
+ * two of the outlier test, and the scalar code judges it with its run.
+ */
+#define SURE_ERR (0.9 * (1 - 1 / HS_PERF_OUTLIER_K))
+/* Measured times taken without the scalar code's floor at 1 ns: those in
+ * [1, 2^MAX_NS_BITS) ns, which the lanes also convert exactly. A time of
+ * 0 needs no test of its own: its error is infinite. */
+#define MAX_NS_BITS 51
+
+/* Lanes 0 + 2 and 1 + 3. */
+static inline v2d lanes_fold(const v4d *v)
+{
+	v2d lo, hi;
+
+	memcpy(&lo, v, sizeof(lo));
+	memcpy(&hi, (const char *)v + sizeof(lo), sizeof(hi));
+	return lo + hi;
+}
+
+/*
+ * The error, time and time x context sums (sums[0..2]) of n >= 4 steps
+ * of a run, four at a time, judged by the fit base + slope C as
+ * observe_decode_steps judges the steps of a warm fit: each lane with the
+ * same operations in the same order, its sums added up in the same order
+ * in both copies. The last four of the run are taken again for the n % 4
+ * not yet taken. Contexts C + i dC must be whole numbers below 2^52 up to
+ * i = n + 3 (the lanes run past the run). False when a step is measured
+ * outside [1, 2^MAX_NS_BITS) ns or may be an outlier.
+ */
+static inline __attribute__((always_inline)) bool decode_blocks(
+	const int64_t *ns, uint32_t n, double C, double dC, double base,
+	double slope, double scale, double sums[3])
+{
+	const v4u bias = {0x4330000000000000, 0x4330000000000000,
+			  0x4330000000000000, 0x4330000000000000},
+		  magnitude = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
+	const v4d two52 = {0x1p52, 0x1p52, 0x1p52, 0x1p52},
+		  sure = {SURE_ERR, SURE_ERR, SURE_ERR, SURE_ERR},
+		  lane = {0, 1, 2, 3};
+	v4d vbase = {base, base, base, base},
+	    vslope = {slope, slope, slope, slope},
+	    vscale = {scale, scale, scale, scale},
+	    step4 = {4 * dC, 4 * dC, 4 * dC, 4 * dC}, c = C + lane * dC;
+	v4d err = {0}, st = {0}, stc = {0}, t, pred, e;
+	const int64_t *q = ns, *end = ns + (n & ~3u);
+	v4u bad = {0}, keep, u;
+	v2d a, b, x;
+	v2u any;
+
+	/*
+	 * Four steps, measured u ns as the driver gave them, at contexts
+	 * c, into the sums of the lanes in keep (a mask the compiler drops
+	 * where it is all ones). Where u is in range, t is positive and
+	 * finite (or 0, and e infinite) and pred at least the floor: e is
+	 * never NaN there, and one comparison marks what may be an outlier.
+	 */
+#define DECODE_FOUR()                                                 \
+	do {                                                          \
+		/* 2^52 + u as the bits of a double, less 2^52: u. */ \
+		t = ((v4d)(u | bias) - two52) * vscale;               \
+		pred = vbase + vslope * c;                            \
+		e = (v4d)((v4u)(pred - t) & magnitude) / t;           \
+		bad |= u | (v4u)(e > sure);                           \
+		err += (v4d)((v4u)e & keep);                          \
+		t = (v4d)((v4u)t & keep);                             \
+		st += t;                                              \
+		stc += t * c;                                         \
+	} while (0)
+	keep = (v4u){UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX};
+	for (; q < end; q += 4, c += step4) {
+		/* A load as a copy: no alignment is promised. */
+		memcpy(&u, q, sizeof(u));
+		DECODE_FOUR();
+	}
+	/* The last four again, for the n % 4 not yet taken: those taken
+	 * already count in no sum, and mark bad as they did before. */
+	if (n & 3) {
+		double back = 4 - (n & 3);
+
+		memcpy(&u, ns + n - 4, sizeof(u));
+		c -= back * dC;
+		keep = (v4u)(lane >= back);
+		DECODE_FOUR();
+	}
+#undef DECODE_FOUR
+	/* Lanes 0 + 2 and 1 + 3, then those two. */
+	a = lanes_fold(&err);
+	b = lanes_fold(&st);
+	x = (v2d){a[0], b[0]} + (v2d){a[1], b[1]};
+	sums[0] = x[0];
+	sums[1] = x[1];
+	a = lanes_fold(&stc);
+	sums[2] = a[0] + a[1];
+	memcpy(&any, &bad, sizeof(any));
+	any |= (v2u){bad[2], bad[3]};
+	return !((any[0] | any[1]) >> MAX_NS_BITS);
+}
+
+/* Whether x in [0, 2^52) is a whole number. */
+static inline bool whole(double x)
+{
+	return (double)(int64_t)x == x;
+}
+
+/* hs__perf_observe_decode with the fit re-solved first (out of line: the
+ * fast path then keeps nothing across a call). */
+static uint32_t observe_decode_solved(hs__perf_t *p, double B, double C,
+				      double dC, const int64_t *ns, uint32_t n,
+				      double scale)
+{
+	hs__perf_solve(p);
+	return hs__perf_observe_decode(p, B, C, dC, ns, n, scale);
+}
+
+/*
+ * The steps of a warm fit when none may be an outlier, which is what
+ * almost every run of a calibrated device is: four at a time (a run
+ * shorter than four one by one, as one lane would take them); then the
+ * sums go into the fit at once. The lanes hold contexts C + i dC: when
+ * both are whole numbers and those reached below 2^52, they are exactly
+ * the contexts the scalar code reaches by adding dC step by step.
+ * Anything else, and a run with a step the fast path does not take, goes
+ * to observe_decode_steps, which decides what it would not.
+ */
+HS__DECODE_CLONES
+uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
+				 const int64_t *ns, uint32_t n, double scale)
+{
+	double base, slope, nn = n, sums[3] = {0, 0, 0}, m, s1, s2;
+	decode_sums_t d;
+	uint64_t pending;
+
+	/*
+	 * What the fast path does not take goes to observe_decode_steps
+	 * before p changes here (a dirty fit it would re-solve at this point
+	 * too). B, C and dC are finite when their sum is; t and the errors
+	 * are with scale at most DBL_MAX / 2^MAX_NS_BITS.
+	 */
+	if (!n || p->samples < HS_PERF_REFIT_ALL || !(B >= 0) || !(C >= 0) ||
+	    !(dC >= 0) || !(B + C + dC <= DBL_MAX) || !(scale > 0) ||
+	    !(scale <= DBL_MAX / (double)(1ull << MAX_NS_BITS)) ||
+	    (n >= 4 &&
+	     (!(C + (nn + 3) * dC < 0x1p52) || !whole(C) || !whole(dC))))
+		return observe_decode_steps(p, B, C, dC, ns, n, scale);
+	if (p->dirty)
+		return observe_decode_solved(p, B, C, dC, ns, n, scale);
+	/* As observe_decode_steps judges the run. The predictions grow with
+	 * C when the slope is not negative (the fit keeps it so): above the
+	 * floor at the first step, above it at all. */
+	base = p->theta[HS_PERF_STEP] + p->theta[HS_PERF_JOB] * B;
+	slope = p->theta[HS_PERF_CTX];
+	if (!(slope >= 0) || !(base + slope * C >= HS_PERF_MIN_NS))
+		return observe_decode_steps(p, B, C, dC, ns, n, scale);
+	if (n >= 4) {
+		if (!decode_blocks(ns, n, C, dC, base, slope, scale, sums))
+			return observe_decode_steps(p, B, C, dC, ns, n, scale);
+	} else {
+		double c = C;
+		uint32_t i;
+
+		for (i = 0; i < n; i++, c += dC) {
+			uint64_t u = (uint64_t)ns[i];
+			double t = (double)ns[i] * scale,
+			       e = fabs(base + slope * c - t) / t;
+
+			if (u >> MAX_NS_BITS || !(e <= SURE_ERR))
+				return observe_decode_steps(p, B, C, dC, ns, n,
+							    scale);
+			sums[0] += e;
+			sums[1] += t;
+			sums[2] += t * c;
+		}
+	}
+
+	/* Every step joins the fit: the context sums in closed form, with
+	 * s1 = sum i and s2 = sum i^2 over i < n. */
+	s1 = nn * (nn - 1) / 2;
+	s2 = s1 * (2 * nn - 1) / 3;
+	m = s1 * dC;
+	d.n = nn;
+	d.c = nn * C + m;
+	d.cc = C * (d.c + m) + dC * (dC * s2);
+	d.t = sums[1];
+	d.tc = sums[2];
+	decode_flush(p, B, &d);
+	/* The fit was warm: the calibrated error takes every step too. */
+	p->rel_err_sum += sums[0];
+	p->rel_err_n += n;
+	p->cal_err_sum += sums[0];
+	p->cal_err_n += n;
+	p->consecutive_outliers = 0;
+	/* accept's refit rule at the last step: pending * fraction - samples
+	 * only grows from step to step, so no earlier one calls for a refit
+	 * the last does not. */
+	p->samples += n;
+	pending = (uint64_t)p->pending + n;
+	p->pending = (uint32_t)pending;
+	if (pending * HS_PERF_REFIT_FRACTION >= p->samples)
+		p->dirty = true;
+	return 0;
 }
 
 void hs__perf_refit(hs__perf_t *p)

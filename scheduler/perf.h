@@ -120,6 +120,10 @@ bool hs__perf_observe(hs__perf_t *p, double B, double C, double P,
  * time, each judged by the fit of those before. B jobs,
  * no prefill, C context tokens in the first, dC more in each next; step i
  * measured max(ns[i], 1) * scale ns. Returns how many were outliers.
+ * What it adds to the fit and the error figures may differ in the last
+ * bits from a step-by-step sum (steps are added four at a time where the
+ * run allows); counts, outliers and refit decisions do not, and every
+ * machine gets the same bits.
  */
 uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 				 const int64_t *ns, uint32_t n, double scale);

@@ -342,6 +342,98 @@ static void test_decode_run(void **state)
 }
 
 /*
+ * Runs of a warm fit, which hs__perf_observe_decode takes four steps at a
+ * time, against the same steps one call each. The fit has so many samples
+ * that no call refits it within a run, so both judge every step by the
+ * same fit and must agree on every count and decision, and on the sums to
+ * rounding. Runs of every length up to ten blocks and three, of ordinary
+ * steps; with outliers inside a block of four and in the steps past the
+ * last four; with a step slow enough to be looked at closely but no
+ * outlier; with a step measured 0 ns; and with a device that turns six
+ * times slower after the third step (a reset inside the run, then one by
+ * one).
+ */
+static void test_decode_fast_path(void **state)
+{
+	hs__perf_t warm, p, q;
+	int64_t ns[43];
+	double B = 8, C = 9000, c, f;
+	uint32_t n, i, out, out_seq;
+	int kind, k, resets = 0, outliers = 0;
+
+	small_pair(&warm);
+	rng_seed(41);
+	for (i = 0; i < 2000; i++) {
+		c = uniform_int(8000, 12000);
+		hs__perf_observe(&warm, B, c, 0,
+				 noisy(law_ns(&small_law, B, c, 0)));
+	}
+	/* 43 steps pending do not call for a refit at 2000 samples. */
+	hs__perf_refit(&warm);
+	assert_true(43 * HS_PERF_REFIT_FRACTION < warm.samples);
+	for (kind = 0; kind < 5; kind++) {
+		for (n = 1; n <= 43; n++) {
+			for (i = 0, c = C; i < n; i++, c += B) {
+				f = kind == 4 && i >= 3 ? 6 : 1;
+				ns[i] = (int64_t)noisy(
+					f *
+					hs__perf_predict_ns(&warm, B, c, 0));
+			}
+			if (kind == 1) {
+				/* The same step below 3: no outlier. */
+				ns[n / 2] *= 6;
+				ns[n - 1] /= 6;
+			} else if (kind == 2) {
+				ns[n / 2] = ns[n / 2] * 7 / 2;
+			} else if (kind == 3) {
+				ns[n - 1] = 0;
+			}
+			p = warm;
+			q = warm;
+			out = hs__perf_observe_decode(&p, B, C, B, ns, n, 1.0);
+			for (i = 0, c = C, out_seq = 0; i < n; i++, c += B)
+				out_seq += !hs__perf_observe(
+					&q, B, c, 0,
+					(double)(ns[i] > 1 ? ns[i] : 1));
+			assert_int_equal(out, out_seq);
+			assert_int_equal(p.outliers, q.outliers);
+			assert_int_equal(p.resets, q.resets);
+			assert_int_equal(p.samples, q.samples);
+			assert_int_equal(p.rel_err_n, q.rel_err_n);
+			assert_int_equal(p.cal_err_n, q.cal_err_n);
+			assert_int_equal(p.consecutive_outliers,
+					 q.consecutive_outliers);
+			assert_int_equal(p.pending, q.pending);
+			assert_int_equal(p.dirty, q.dirty);
+			assert_close(p.rel_err_sum, q.rel_err_sum, 1e-12);
+			assert_close(p.cal_err_sum, q.cal_err_sum, 1e-12);
+			for (k = 0; k < HS_PERF_NFEAT * HS_PERF_NFEAT; k++)
+				assert_close(p.xtx[k], q.xtx[k], 1e-12);
+			for (k = 0; k < HS_PERF_NFEAT; k++)
+				assert_close(p.xty[k], q.xty[k], 1e-12);
+			hs__perf_refit(&p);
+			hs__perf_refit(&q);
+			for (k = 0; k < HS_PERF_NFEAT; k++)
+				assert_close(p.theta[k], q.theta[k], 1e-9);
+			/* What each kind of run is for. */
+			if (kind == 0 || kind == 2)
+				assert_int_equal(out, 0);
+			if (kind == 1)
+				assert_int_equal(out, n < 3 ? 0 : 2);
+			if (kind == 3)
+				assert_int_equal(out, 1);
+			if (kind == 4)
+				assert_int_equal(p.resets,
+						 n >= 3 + HS_PERF_RESET_RUN);
+			resets += (int)p.resets;
+			outliers += (int)out;
+		}
+	}
+	assert_true(resets > 20);
+	assert_true(outliers > 400);
+}
+
+/*
  * A tiny model on a CPU: prompts of tens of tokens that cost far more per
  * token than the roofline says, contexts of hundreds. The prior weighs as
  * one sample at the magnitudes the samples have, not at those of a big
@@ -732,6 +824,7 @@ int main(void)
 		cmocka_unit_test(test_small_features),
 		cmocka_unit_test(test_regime_change),
 		cmocka_unit_test(test_decode_run),
+		cmocka_unit_test(test_decode_fast_path),
 		cmocka_unit_test(test_degenerate_design),
 		cmocka_unit_test(test_negative_coefficient_pinned),
 		cmocka_unit_test(test_invalid_observations),
