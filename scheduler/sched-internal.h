@@ -178,6 +178,7 @@ struct hs_sched_s {
 	uint64_t *in_run; /* bitmap: in a run that a join may cut */
 	uint32_t *model_devices; /* per model: devices whose batch runs it */
 	uint64_t *model_queued; /* per model: jobs waiting, any queue */
+	uint64_t unserved; /* bit m: model m waits and no device runs it */
 	double *finish; /* n_devs: hs__sched_finish_ns's answer */
 	double *backlog; /* n_devs: hs__sched_backlog_ns */
 

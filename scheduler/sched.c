@@ -182,6 +182,19 @@ static void set_work(hs_sched_t *s, uint32_t d, bool work)
 		s->work[d / 64] &= ~(1ull << (d % 64));
 }
 
+/* Model m has jobs waiting and no device running it: bit m of unserved,
+ * kept as the counts change, so that the starvation check looks at no
+ * model when every waiting one is served. */
+static inline void unserved_update(hs_sched_t *s, uint32_t m)
+{
+	uint64_t bit = 1ull << m;
+
+	if (s->model_queued[m] && !s->model_devices[m])
+		s->unserved |= bit;
+	else
+		s->unserved &= ~bit;
+}
+
 /* The finish-time entry of (model m, device d) needs a fresh look. */
 static inline void cost_stale(hs_sched_t *s, uint32_t d, uint32_t m)
 {
@@ -364,6 +377,7 @@ static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 		q->top = e;
 	}
 	s->model_queued[r->pub.model]++;
+	unserved_update(s, r->pub.model);
 	if (s->owner_queued[owner + 1]++ == 0 && owner >= 0)
 		set_work(s, (uint32_t)owner, true);
 	s->st.queued++;
@@ -438,6 +452,7 @@ static void q_remove(hs_sched_t *s, uint32_t slot)
 		q_compact(s, qi);
 	}
 	s->model_queued[r->pub.model]--;
+	unserved_update(s, r->pub.model);
 	if (--s->owner_queued[owner + 1] == 0 && owner >= 0 &&
 	    !s->devs[owner].n_members)
 		set_work(s, (uint32_t)owner, false);
@@ -650,6 +665,7 @@ static void batch_take(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 	s->st.running--;
 	if (dv->n_members == 0) {
 		s->model_devices[dv->model]--;
+		unserved_update(s, (uint32_t)dv->model);
 		dv->model = -1;
 		dv->draining = false;
 		if (!s->owner_queued[dv->id + 1])
@@ -898,10 +914,7 @@ static bool other_model_starving(const hs_sched_t *s, uint32_t d, uint32_t m,
 
 	/* Most often every other model with jobs waiting runs somewhere:
 	 * nothing to look at. */
-	for (qm = 0; qm < s->n_models; qm++)
-		if (qm != m && s->model_queued[qm] && !s->model_devices[qm])
-			break;
-	if (qm == s->n_models)
+	if (!(s->unserved & ~(1ull << m)))
 		return false;
 	for (pass = 0; pass < 2; pass++) {
 		uint32_t owner1 = pass == 0 ? d + 1 : 0;
@@ -1313,6 +1326,7 @@ static bool try_start(hs_sched_t *s, uint32_t d, int64_t now)
 		dv->model = (int32_t)m;
 		dv->bucket = b;
 		s->model_devices[m]++;
+		unserved_update(s, m);
 	}
 	grant(s, dv, lo, now);
 	start_run(s, d, m, joined_tokens, now);
@@ -2245,6 +2259,7 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 			if (dv->model < 0) {
 				dv->model = (int32_t)r->pub.model;
 				s->model_devices[r->pub.model]++;
+				unserved_update(s, r->pub.model);
 			}
 			goto out;
 		}
