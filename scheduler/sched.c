@@ -963,8 +963,8 @@ static uint32_t better_head(const hs_sched_t *s, uint32_t a, uint32_t b)
 static uint32_t pick_joiner(const hs_sched_t *s, uint32_t d, uint32_t m)
 {
 	uint32_t per = s->n_models * s->n_buckets, lo = m * s->n_buckets;
-	const hs__qent_t *best = NULL;
-	uint32_t pick = NONE;
+	uint32_t pick = NONE, best_slot = UINT32_MAX;
+	int64_t best_rank = INT64_MAX;
 	int pass;
 
 	for (pass = 0; pass < 2; pass++) {
@@ -973,15 +973,25 @@ static uint32_t pick_joiner(const hs_sched_t *s, uint32_t d, uint32_t m)
 
 		if (!s->owner_queued[owner1])
 			continue;
+		/* Which head is first is as good as random: no branch on
+		 * it. The first head seen beats the initial bound, as no
+		 * entry has slot UINT32_MAX (NONE). */
 		for (bits = class_bits(s, owner1, m); bits; bits &= bits - 1) {
 			uint32_t qi = owner1 * per + lo +
 				      (uint32_t)__builtin_ctzll(bits);
-			const hs__qent_t *h = q_head(s, qi);
+			const hs__qent_t *h = &s->queues[qi].top;
+			uint64_t less = (uint64_t)(h->rank < best_rank) |
+					((uint64_t)(h->rank == best_rank) &
+					 (uint64_t)(h->slot < best_slot));
+			uint64_t all = 0 - less;
 
-			if (!best || q_less(h, best)) {
-				best = h;
-				pick = qi;
-			}
+			/* Masks: a select the compiler keeps (it turns a ?:
+			 * of these back into a branch). */
+			best_rank = (int64_t)(((uint64_t)h->rank & all) |
+					      ((uint64_t)best_rank & ~all));
+			best_slot = (uint32_t)((h->slot & all) |
+					       (best_slot & ~all));
+			pick = (uint32_t)((qi & all) | (pick & ~all));
 		}
 	}
 	return pick;
