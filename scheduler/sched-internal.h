@@ -42,8 +42,6 @@ typedef struct hs__jobrec_s {
 	uint32_t gen; /* slot generation: ids are gen << 32 | slot */
 	uint32_t queue; /* queue index while queued, else NO_QUEUE */
 	uint32_t qgen; /* pushes of the slot into a queue, ever */
-	uint32_t id_pos; /* index in its device's ids (and the other
-			  * member arrays) while running */
 	uint32_t base_generated; /* tokens made before it (re)joined */
 	float cost_ns; /* backlog it adds to its bound device */
 	int32_t owner; /* bound device, -1: shared queue */
@@ -106,8 +104,7 @@ typedef struct hs__dev_s {
 	uint32_t *joining; /* slots that joined in the running step */
 	uint64_t *step_ids; /* the running step's job ids, joining first */
 	uint64_t *ids; /* the batch's job ids, in joining order
-			* but for removals (the last moves into the gap);
-			* a member's index is its record's id_pos */
+			* but for removals (the last moves into the gap) */
 	uint64_t sum_ctx; /* sum of prefill lengths in the batch */
 	uint64_t sum_join; /* sum of join_seq in the batch */
 	uint64_t kv_used; /* KV bytes reserved by the batch */

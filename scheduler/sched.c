@@ -615,14 +615,12 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot, int64_t now)
 {
 	hs__jobrec_t *r = rec_of(s, slot);
 	uint64_t step = dv->seq + 1;
-
 	uint64_t fin = step + (r->pub.gen_tokens - r->base_generated) - 1;
 	uint32_t i = dv->n_members++;
 
 	r->pub.state = HS_JOB_RUNNING;
 	r->pub.device = dv->id;
 	r->pub.start_ns = now;
-	r->id_pos = i;
 	dv->ids[i] = r->pub.id;
 	dv->finish[i] = fin;
 	dv->join[i] = step;
@@ -638,12 +636,22 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot, int64_t now)
 	s->st.running++;
 }
 
-/* A member leaves; finish_min is the caller's to bring up to date. */
-static void batch_take(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
+/* Where the job of this id is in dv's batch, which holds it. Members do
+ * not keep their index: the member moved into a gap would have its
+ * record, cold by then, written at every removal. */
+static uint32_t member_at(const hs__dev_t *dv, uint64_t id)
 {
-	hs__jobrec_t *r = rec_of(s, slot);
-	uint32_t i = r->id_pos;
+	uint32_t i = 0;
 
+	while (i + 1 < dv->n_members && dv->ids[i] != id)
+		i++;
+	return i;
+}
+
+/* Member i leaves; finish_min is the caller's to bring up to date. */
+static void batch_take(hs_sched_t *s, hs__dev_t *dv, uint32_t i)
+{
+	hs__jobrec_t *r = rec_of(s, slot_of_id(dv->ids[i]));
 	uint32_t n = --dv->n_members;
 
 	dv->sum_ctx -= prefill_len(r);
@@ -655,7 +663,6 @@ static void batch_take(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 		dv->finish[i] = dv->finish[n];
 		dv->join[i] = dv->join[n];
 		dv->emark[i] = dv->emark[n];
-		rec_of(s, slot_of_id(dv->ids[i]))->id_pos = i;
 	}
 	/* Its work no longer weighs on the device it was bound to. */
 	if (r->owner >= 0)
@@ -675,9 +682,10 @@ static void batch_take(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 
 static void batch_remove(hs_sched_t *s, hs__dev_t *dv, uint32_t slot)
 {
-	uint64_t fin = dv->finish[rec_of(s, slot)->id_pos];
+	uint32_t i = member_at(dv, rec_of(s, slot)->pub.id);
+	uint64_t fin = dv->finish[i];
 
-	batch_take(s, dv, slot);
+	batch_take(s, dv, i);
 	if (fin == dv->finish_min)
 		finish_min_update(dv);
 }
@@ -688,7 +696,7 @@ static uint32_t generated_now(const hs_sched_t *s, const hs__jobrec_t *r)
 {
 	const hs__dev_t *dv = &s->devs[r->pub.device];
 	uint64_t done = dv->busy ? dv->seq - 1 + dv->run_got : dv->seq;
-	uint64_t join = dv->join[r->id_pos];
+	uint64_t join = dv->join[member_at(dv, r->pub.id)];
 
 	if (done < join)
 		return r->base_generated;
@@ -1951,7 +1959,7 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 			uint32_t slot = slot_of_id(dv->ids[gone[i]]);
 			hs__jobrec_t *r = rec_of(s, slot);
 
-			batch_take(s, dv, slot);
+			batch_take(s, dv, gone[i]);
 			r->pub.generated = r->pub.gen_tokens;
 			r->pub.done_ns = now;
 			r->pub.state = HS_JOB_DONE;
