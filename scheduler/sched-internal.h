@@ -102,9 +102,9 @@ typedef struct hs__dev_s {
 	bool draining; /* another class starves: no more joiners */
 	int64_t starve_check_ns; /* next look for a starving class */
 	uint32_t *joining; /* slots that joined in the running step */
-	uint64_t *step_ids; /* the running step's job ids, joining first */
-	uint64_t *ids; /* the batch's job ids, in joining order
-			* but for removals (the last moves into the gap) */
+	uint64_t *ids; /* the batch's job ids, those joining in the
+			* running step first (hs_step_t.jobs); a removal
+			* moves the last into the gap */
 	uint64_t sum_ctx; /* sum of prefill lengths in the batch */
 	uint64_t sum_join; /* sum of join_seq in the batch */
 	uint64_t kv_used; /* KV bytes reserved by the batch */

@@ -611,6 +611,22 @@ static uint32_t prefill_len(const hs__jobrec_t *r)
 	return r->pub.ctx_tokens + r->base_generated;
 }
 
+/* Members i and j trade places. */
+static void member_swap(hs__dev_t *dv, uint32_t i, uint32_t j)
+{
+	uint64_t id = dv->ids[i], fin = dv->finish[i], join = dv->join[i];
+	double emark = dv->emark[i];
+
+	dv->ids[i] = dv->ids[j];
+	dv->finish[i] = dv->finish[j];
+	dv->join[i] = dv->join[j];
+	dv->emark[i] = dv->emark[j];
+	dv->ids[j] = id;
+	dv->finish[j] = fin;
+	dv->join[j] = join;
+	dv->emark[j] = emark;
+}
+
 static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot, int64_t now)
 {
 	hs__jobrec_t *r = rec_of(s, slot);
@@ -625,6 +641,10 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot, int64_t now)
 	dv->finish[i] = fin;
 	dv->join[i] = step;
 	dv->emark[i] = dv->energy_per_job;
+	/* Joining ones first, as a step lists them (hs_step_t.jobs): the
+	 * new member trades places with the first that is not joining. */
+	if (dv->n_joining < i)
+		member_swap(dv, dv->n_joining, i);
 	if (fin < dv->finish_min)
 		dv->finish_min = fin;
 	if (dv->n_members == 1)
@@ -1152,7 +1172,7 @@ static void hand_out(hs_sched_t *s, hs__dev_t *dv)
 	st.bucket = dv->bucket;
 	st.batch = dv->n_members;
 	st.joining = i ? 0 : dv->n_joining;
-	st.jobs = i || !dv->n_joining ? dv->ids : dv->step_ids;
+	st.jobs = dv->ids;
 	st.ctx_tokens = (uint64_t)C;
 	st.prefill_tokens = (uint64_t)P;
 	st.level = dv->level;
@@ -1260,15 +1280,6 @@ static void start_run(hs_sched_t *s, uint32_t d, uint32_t m,
 	set_idle(s, d, false);
 	set_waiting(s, dv, false);
 	set_in_run(s, d, dv->run_len > 1);
-	/* Joining ones first: they are the last ids added. */
-	if (dv->n_joining) {
-		uint32_t stay = dv->n_members - dv->n_joining;
-
-		memcpy(dv->step_ids, dv->ids + stay,
-		       dv->n_joining * sizeof(*dv->ids));
-		memcpy(dv->step_ids + dv->n_joining, dv->ids,
-		       stay * sizeof(*dv->ids));
-	}
 	s->st.decisions++;
 	hand_out(s, dv);
 }
@@ -1593,12 +1604,10 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 			hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->emark));
 		dv->joining =
 			hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->joining));
-		dv->step_ids = hs__calloc(s->cfg.max_batch_jobs,
-					  sizeof(*dv->step_ids));
 		dv->ids = hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->ids));
 		dv->run_ns = hs__calloc(HS__RUN_MAX, sizeof(*dv->run_ns));
 		if (!dv->finish || !dv->join || !dv->emark || !dv->joining ||
-		    !dv->step_ids || !dv->ids || !dv->run_ns)
+		    !dv->ids || !dv->run_ns)
 			goto out_nomem;
 		for (m = 0; m < n_models; m++) {
 			uint64_t w = s->models[m].weight_bytes;
@@ -1647,7 +1656,6 @@ void hs_sched_free(hs_sched_t *s)
 		hs__free(s->devs[i].join);
 		hs__free(s->devs[i].emark);
 		hs__free(s->devs[i].joining);
-		hs__free(s->devs[i].step_ids);
 		hs__free(s->devs[i].ids);
 		hs__free(s->devs[i].run_ns);
 	}
