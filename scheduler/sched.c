@@ -588,11 +588,12 @@ static void make_resident(hs_sched_t *s, hs__dev_t *dv, uint32_t m,
 /* ---- the batch's members ---------------------------------------------- */
 
 /*
- * A batch is at most max_batch_jobs: its members are kept in joining order
- * but for removals (the last moves into the gap), ids[i] and finish[i]
- * side by side, and the earliest finish is kept at hand. A scan of a few
- * dozen finish steps costs less than sifting a heap, whose comparisons of
- * random finish steps the processor cannot predict.
+ * A batch is at most max_batch_jobs: member i is ids[i], finish[i],
+ * join[i] and emark[i], those joining in the running step first, and a
+ * removal moves the last member into the gap. The earliest finish is kept
+ * at hand. A scan of a few dozen finish steps costs less than sifting a
+ * heap, whose comparisons of random finish steps the processor cannot
+ * predict.
  */
 static void finish_min_update(hs__dev_t *dv)
 {
