@@ -133,14 +133,6 @@ typedef uint64_t v4q __attribute__((vector_size(32)));
 typedef uint32_t v4u __attribute__((vector_size(16)));
 typedef int32_t v4s __attribute__((vector_size(16)));
 
-/* Four lanes: two SSE2 halves each on any x86-64, one AVX2 register where
- * the processor has it (GCC picks the copy at load time). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define SIM_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define SIM_CLONES
-#endif
-
 /* Below this a lane's time is rounded in the vector; from it on (a step of
  * 52 days, a law no device has) by round_ns. */
 #define EXACT_NS (1ull << 52)
@@ -217,7 +209,7 @@ __attribute__((noinline, cold)) static void exact_lanes(v4q *q, const v4d *t)
  * whole, the last of the run a step at a time; lanes past the run are
  * timed and dropped. The first step carries the prefill and the load.
  */
-SIM_CLONES
+HS__CLONES
 static uint32_t sim_run_steps(void *exec, const hs_step_t *step, uint32_t n,
 			      int64_t start_ns, int64_t until_ns,
 			      int64_t *ns_out, int64_t *end_ns)

@@ -23,6 +23,20 @@
 #define HS__PRINTF(f, a)
 #endif
 
+/*
+ * For the few loops written in vector lanes (GCC vector extensions): an
+ * AVX2 copy and a default one (two SSE2 halves a lane pair, any x86-64),
+ * picked at load time. Every lane must round as the scalar code does, so
+ * that the copies give the same bits on every machine: GCC contracts
+ * nothing into fused multiply-adds in ISO C mode, and a file with such
+ * loops says #pragma clang fp contract(off) for clang.
+ */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define HS__CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define HS__CLONES
+#endif
+
 /* Allocation through the replaceable allocator (hs_set_alloc_funcs). */
 void *hs__malloc(size_t size);
 void *hs__calloc(size_t n, size_t size);

@@ -461,14 +461,6 @@ typedef double v2d __attribute__((vector_size(16)));
 typedef uint64_t v4u __attribute__((vector_size(32)));
 typedef uint64_t v2u __attribute__((vector_size(16)));
 
-/* Two SSE2 halves each on any x86-64, one AVX2 register where the
- * processor has it (GCC picks the copy at load time). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define HS__DECODE_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define HS__DECODE_CLONES
-#endif
-
 /*
  * A step whose relative error is at most this is no outlier: its time is
  * between pred / (1 + SURE_ERR) and pred / (1 - SURE_ERR), a factor of the
@@ -597,7 +589,7 @@ static uint32_t observe_decode_solved(hs__perf_t *p, double B, double C,
  * Anything else, and a run with a step the fast path does not take, goes
  * to observe_decode_steps, which decides what it would not.
  */
-HS__DECODE_CLONES
+HS__CLONES
 uint32_t hs__perf_observe_decode(hs__perf_t *p, double B, double C, double dC,
 				 const int64_t *ns, uint32_t n, double scale)
 {

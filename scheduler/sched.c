@@ -25,14 +25,6 @@
 typedef double v4d __attribute__((vector_size(32)));
 typedef int64_t v4i __attribute__((vector_size(32)));
 
-/* Four lanes: two SSE2 halves each on any x86-64, one AVX2 register where
- * the processor has it (GCC picks the copy at load time). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define HS__CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define HS__CLONES
-#endif
-
 /* ---- configuration ---------------------------------------------------- */
 
 void hs_sched_config_init(hs_sched_config_t *cfg)
