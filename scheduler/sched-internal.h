@@ -32,6 +32,7 @@ typedef struct hs__queue_s {
 	uint32_t n; /* heap entries, the dead ones included */
 	uint32_t cap;
 	uint32_t live; /* jobs in the queue */
+	uint32_t pad[2]; /* to a cache line */
 } hs__queue_t;
 
 #define HS__NO_QUEUE UINT32_MAX
@@ -141,7 +142,8 @@ struct hs_sched_s {
 
 	/* Queues: owner o (0 shared, d + 1 device d), model m, bucket b at
 	 * (o * n_models + m) * n_buckets + b. */
-	hs__queue_t *queues;
+	hs__queue_t *queues; /* in queues_mem, aligned to 64 bytes */
+	char *queues_mem;
 	uint32_t n_queues;
 	uint64_t *nonempty; /* bitmap per owner of non-empty queues */
 	uint32_t words_per_owner;

@@ -1541,7 +1541,13 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->devs = hs__calloc(n_devices, sizeof(*s->devs));
 	s->perf = hs__calloc(n_devices * n_models, sizeof(*s->perf));
 	s->n_queues = (s->n_devs + 1) * s->n_models * s->n_buckets;
-	s->queues = hs__calloc(s->n_queues, sizeof(*s->queues));
+	/* A queue a cache line: picks read the tops of a device's queues. */
+	s->queues_mem = hs__calloc(s->n_queues + 1, sizeof(*s->queues));
+	if (s->queues_mem)
+		s->queues =
+			(hs__queue_t *)(s->queues_mem +
+					(64 - (uintptr_t)s->queues_mem % 64) %
+						64);
 	s->gone = hs__calloc(s->cfg.max_batch_jobs, sizeof(*s->gone));
 	words = (s->n_models * s->n_buckets + 63) / 64;
 	s->words_per_owner = words;
@@ -1656,7 +1662,7 @@ void hs_sched_free(hs_sched_t *s)
 		hs__free(s->queues[i].heap);
 		hs__free(s->queues[i].ring);
 	}
-	hs__free(s->queues);
+	hs__free(s->queues_mem);
 	hs__free(s->gone);
 	hs__free(s->nonempty);
 	hs__free(s->owner_queued);
