@@ -32,8 +32,7 @@ typedef struct hs__queue_s {
 	uint32_t n; /* heap entries, the dead ones included */
 	uint32_t cap;
 	uint32_t live; /* jobs in the queue */
-	uint32_t pad[2]; /* to a cache line */
-} hs__queue_t;
+} __attribute__((aligned(64))) hs__queue_t; /* a cache line */
 
 #define HS__NO_QUEUE UINT32_MAX
 
@@ -115,7 +114,7 @@ typedef struct hs__dev_s {
 	hs_device_stats_t st;
 	hs_device_t d;
 	uint64_t lru[64]; /* last use of each resident model (seq) */
-} hs__dev_t;
+} __attribute__((aligned(64))) hs__dev_t;
 
 /* The rows of hs_sched_s.cost, for batch B: theta_step + theta_job * B,
  * theta_ctx, theta_prefill, weight load / B. */
@@ -135,14 +134,15 @@ struct hs_sched_s {
 	const hs_model_catalog_t *catalog;
 	hs_model_t *models; /* copies, n_models */
 	uint32_t n_models;
-	hs__dev_t *devs;
+	hs__dev_t *devs; /* in devs_mem, from a line boundary */
+	char *devs_mem;
 	uint32_t n_devs;
 	hs__perf_t *perf; /* [d * n_models + m] */
 	unsigned n_buckets;
 
 	/* Queues: owner o (0 shared, d + 1 device d), model m, bucket b at
 	 * (o * n_models + m) * n_buckets + b. */
-	hs__queue_t *queues; /* in queues_mem, aligned to 64 bytes */
+	hs__queue_t *queues; /* in queues_mem, from a line boundary */
 	char *queues_mem;
 	uint32_t n_queues;
 	uint64_t *nonempty; /* bitmap per owner of non-empty queues */

@@ -1480,6 +1480,19 @@ static void fit_min_update(hs_sched_t *s)
 	}
 }
 
+/*
+ * n zeroed elements of size (a multiple of 64) from a cache line boundary
+ * on, in a block *mem that hs__free releases; NULL when out of memory.
+ * Devices and queues are read a few lines at a time, from their start.
+ */
+static void *calloc_lines(size_t n, size_t size, char **mem)
+{
+	*mem = hs__calloc(n + 1, size);
+	if (!*mem)
+		return NULL;
+	return *mem + (64 - (uintptr_t)*mem % 64) % 64;
+}
+
 int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 		 const hs_model_catalog_t *models, const hs_device_t *devices,
 		 size_t n_devices, const hs_sched_hooks_t *hooks,
@@ -1538,16 +1551,11 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 
 	rc = HS_ENOMEM;
 	s->models = hs__calloc(n_models, sizeof(*s->models));
-	s->devs = hs__calloc(n_devices, sizeof(*s->devs));
+	s->devs = calloc_lines(n_devices, sizeof(*s->devs), &s->devs_mem);
 	s->perf = hs__calloc(n_devices * n_models, sizeof(*s->perf));
 	s->n_queues = (s->n_devs + 1) * s->n_models * s->n_buckets;
-	/* A queue a cache line: picks read the tops of a device's queues. */
-	s->queues_mem = hs__calloc(s->n_queues + 1, sizeof(*s->queues));
-	if (s->queues_mem)
-		s->queues =
-			(hs__queue_t *)(s->queues_mem +
-					(64 - (uintptr_t)s->queues_mem % 64) %
-						64);
+	s->queues =
+		calloc_lines(s->n_queues, sizeof(*s->queues), &s->queues_mem);
 	s->gone = hs__calloc(s->cfg.max_batch_jobs, sizeof(*s->gone));
 	words = (s->n_models * s->n_buckets + 63) / 64;
 	s->words_per_owner = words;
@@ -1682,7 +1690,7 @@ void hs_sched_free(hs_sched_t *s)
 	hs__free(s->cost_stale);
 	hs__free(s->jobs);
 	hs__free(s->perf);
-	hs__free(s->devs);
+	hs__free(s->devs_mem);
 	hs__free(s->models);
 	hs__free(s);
 }
