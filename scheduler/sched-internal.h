@@ -151,6 +151,7 @@ struct hs_sched_s {
 
 	/* Job slots. */
 	uint32_t *gone; /* max_batch_jobs: members leaving a batch */
+	uint64_t *gone_fin; /* max_batch_jobs: their finish steps */
 	hs__jobrec_t *jobs;
 	uint32_t n_slots;
 	uint32_t cap_slots;

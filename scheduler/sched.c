@@ -661,6 +661,21 @@ static uint32_t member_at(const hs__dev_t *dv, uint64_t id)
 	return i;
 }
 
+/* The member that finishes first, the lowest slot of those that finish
+ * together: a failed device's jobs are placed again in that order, each
+ * placement seeing the ones before. */
+static uint32_t first_finish(const hs__dev_t *dv)
+{
+	uint32_t i, best = 0;
+
+	for (i = 1; i < dv->n_members; i++)
+		if (dv->finish[i] < dv->finish[best] ||
+		    (dv->finish[i] == dv->finish[best] &&
+		     slot_of_id(dv->ids[i]) < slot_of_id(dv->ids[best])))
+			best = i;
+	return best;
+}
+
 /* Member i leaves; finish_min is the caller's to bring up to date. */
 static void batch_take(hs_sched_t *s, hs__dev_t *dv, uint32_t i)
 {
@@ -1557,6 +1572,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->queues =
 		calloc_lines(s->n_queues, sizeof(*s->queues), &s->queues_mem);
 	s->gone = hs__calloc(s->cfg.max_batch_jobs, sizeof(*s->gone));
+	s->gone_fin = hs__calloc(s->cfg.max_batch_jobs, sizeof(*s->gone_fin));
 	words = (s->n_models * s->n_buckets + 63) / 64;
 	s->words_per_owner = words;
 	s->nonempty =
@@ -1582,7 +1598,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	    !s->class_ctx || !s->idle || !s->work || !s->in_run ||
 	    !s->model_devices || !s->model_queued || !s->finish ||
 	    !s->backlog || !s->cost || !s->fit_lim || !s->fit_min ||
-	    !s->cost_stale || !s->gone)
+	    !s->cost_stale || !s->gone || !s->gone_fin)
 		goto out_nomem;
 	hs__sched_cost_stale_all(s);
 	for (m = 0; m < n_models; m++)
@@ -1672,6 +1688,7 @@ void hs_sched_free(hs_sched_t *s)
 	}
 	hs__free(s->queues_mem);
 	hs__free(s->gone);
+	hs__free(s->gone_fin);
 	hs__free(s->nonempty);
 	hs__free(s->owner_queued);
 	hs__free(s->class_jobs);
@@ -1953,13 +1970,15 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 	run_account(s, device);
 	run_stop(s, dv);
 
-	/* Finished jobs leave at the step boundary, the highest member
-	 * first: a removal moves the last member into the gap, one that
-	 * stays. The earliest finish of those that stay is found in the
-	 * same pass. */
+	/* Finished jobs leave at the step boundary. The batch is left the
+	 * highest member first (a removal moves the last member into the
+	 * gap, one that stays), the earliest finish of those that stay found
+	 * in the same pass; then they are told done in order of (finish,
+	 * slot), as the slots they free are used again in that order. A
+	 * job asked to cancel in its last step has finished all the same. */
 	if (dv->finish_min <= dv->seq) {
-		uint32_t k = 0, *gone = s->gone;
-		uint64_t least = UINT64_MAX;
+		uint32_t k = 0, j, *gone = s->gone;
+		uint64_t least = UINT64_MAX, *fin = s->gone_fin;
 
 		for (i = dv->n_members; i-- > 0;) {
 			uint64_t f = dv->finish[i];
@@ -1971,16 +1990,34 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 		}
 		dv->finish_min = least;
 		for (i = 0; i < k; i++) {
-			uint32_t slot = slot_of_id(dv->ids[gone[i]]);
-			hs__jobrec_t *r = rec_of(s, slot);
+			uint32_t at = gone[i], slot = slot_of_id(dv->ids[at]);
+			uint64_t f = dv->finish[at];
 
-			batch_take(s, dv, gone[i]);
+			batch_take(s, dv, at);
+			/* Insertion by (finish, slot): a handful at most. */
+			for (j = i;
+			     j > 0 && (fin[j - 1] > f ||
+				       (fin[j - 1] == f && gone[j - 1] > slot));
+			     j--) {
+				fin[j] = fin[j - 1];
+				gone[j] = gone[j - 1];
+			}
+			fin[j] = f;
+			gone[j] = slot;
+		}
+		for (i = 0; i < k; i++) {
+			hs__jobrec_t *r = rec_of(s, gone[i]);
+
+			if (r->cancel) {
+				r->cancel = false;
+				dv->n_cancel--;
+			}
 			r->pub.generated = r->pub.gen_tokens;
 			r->pub.done_ns = now;
 			r->pub.state = HS_JOB_DONE;
 			s->st.completed++;
 			emit(s, r, HS_JOB_EV_DONE);
-			slot_free(s, slot);
+			slot_free(s, gone[i]);
 		}
 	}
 	/* Cancelled ones too. */
@@ -2270,7 +2307,7 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 	 * taken it: out of memory, it stays where it is and a later call
 	 * (hs_sched_device_failed again) moves it. */
 	while (dv->n_members) {
-		uint32_t slot = slot_of_id(dv->ids[0]);
+		uint32_t slot = slot_of_id(dv->ids[first_finish(dv)]);
 		hs__jobrec_t *r = rec_of(s, slot);
 
 		r->pub.generated = generated_now(s, r);

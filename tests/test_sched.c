@@ -741,6 +741,127 @@ static void test_queue_order(void **state)
 	hs_model_catalog_free(models);
 }
 
+/*
+ * Jobs that finish at the same step are told done, and free their slots,
+ * in slot order: the slots are used again in that order, and two jobs of
+ * equal rank (same arrival, same priority) are taken in slot order. L runs
+ * alone; A and B join it and finish together, A told first; C and D then
+ * arrive at once and take the freed slots, the last freed (B's) first: D
+ * has A's, the lower, and joins first.
+ */
+static void test_done_order(void **state)
+{
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sched_config_t cfg;
+	uint64_t a, b, c, dd;
+	size_t i, done_a = 0, done_b = 0;
+	int64_t t = 0;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	cfg.max_batch_jobs = 3;
+	cfg.max_step_tokens = 150; /* one 100-token prompt joins a step */
+	fx = fx_new(&cfg, &d, 1);
+	(void)submit(fx, 0, 0, 10, 100, 0); /* L, alone at once */
+	a = submit(fx, 0, 0, 10, 2, 0);
+	b = submit(fx, 0, 0, 10, 2, 0);
+	for (i = 0; i < 3; i++)
+		finish(fx, t += MS, 0, MS);
+	/* A and B finished together, in slot order. */
+	for (i = 0; i < fx->rec.n_events; i++) {
+		if (fx->rec.events[i].ev != HS_JOB_EV_DONE)
+			continue;
+		done_a = fx->rec.events[i].id == a ? i + 1 : done_a;
+		done_b = fx->rec.events[i].id == b ? i + 1 : done_b;
+	}
+	assert_true(done_a && done_b && done_a < done_b);
+	c = submit(fx, t + 1, 0, 100, 5, 0);
+	dd = submit(fx, t + 1, 0, 100, 5, 0);
+	/* The freed slots come back last freed first. */
+	assert_true((uint32_t)c == (uint32_t)b && (uint32_t)dd == (uint32_t)a);
+	finish(fx, t += MS, 0, MS);
+	i = fx->rec.n_steps - 1;
+	assert_int_equal(fx->rec.steps[i].joining, 1);
+	assert_true(fx->rec.step_jobs[i][0] == dd);
+	fx_free(fx);
+}
+
+/*
+ * A failed device's jobs go back to the queues first-finishing first: rr
+ * then hands the one that finishes first (j0) to the next device, d1,
+ * whichever place it has in its batch.
+ */
+static void test_failure_requeue_order(void **state)
+{
+	static const uint32_t gen[6] = {5, 50, 50, 100, 50, 50};
+	hs_device_t d[3];
+	hs_sched_config_t cfg;
+	uint64_t ids[6];
+	bool in_d1 = false, in_d2 = false;
+	size_t i, k;
+	fx_t *fx;
+
+	for (i = 0; i < 3; i++)
+		d[i] = hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sched_config_init(&cfg);
+	cfg.policy = "rr";
+	fx = fx_new(&cfg, d, 3);
+	for (i = 0; i < 6; i++)
+		ids[i] = submit(fx, (int64_t)i, 0, 100, gen[i], 0);
+	for (i = 0; i < 3; i++)
+		finish(fx, MS, (int)i, MS);
+	for (i = 0; i < 3; i++)
+		finish(fx, 2 * MS, (int)i, MS);
+	k = fx->rec.n_steps;
+	fx->rec.busy[0] = false;
+	assert_int_equal(hs_sched_device_failed(fx->s, 2 * MS + MS / 2, 0), 0);
+	for (i = 1; i < 3; i++)
+		finish(fx, 3 * MS, (int)i, MS);
+	for (; k < fx->rec.n_steps; k++)
+		for (i = 0; i < fx->rec.steps[k].batch && i < 8; i++) {
+			in_d1 |= fx->rec.steps[k].device == 1 &&
+				 fx->rec.step_jobs[k][i] == ids[0];
+			in_d2 |= fx->rec.steps[k].device == 2 &&
+				 fx->rec.step_jobs[k][i] == ids[3];
+		}
+	assert_true(in_d1);
+	assert_true(in_d2);
+	fx_free(fx);
+}
+
+/* A job cancelled during its last step has finished: it is done, with
+ * every token, and the device forgets the cancel. */
+static void test_cancel_last_step(void **state)
+{
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sched_config_t cfg;
+	hs_sched_stats_t st;
+	const hs_job_t *j;
+	uint64_t id, id2;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	fx = fx_new(&cfg, &d, 1);
+	id = submit(fx, 0, 0, 10, 1, 0);
+	assert_int_equal(hs_sched_cancel(fx->s, 10, id), 0);
+	finish(fx, MS, 0, MS);
+	hs_sched_stats(fx->s, &st);
+	assert_int_equal(st.completed, 1);
+	assert_int_equal(st.cancelled, 0);
+	assert_int_equal(count_events(fx, HS_JOB_EV_DONE), 1);
+	/* The next job runs and is cancelled as any other. */
+	id2 = submit(fx, 2 * MS, 0, 10, 5, 0);
+	assert_int_equal(hs_sched_cancel(fx->s, 2 * MS + 10, id2), 0);
+	finish(fx, 3 * MS, 0, MS);
+	j = hs_sched_job(fx->s, id2);
+	assert_null(j);
+	hs_sched_stats(fx->s, &st);
+	assert_int_equal(st.cancelled, 1);
+	assert_int_equal(st.queued + st.running, 0);
+	fx_free(fx);
+}
+
 /* min_batch: an idle device waits for company until max_wait. */
 static void test_max_wait(void **state)
 {
@@ -1516,6 +1637,9 @@ int main(void)
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_cancel_queued_many),
 		cmocka_unit_test(test_queue_order),
+		cmocka_unit_test(test_done_order),
+		cmocka_unit_test(test_failure_requeue_order),
+		cmocka_unit_test(test_cancel_last_step),
 		cmocka_unit_test(test_max_wait),
 		cmocka_unit_test(test_policy_rr),
 		cmocka_unit_test(test_policy_eft),
