@@ -157,21 +157,24 @@ static unsigned n_levels(const hs__dev_t *dv)
 	return dv->d.n_levels ? dv->d.n_levels : 1;
 }
 
+/* Bit d of a bitmap of devices. */
+static inline void bit_set(uint64_t *map, uint32_t d, bool on)
+{
+	if (on)
+		map[d / 64] |= 1ull << (d % 64);
+	else
+		map[d / 64] &= ~(1ull << (d % 64));
+}
+
 static void set_idle(hs_sched_t *s, uint32_t d, bool idle)
 {
-	if (idle)
-		s->idle[d / 64] |= 1ull << (d % 64);
-	else
-		s->idle[d / 64] &= ~(1ull << (d % 64));
+	bit_set(s->idle, d, idle);
 }
 
 /* Whether device d has work of its own (see kick). */
 static void set_work(hs_sched_t *s, uint32_t d, bool work)
 {
-	if (work)
-		s->work[d / 64] |= 1ull << (d % 64);
-	else
-		s->work[d / 64] &= ~(1ull << (d % 64));
+	bit_set(s->work, d, work);
 }
 
 /* Model m has jobs waiting and no device running it: bit m of unserved,
@@ -245,13 +248,13 @@ static inline hs__qent_t q_entry(const hs__queue_t *q, uint32_t i)
 	return i < q->n_ring ? *ring_at(q, i) : q->heap[i - q->n_ring];
 }
 
-/* top: the earlier of the ring's front and the heap's root; only while
- * the queue has entries. */
+/* top: the earlier of the ring's front and the heap's root (left as it
+ * is when the queue has no entry). */
 static void q_top_update(hs__queue_t *q)
 {
 	if (q->n_ring && (!q->n || q_less(ring_at(q, 0), &q->heap[0])))
 		q->top = *ring_at(q, 0);
-	else
+	else if (q->n)
 		q->top = q->heap[0];
 }
 
@@ -389,8 +392,7 @@ static void q_pop(hs__queue_t *q)
 		q->heap[0] = q->heap[q->n];
 		q_down(q, 0);
 	}
-	if (q->n_ring || q->n)
-		q_top_update(q);
+	q_top_update(q);
 }
 
 /* Keep the live entries only: the ring's in order, the heap rebuilt
@@ -410,8 +412,7 @@ static void q_compact(hs_sched_t *s, uint32_t qi)
 	q->n = n;
 	for (i = n / 2; i-- > 0;)
 		q_down(q, i);
-	if (q->n_ring || q->n)
-		q_top_update(q);
+	q_top_update(q);
 }
 
 static void q_remove(hs_sched_t *s, uint32_t slot)
@@ -604,16 +605,22 @@ static uint32_t prefill_len(const hs__jobrec_t *r)
 	return r->pub.ctx_tokens + r->base_generated;
 }
 
+/* Member from takes the place of member to. */
+static inline void member_move(hs__dev_t *dv, uint32_t to, uint32_t from)
+{
+	dv->ids[to] = dv->ids[from];
+	dv->finish[to] = dv->finish[from];
+	dv->join[to] = dv->join[from];
+	dv->emark[to] = dv->emark[from];
+}
+
 /* Members i and j trade places. */
 static void member_swap(hs__dev_t *dv, uint32_t i, uint32_t j)
 {
 	uint64_t id = dv->ids[i], fin = dv->finish[i], join = dv->join[i];
 	double emark = dv->emark[i];
 
-	dv->ids[i] = dv->ids[j];
-	dv->finish[i] = dv->finish[j];
-	dv->join[i] = dv->join[j];
-	dv->emark[i] = dv->emark[j];
+	member_move(dv, i, j);
 	dv->ids[j] = id;
 	dv->finish[j] = fin;
 	dv->join[j] = join;
@@ -686,12 +693,8 @@ static void batch_take(hs_sched_t *s, hs__dev_t *dv, uint32_t i)
 	dv->sum_join -= dv->join[i];
 	dv->kv_used -= job_kv(s, &r->pub);
 	r->pub.energy_j += dv->energy_per_job - dv->emark[i];
-	if (i < n) {
-		dv->ids[i] = dv->ids[n];
-		dv->finish[i] = dv->finish[n];
-		dv->join[i] = dv->join[n];
-		dv->emark[i] = dv->emark[n];
-	}
+	if (i < n)
+		member_move(dv, i, n);
 	/* Its work no longer weighs on the device it was bound to. */
 	if (r->owner >= 0)
 		s->backlog[r->owner] -= r->cost_ns;
@@ -1048,10 +1051,7 @@ static inline bool in_run(const hs_sched_t *s, uint32_t d)
 
 static void set_in_run(hs_sched_t *s, uint32_t d, bool on)
 {
-	if (on)
-		s->in_run[d / 64] |= 1ull << (d % 64);
-	else
-		s->in_run[d / 64] &= ~(1ull << (d % 64));
+	bit_set(s->in_run, d, on);
 }
 
 /* dv has work that no power level lets it start, or no longer. */
@@ -2091,10 +2091,10 @@ static void take_steps(hs_sched_t *s, hs__dev_t *dv, uint32_t n,
 		int64_t first = now >= 0 ? now - (ns - t0)
 					 : dv->step_start_ns + t0;
 
+		s->st.prefill_tokens += dv->step_prefill;
 		for (i = 0; i < dv->n_joining; i++) {
 			hs__jobrec_t *r = rec_of(s, dv->joining[i]);
 
-			s->st.prefill_tokens += prefill_len(r);
 			if (r->base_generated == 0 &&
 			    r->pub.first_token_ns < 0) {
 				r->pub.first_token_ns = first;
