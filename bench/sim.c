@@ -66,9 +66,10 @@ typedef struct sim_s {
 	double idle_floor_w; /* a budget below it cannot be met */
 	double power_w;
 	int64_t power_since;
-	/* id -> job index, through the id's slot part */
-	/* id -> job index, through the id's slot part: slots are reused, so
-	 * the whole id is kept to tell a stale entry. */
+	/* id -> job index for real executors, which ask for a job's tokens
+	 * by id (job events carry the index as their tag), through the id's
+	 * slot part: slots are reused, so the whole id is kept to tell a
+	 * stale entry. */
 	struct slot_map {
 		uint64_t id;
 		uint32_t job;
@@ -342,9 +343,9 @@ static int note_slot(sim_t *sm, uint64_t id, size_t job)
 }
 
 /*
- * The workload index of a job. An id the map does not know yet can only be
- * the job being submitted: the core may start its first step (and ask for
- * its prompt) before hs_sched_submit returns its id.
+ * The workload index of a job a real executor asks about. An id the map does
+ * not know yet can only be the job being submitted: the core may start its
+ * first step (and ask for its prompt) before hs_sched_submit returns its id.
  */
 static size_t job_index(sim_t *sm, uint64_t id)
 {
@@ -366,7 +367,7 @@ static void on_job_event(void *ud, const hs_job_t *job, hs_job_event_t ev)
 
 	if (ev == HS_JOB_EV_FIRST_TOKEN)
 		return;
-	idx = job_index(sm, job->id);
+	idx = (size_t)job->tag;
 	/* It left its device: its KV cache there is free again. */
 	if (job->device >= 0 && (size_t)job->device < sm->n_devs) {
 		sim_dev_t *dv = &sm->devs[job->device];
@@ -606,7 +607,8 @@ static void submit(sim_t *sm, size_t i)
 			      .ctx_tokens = j->ctx_tokens,
 			      .gen_tokens = j->gen_tokens,
 			      .priority = j->priority,
-			      .deadline_ns = -1};
+			      .deadline_ns = -1,
+			      .tag = i};
 	uint64_t id;
 	int rc;
 
@@ -618,7 +620,8 @@ static void submit(sim_t *sm, size_t i)
 		sm->done[i] = 2;
 		return;
 	}
-	if (note_slot(sm, id, i) && !sm->failed)
+	/* Real executors ask for a job's tokens by id. */
+	if (sm->real && note_slot(sm, id, i) && !sm->failed)
 		sm->failed = HS_ENOMEM;
 }
 

@@ -353,6 +353,8 @@ typedef struct hs_job_s {
 	int64_t done_ns;
 	double energy_j; /* energy attributed to the job */
 	hs_job_state_t state;
+	uint64_t tag; /* hs_job_spec_t.tag: a driver finds its own record of
+		       * the job without a lookup by id */
 } hs_job_t;
 
 const char *hs_job_state_name(hs_job_state_t state);
@@ -495,6 +497,7 @@ typedef struct hs_job_spec_s {
 	uint32_t gen_tokens; /* >= 1 */
 	int32_t priority; /* higher first; |priority| <= 1000 */
 	int64_t deadline_ns; /* -1: none */
+	uint64_t tag; /* the caller's own, handed back in hs_job_t.tag */
 } hs_job_spec_t;
 
 /*

@@ -1840,6 +1840,7 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
 	r->pub.gen_tokens = spec->gen_tokens;
 	r->pub.priority = spec->priority;
 	r->pub.deadline_ns = spec->deadline_ns;
+	r->pub.tag = spec->tag;
 	r->pub.device = -1;
 	r->pub.arrival_ns = now;
 	r->pub.start_ns = -1;

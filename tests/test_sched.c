@@ -32,6 +32,7 @@ typedef struct rec_s {
 		int64_t done_ns;
 		int device;
 		uint32_t generated;
+		uint64_t tag;
 	} events[MAX_EVENTS];
 	size_t n_events;
 	int64_t timer;
@@ -66,6 +67,7 @@ static void rec_job(void *ud, const hs_job_t *job, hs_job_event_t ev)
 	r->events[r->n_events].done_ns = job->done_ns;
 	r->events[r->n_events].device = job->device;
 	r->events[r->n_events].generated = job->generated;
+	r->events[r->n_events].tag = job->tag;
 	r->n_events++;
 }
 
@@ -784,6 +786,55 @@ static void test_done_order(void **state)
 	i = fx->rec.n_steps - 1;
 	assert_int_equal(fx->rec.steps[i].joining, 1);
 	assert_true(fx->rec.step_jobs[i][0] == dd);
+	fx_free(fx);
+}
+
+/*
+ * A job's tag comes back in every event of the job and in hs_sched_job,
+ * and a slot used again carries its new job's tag, not the one before.
+ */
+static void test_job_tag(void **state)
+{
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sched_config_t cfg;
+	uint64_t ids[4], tags[4] = {7, 0xfeedfacecafebeefull, 0, 7};
+	size_t i, k, seen = 0;
+	int64_t t = 0;
+	hs_error_t err;
+	fx_t *fx;
+
+	(void)state;
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	cfg.max_batch_jobs = 2;
+	fx = fx_new(&cfg, &d, 1);
+	for (k = 0; k < 4; k++) {
+		hs_job_spec_t spec = {.model = 0,
+				      .ctx_tokens = 10,
+				      .gen_tokens = 2 + (uint32_t)k,
+				      .deadline_ns = -1,
+				      .tag = tags[k]};
+
+		if (k == 2)
+			while (fx->rec.n_events < 2 * 2) /* a and b done */
+				finish(fx, t += MS, 0, MS);
+		assert_int_equal(
+			hs_sched_submit(fx->s, t, &spec, &ids[k], &err), 0);
+		assert_true(hs_sched_job(fx->s, ids[k])->tag == tags[k]);
+	}
+	/* The third job took a slot the first two freed. */
+	assert_true((uint32_t)ids[2] == (uint32_t)ids[0] ||
+		    (uint32_t)ids[2] == (uint32_t)ids[1]);
+	for (i = 0; i < 50 && count_events(fx, HS_JOB_EV_DONE) < 4; i++)
+		finish(fx, t += MS, 0, MS);
+	assert_int_equal(count_events(fx, HS_JOB_EV_DONE), 4);
+	for (i = 0; i < fx->rec.n_events; i++)
+		for (k = 0; k < 4; k++)
+			if (fx->rec.events[i].id == ids[k]) {
+				assert_true(fx->rec.events[i].tag == tags[k]);
+				seen++;
+			}
+	assert_int_equal(seen, fx->rec.n_events);
 	fx_free(fx);
 }
 
@@ -1638,6 +1689,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_queued_many),
 		cmocka_unit_test(test_queue_order),
 		cmocka_unit_test(test_done_order),
+		cmocka_unit_test(test_job_tag),
 		cmocka_unit_test(test_failure_requeue_order),
 		cmocka_unit_test(test_cancel_last_step),
 		cmocka_unit_test(test_max_wait),
