@@ -18,6 +18,7 @@ typedef struct sim_dev_s {
 	bool fail_pending; /* its step failed: tell the core */
 	bool busy;
 	double draw_w;
+	double idle_w; /* its profile's, at hand */
 	double step_budget_w;
 	uint32_t step_batch;
 	/* The run: n_run steps from run_start, each run_ns[i] long. */
@@ -76,7 +77,8 @@ typedef struct sim_s {
 	} * slot_job;
 	size_t cap_slot_job;
 	int64_t submitting; /* job being submitted, -1: none */
-	uint8_t *done; /* per job: finished */
+	uint64_t *done; /* bit per job: finished or refused; a bitmap
+			 * stays in cache, jobs finish out of order */
 	size_t pending_index; /* job being submitted */
 	uint64_t started_steps;
 	hs_executor_io_t io;
@@ -381,11 +383,11 @@ static void on_job_event(void *ud, const hs_job_t *job, hs_job_event_t ev)
 		hs__free(sm->tokens[idx].tok);
 		memset(&sm->tokens[idx], 0, sizeof(sm->tokens[idx]));
 	}
-	if (sm->done[idx]) {
+	if (sm->done[idx / 64] >> (idx % 64) & 1) {
 		res->duplicate_done++;
 		return;
 	}
-	sm->done[idx] = 1;
+	sm->done[idx / 64] |= 1ull << (idx % 64);
 	if (ev != HS_JOB_EV_DONE || !sm->opts->keep_records)
 		return;
 	if (res->n_records == sm->cap_records &&
@@ -531,7 +533,7 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 		;
 	sm->due = hs__calloc(sm->n_leaves, sizeof(*sm->due));
 	sm->win = hs__calloc(2 * sm->n_leaves, sizeof(*sm->win));
-	sm->done = hs__calloc(sm->n_jobs ? sm->n_jobs : 1, 1);
+	sm->done = hs__calloc(sm->n_jobs / 64 + 1, sizeof(*sm->done));
 	for (d = 0; sm->opts->executors && d < n_devices; d++)
 		if (sm->opts->executors[d] &&
 		    sm->opts->executors[d] != &hs__executor_sim)
@@ -565,7 +567,7 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 			return hs__error_set(err, rc, NULL, 0, NULL,
 					     "cannot open sim device %zu: %s",
 					     d, hs_strerror(rc));
-		sm->devs[d].draw_w = devices[d].idle_w;
+		sm->devs[d].draw_w = sm->devs[d].idle_w = devices[d].idle_w;
 		sm->power_w += devices[d].idle_w;
 		sm->devs[d].run_ns =
 			hs__calloc(SIM_RUN_MAX, sizeof(*sm->devs[d].run_ns));
@@ -617,7 +619,7 @@ static void submit(sim_t *sm, size_t i)
 	sm->submitting = -1;
 	if (rc) {
 		sm->res->submit_failures++;
-		sm->done[i] = 2;
+		sm->done[i / 64] |= 1ull << (i % 64);
 		return;
 	}
 	/* Real executors ask for a job's tokens by id. */
@@ -720,7 +722,7 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 					sm.devs[dev].busy = false;
 					due_set(&sm, (uint32_t)dev, NOT_DUE);
 					set_draw(&sm, (size_t)dev,
-						 devices[dev].idle_w);
+						 sm.devs[dev].idle_w);
 				}
 				CORE(&sm, rc,
 				     hs_sched_device_failed(sm.core, t, dev));
@@ -747,8 +749,7 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 						       dv->run_ns, -1));
 				/* Its power goes back unless it went on. */
 				if (!dv->busy)
-					set_draw(&sm, e.device,
-						 devices[e.device].idle_w);
+					set_draw(&sm, e.device, dv->idle_w);
 			}
 			due_settle(&sm);
 		}
@@ -803,7 +804,7 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 	for (d = 0; d < n_devices; d++)
 		hs_sched_device_stats(sm.core, (int)d, &res->devices[d]);
 	for (i = 0; i < n_jobs; i++)
-		if (!sm.done[i])
+		if (!(sm.done[i / 64] >> (i % 64) & 1))
 			res->lost_jobs++;
 	/* Jobs still queued or running at a time limit are not lost. */
 	if (res->lost_jobs >= res->stats.queued + res->stats.running)

@@ -1966,29 +1966,43 @@ static void run_account(hs_sched_t *s, uint32_t device)
 static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 {
 	hs__dev_t *dv = &s->devs[device];
-	uint32_t i;
-
-	run_account(s, device);
-	run_stop(s, dv);
+	/* The run's last step, as run_account leaves it in seq. */
+	uint64_t last = dv->seq + dv->run_got - 1, least = UINT64_MAX;
+	uint32_t i, k = 0, *gone = s->gone;
 
 	/* Finished jobs leave at the step boundary. The batch is left the
 	 * highest member first (a removal moves the last member into the
 	 * gap, one that stays), the earliest finish of those that stay found
-	 * in the same pass; then they are told done in order of (finish,
-	 * slot), as the slots they free are used again in that order. A
-	 * job asked to cancel in its last step has finished all the same. */
-	if (dv->finish_min <= dv->seq) {
-		uint32_t k = 0, j, *gone = s->gone;
-		uint64_t least = UINT64_MAX, *fin = s->gone_fin;
-
+	 * in the same pass. They are found before the run is accounted for,
+	 * so that their records, cold since they joined, are on their way
+	 * in meanwhile. */
+	if (dv->finish_min <= last) {
 		for (i = dv->n_members; i-- > 0;) {
 			uint64_t f = dv->finish[i];
 
-			if (f <= dv->seq)
+			if (f <= last) {
+				const char *r = (const char *)rec_of(
+					s, slot_of_id(dv->ids[i]));
+
+				__builtin_prefetch(r, 1);
+				__builtin_prefetch(r + sizeof(hs__jobrec_t) - 1,
+						   1);
 				gone[k++] = i;
-			else
+			} else {
 				least = f < least ? f : least;
+			}
 		}
+	}
+	run_account(s, device);
+	run_stop(s, dv);
+
+	/* They are told done in order of (finish, slot), as the slots they
+	 * free are used again in that order. A job asked to cancel in its
+	 * last step has finished all the same. */
+	if (k) {
+		uint32_t j;
+		uint64_t *fin = s->gone_fin;
+
 		dv->finish_min = least;
 		for (i = 0; i < k; i++) {
 			uint32_t at = gone[i], slot = slot_of_id(dv->ids[at]);
