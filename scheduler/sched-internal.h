@@ -36,7 +36,7 @@ typedef struct hs__queue_s {
 
 #define HS__NO_QUEUE UINT32_MAX
 
-/* A job as the core keeps it. */
+/* A job as the core keeps it; hs_sched_submit sets each field. */
 typedef struct hs__jobrec_s {
 	hs_job_t pub;
 	uint32_t gen; /* slot generation: ids are gen << 32 | slot */

@@ -1827,26 +1827,31 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
 				     hs_strerror(rc));
 	}
 	r = rec_of(s, slot);
-	{
-		uint32_t gen = r->gen + 1;
-
-		/* qgen goes on across the slot's jobs: an entry left dead
-		 * by the one before must not come alive. */
-		*r = (hs__jobrec_t){.gen = gen, .qgen = r->qgen};
-	}
+	/* Every field, one by one: a compound literal would clear the
+	 * record with a string store, slow to start. qgen goes on across
+	 * the slot's jobs: an entry left dead by the one before must not
+	 * come alive. */
+	r->gen++;
 	r->pub.id = ((uint64_t)r->gen << 32) | slot;
 	r->pub.model = spec->model;
 	r->pub.ctx_tokens = spec->ctx_tokens;
 	r->pub.gen_tokens = spec->gen_tokens;
+	r->pub.generated = 0;
 	r->pub.priority = spec->priority;
-	r->pub.deadline_ns = spec->deadline_ns;
-	r->pub.tag = spec->tag;
 	r->pub.device = -1;
+	r->pub.deadline_ns = spec->deadline_ns;
 	r->pub.arrival_ns = now;
 	r->pub.start_ns = -1;
 	r->pub.first_token_ns = -1;
 	r->pub.done_ns = -1;
+	r->pub.energy_j = 0;
+	r->pub.state = HS_JOB_QUEUED;
+	r->pub.tag = spec->tag;
 	r->queue = NONE;
+	r->base_generated = 0;
+	r->cost_ns = 0;
+	r->owner = -1;
+	r->cancel = false;
 	b = hs__sched_bucket_of(s, spec->ctx_tokens);
 	if ((rc = place(s, slot, b, now))) {
 		slot_free(s, slot);
@@ -1977,20 +1982,22 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 	 * so that their records, cold since they joined, are on their way
 	 * in meanwhile. */
 	if (dv->finish_min <= last) {
+		/* Which member finishes is as good as random: no branch. */
 		for (i = dv->n_members; i-- > 0;) {
-			uint64_t f = dv->finish[i];
+			uint64_t f = dv->finish[i],
+				 stays = 0 - (uint64_t)(f > last),
+				 less = 0 - (uint64_t)(f < least);
 
-			if (f <= last) {
-				const char *r = (const char *)rec_of(
-					s, slot_of_id(dv->ids[i]));
+			gone[k] = i;
+			k += (uint32_t)(f <= last);
+			least = (f & stays & less) | (least & ~(stays & less));
+		}
+		for (i = 0; i < k; i++) {
+			const char *r = (const char *)rec_of(
+				s, slot_of_id(dv->ids[gone[i]]));
 
-				__builtin_prefetch(r, 1);
-				__builtin_prefetch(r + sizeof(hs__jobrec_t) - 1,
-						   1);
-				gone[k++] = i;
-			} else {
-				least = f < least ? f : least;
-			}
+			__builtin_prefetch(r, 1);
+			__builtin_prefetch(r + sizeof(hs__jobrec_t) - 1, 1);
 		}
 	}
 	run_account(s, device);
