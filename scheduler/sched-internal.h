@@ -176,6 +176,7 @@ struct hs_sched_s {
 	uint64_t *idle; /* bitmap: not busy, not failed */
 	uint64_t *work; /* bitmap: a batch or jobs bound to it */
 	uint64_t *in_run; /* bitmap: in a run that a join may cut */
+	uint64_t *waiting; /* bitmap: waiting_power */
 	uint32_t *model_devices; /* per model: devices whose batch runs it */
 	uint64_t *model_queued; /* per model: jobs waiting, any queue */
 	uint64_t unserved; /* bit m: model m waits and no device runs it */

@@ -1060,22 +1060,26 @@ static void set_waiting(hs_sched_t *s, hs__dev_t *dv, bool on)
 	if (dv->waiting_power != on)
 		s->n_waiting += on ? 1 : -1;
 	dv->waiting_power = on;
+	bit_set(s->waiting, (uint32_t)dv->id, on);
 }
 
 /* Whether a device with work waits for power. One that lost its work
  * (its jobs taken elsewhere or cancelled) stops waiting here. */
 static bool others_wait(hs_sched_t *s)
 {
-	uint32_t d;
+	uint32_t w;
 
-	for (d = 0; s->n_waiting && d < s->n_devs; d++) {
-		hs__dev_t *dv = &s->devs[d];
+	for (w = 0; s->n_waiting && w < s->dev_words; w++) {
+		uint64_t bits = s->waiting[w];
 
-		if (!dv->waiting_power)
-			continue;
-		if (!dv->failed && has_work(s, dv, d))
-			return true;
-		set_waiting(s, dv, false);
+		for (; bits; bits &= bits - 1) {
+			uint32_t d = w * 64 + (uint32_t)__builtin_ctzll(bits);
+			hs__dev_t *dv = &s->devs[d];
+
+			if (!dv->failed && has_work(s, dv, d))
+				return true;
+			set_waiting(s, dv, false);
+		}
 	}
 	return false;
 }
@@ -1584,6 +1588,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->idle = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
 	s->work = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
 	s->in_run = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
+	s->waiting = hs__calloc((n_devices + 63) / 64, sizeof(uint64_t));
 	s->model_devices = hs__calloc(n_models, sizeof(uint32_t));
 	s->model_queued = hs__calloc(n_models, sizeof(uint64_t));
 	s->finish = hs__calloc(n_devices ? n_devices : 1, sizeof(double));
@@ -1596,9 +1601,9 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	if (!s->models || !s->devs || !s->perf || !s->queues || !s->nonempty ||
 	    !s->owner_queued || !s->class_jobs || !s->class_tokens ||
 	    !s->class_ctx || !s->idle || !s->work || !s->in_run ||
-	    !s->model_devices || !s->model_queued || !s->finish ||
-	    !s->backlog || !s->cost || !s->fit_lim || !s->fit_min ||
-	    !s->cost_stale || !s->gone || !s->gone_fin)
+	    !s->waiting || !s->model_devices || !s->model_queued ||
+	    !s->finish || !s->backlog || !s->cost || !s->fit_lim ||
+	    !s->fit_min || !s->cost_stale || !s->gone || !s->gone_fin)
 		goto out_nomem;
 	hs__sched_cost_stale_all(s);
 	for (m = 0; m < n_models; m++)
@@ -1697,6 +1702,7 @@ void hs_sched_free(hs_sched_t *s)
 	hs__free(s->idle);
 	hs__free(s->work);
 	hs__free(s->in_run);
+	hs__free(s->waiting);
 	hs__free(s->model_devices);
 	hs__free(s->model_queued);
 	hs__free(s->finish);
