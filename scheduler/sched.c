@@ -1970,6 +1970,54 @@ static void run_account(hs_sched_t *s, uint32_t device)
 }
 
 /*
+ * The members of finish steps fin[0..n-1] that finish by step last, into
+ * gone from the highest index down (a removal moves the last member into
+ * the gap, one that stays); their count. *least: the earliest finish of
+ * those that stay (UINT64_MAX: none). Four members at a time, without a
+ * branch on which finish: step numbers stay below 2^63, so that signed
+ * lanes compare them.
+ */
+HS__CLONES
+static uint32_t finish_scan(const uint64_t *fin, uint32_t n, uint64_t last,
+			    uint32_t *gone, uint64_t *least)
+{
+	const v4i lastv = {(int64_t)last, (int64_t)last, (int64_t)last,
+			   (int64_t)last};
+	v4i low = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
+	uint64_t best = UINT64_MAX;
+	uint32_t i = n, k = 0, l;
+
+	/* Those past the last four first: the scan goes down. */
+	while (i & 3) {
+		uint64_t f = fin[--i], stays = 0 - (uint64_t)(f > last),
+			 less = 0 - (uint64_t)(f < best);
+
+		gone[k] = i;
+		k += (uint32_t)(f <= last);
+		best = (f & stays & less) | (best & ~(stays & less));
+	}
+	while (i) {
+		v4i f, done, stays;
+
+		i -= 4;
+		memcpy(&f, fin + i, sizeof(f));
+		done = f <= lastv;
+		stays = ~done & (f < low);
+		low = (f & stays) | (low & ~stays);
+		if (done[0] | done[1] | done[2] | done[3])
+			for (l = 4; l-- > 0;) {
+				gone[k] = i + l;
+				k += (uint32_t)(done[l] & 1);
+			}
+	}
+	for (l = 0; l < 4; l++)
+		if ((uint64_t)low[l] < best)
+			best = (uint64_t)low[l];
+	*least = best;
+	return k;
+}
+
+/*
  * The run of dv ended after run_got steps: count them, let finished and
  * cancelled jobs leave; then the batch goes on while the lease holds, or
  * gives its power back to the governor.
@@ -1988,16 +2036,7 @@ static void run_end(hs_sched_t *s, uint32_t device, int64_t now)
 	 * so that their records, cold since they joined, are on their way
 	 * in meanwhile. */
 	if (dv->finish_min <= last) {
-		/* Which member finishes is as good as random: no branch. */
-		for (i = dv->n_members; i-- > 0;) {
-			uint64_t f = dv->finish[i],
-				 stays = 0 - (uint64_t)(f > last),
-				 less = 0 - (uint64_t)(f < least);
-
-			gone[k] = i;
-			k += (uint32_t)(f <= last);
-			least = (f & stays & less) | (least & ~(stays & less));
-		}
+		k = finish_scan(dv->finish, dv->n_members, last, gone, &least);
 		for (i = 0; i < k; i++) {
 			const char *r = (const char *)rec_of(
 				s, slot_of_id(dv->ids[gone[i]]));
