@@ -32,6 +32,10 @@ typedef struct hs__queue_s {
 	uint32_t n; /* heap entries, the dead ones included */
 	uint32_t cap;
 	uint32_t live; /* jobs in the queue */
+	/* Whose and which class it is, for a division's price. */
+	int32_t owner; /* device, -1: shared */
+	uint16_t model;
+	uint16_t bucket;
 } __attribute__((aligned(64))) hs__queue_t; /* a cache line */
 
 #define HS__NO_QUEUE UINT32_MAX

@@ -107,7 +107,7 @@ static inline uint32_t qindex(const hs_sched_t *s, int owner, uint32_t m,
 
 static inline int queue_owner(const hs_sched_t *s, uint32_t q)
 {
-	return (int)(q / (s->n_models * s->n_buckets)) - 1;
+	return s->queues[q].owner;
 }
 
 unsigned hs__sched_bucket_of(const hs_sched_t *s, uint32_t ctx)
@@ -294,9 +294,10 @@ static void q_down(hs__queue_t *q, uint32_t i)
 
 static void mark_nonempty(hs_sched_t *s, uint32_t q, bool on)
 {
-	uint32_t per = s->n_models * s->n_buckets;
-	uint32_t owner = q / per, local = q % per;
-	uint64_t *w = &s->nonempty[owner * s->words_per_owner + local / 64];
+	const hs__queue_t *qu = &s->queues[q];
+	uint32_t owner1 = (uint32_t)(qu->owner + 1),
+		 local = (uint32_t)qu->model * s->n_buckets + qu->bucket;
+	uint64_t *w = &s->nonempty[owner1 * s->words_per_owner + local / 64];
 
 	if (on)
 		*w |= 1ull << (local % 64);
@@ -815,12 +816,11 @@ static bool ready_to_start(hs_sched_t *s, uint32_t qi, const hs__qent_t *h,
 	int64_t waited;
 	uint32_t m, b, total;
 	int owner = queue_owner(s, qi);
-	uint32_t local = qi % (s->n_models * s->n_buckets);
 
 	if (s->cfg.min_batch_jobs <= 1)
 		return true;
-	m = local / s->n_buckets;
-	b = local % s->n_buckets;
+	m = s->queues[qi].model;
+	b = s->queues[qi].bucket;
 	total = s->queues[qi].live;
 	if (owner >= 0)
 		total += s->queues[qindex(s, -1, m, b)].live;
@@ -909,14 +909,14 @@ static int default_select(hs_sched_t *s, int d, int64_t now, uint32_t *mo,
 			  uint32_t *bo)
 {
 	const hs__dev_t *dv = &s->devs[d];
-	uint32_t per = s->n_models * s->n_buckets, qi;
+	uint32_t qi;
 	bool found = false, best_res = false;
 	int64_t best = 0;
 	qwalk_t it;
 
 	qwalk_init(&it, s, (uint32_t)d);
 	while ((qi = qwalk_next(s, &it)) != NONE) {
-		uint32_t local = qi % per, m = local / s->n_buckets;
+		uint32_t m = s->queues[qi].model;
 		const hs__qent_t *h = q_head(s, qi);
 		bool res = (dv->resident >> m) & 1;
 
@@ -931,7 +931,7 @@ static int default_select(hs_sched_t *s, int d, int64_t now, uint32_t *mo,
 			best = h->rank;
 			best_res = res;
 			*mo = m;
-			*bo = local % s->n_buckets;
+			*bo = s->queues[qi].bucket;
 		}
 	}
 	return found ? 0 : HS_ENOENT;
@@ -1128,8 +1128,7 @@ static bool could_join(const hs_sched_t *s, uint32_t d, uint32_t m)
  */
 static void runs_check(hs_sched_t *s, uint32_t qi)
 {
-	uint32_t per = s->n_models * s->n_buckets;
-	uint32_t m = qi % per / s->n_buckets, w;
+	uint32_t m = s->queues[qi].model, w;
 	int owner = queue_owner(s, qi);
 
 	if (owner >= 0) {
@@ -1519,7 +1518,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 {
 	hs_sched_t *s;
 	size_t n_models = hs_model_catalog_count(models);
-	uint32_t d, m, l, words;
+	uint32_t d, m, l, words, i;
 	int rc = HS_ENOMEM;
 
 	hs__error_clear(err);
@@ -1575,6 +1574,12 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->n_queues = (s->n_devs + 1) * s->n_models * s->n_buckets;
 	s->queues =
 		calloc_lines(s->n_queues, sizeof(*s->queues), &s->queues_mem);
+	for (i = 0; s->queues && i < s->n_queues; i++) {
+		s->queues[i].owner =
+			(int32_t)(i / (s->n_models * s->n_buckets)) - 1;
+		s->queues[i].model = (uint16_t)(i / s->n_buckets % s->n_models);
+		s->queues[i].bucket = (uint16_t)(i % s->n_buckets);
+	}
 	s->gone = hs__calloc(s->cfg.max_batch_jobs, sizeof(*s->gone));
 	s->gone_fin = hs__calloc(s->cfg.max_batch_jobs, sizeof(*s->gone_fin));
 	words = (s->n_models * s->n_buckets + 63) / 64;
