@@ -143,6 +143,9 @@ struct hs_sched_s {
 	uint32_t n_devs;
 	hs__perf_t *perf; /* [d * n_models + m] */
 	unsigned n_buckets;
+	/* Contexts of bit length l fall in buckets bucket_lo[l] to
+	 * bucket_hi[l] (hs__sched_bucket_of). */
+	uint8_t bucket_lo[33], bucket_hi[33];
 
 	/* Queues: owner o (0 shared, d + 1 device d), model m, bucket b at
 	 * (o * n_models + m) * n_buckets + b. */

@@ -110,24 +110,52 @@ static inline int queue_owner(const hs_sched_t *s, uint32_t q)
 	return s->queues[q].owner;
 }
 
+/* The first edge >= ctx among all but the last; longer contexts go to
+ * the last bucket. A binary search, for the table below. */
+static unsigned bucket_search(const hs_sched_t *s, uint32_t ctx)
+{
+	unsigned lo = 0, hi = s->n_buckets - 1;
+
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+
+		if (s->cfg.bucket_edges[mid] < ctx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* For each bit length of a context, the buckets its contexts may fall
+ * in: [bucket_lo, bucket_hi]. */
+static void bucket_table(hs_sched_t *s)
+{
+	unsigned l;
+
+	for (l = 0; l <= 32; l++) {
+		uint32_t least = l ? 1u << (l - 1) : 0,
+			 most = l == 32 ? UINT32_MAX : (1u << l) - 1;
+
+		s->bucket_lo[l] = (uint8_t)bucket_search(s, least);
+		s->bucket_hi[l] = (uint8_t)bucket_search(s, most);
+	}
+}
+
+/*
+ * The bucket of a context, from the table of its bit length: no search
+ * that waits on load after load. With edges at powers of two a length
+ * spans one edge at most, and the one compare goes the same way for
+ * nearly every context.
+ */
 unsigned hs__sched_bucket_of(const hs_sched_t *s, uint32_t ctx)
 {
-	const uint32_t *edge = s->cfg.bucket_edges;
-	unsigned base = 0, len = s->n_buckets - 1;
+	unsigned l = ctx ? 32 - (unsigned)__builtin_clz(ctx) : 0;
+	unsigned b = s->bucket_lo[l], hi = s->bucket_hi[l];
 
-	/* The first edge >= ctx among all but the last; longer contexts go
-	 * to the last bucket. The halvings depend on the count alone and a
-	 * step on no branch: contexts are random, a branch on them would be
-	 * mispredicted half the time. The answer lies in [base, base + len]. */
-	if (len == 0)
-		return 0;
-	while (len > 1) {
-		unsigned half = len / 2;
-
-		base += half & (0u - (unsigned)(edge[base + half - 1] < ctx));
-		len -= half;
-	}
-	return base + (edge[base] < ctx);
+	while (b < hi && s->cfg.bucket_edges[b] < ctx)
+		b++;
+	return b;
 }
 
 /* Smaller rank goes first: earlier arrival, higher priority. A job gains
@@ -1571,6 +1599,7 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->models = hs__calloc(n_models, sizeof(*s->models));
 	s->devs = calloc_lines(n_devices, sizeof(*s->devs), &s->devs_mem);
 	s->perf = hs__calloc(n_devices * n_models, sizeof(*s->perf));
+	bucket_table(s);
 	s->n_queues = (s->n_devs + 1) * s->n_models * s->n_buckets;
 	s->queues =
 		calloc_lines(s->n_queues, sizeof(*s->queues), &s->queues_mem);

@@ -186,6 +186,51 @@ static void test_buckets(void **state)
 	assert_int_equal(hs__sched_bucket_of(fx->s, 5000), 2);
 	assert_int_equal(hs__sched_bucket_edge(fx->s, 1), 1000);
 	fx_free(fx);
+
+	/* Against a linear search: edges crowded into one bit length,
+	 * spread over many, one bucket, the most; contexts at, around and
+	 * between the edges, 0 and the largest. */
+	{
+		uint64_t x = 42;
+		int round;
+
+		for (round = 0; round < 40; round++) {
+			uint32_t ctx[8 * HS_MAX_BUCKETS + 64], e = 0;
+			unsigned i, n, b, k = 0;
+
+			hs_sched_config_init(&cfg);
+			n = round == 0 ? 1
+				       : 1 + (unsigned)(round * 7 %
+							HS_MAX_BUCKETS);
+			for (i = 0; i < n; i++) {
+				x = x * 6364136223846793005ull +
+				    1442695040888963407ull;
+				/* Steps of 1 to 4 (crowded) or up to 2^20. */
+				e += 1 + (uint32_t)((x >> 33) %
+						    (round % 2 ? 4 : 1u << 20));
+				cfg.bucket_edges[i] = e;
+				ctx[k++] = e - 1;
+				ctx[k++] = e;
+				ctx[k++] = e + 1;
+				ctx[k++] = e / 2 + 1;
+			}
+			cfg.n_buckets = n;
+			for (i = 0; i < 32; i++)
+				ctx[k++] = (uint32_t)(x >> i) ^ (1u << i);
+			ctx[k++] = 0;
+			ctx[k++] = UINT32_MAX;
+			fx = fx_new(&cfg, &d, 1);
+			for (i = 0; i < k; i++) {
+				for (b = 0;
+				     b + 1 < n && cfg.bucket_edges[b] < ctx[i];
+				     b++)
+					;
+				assert_int_equal(
+					hs__sched_bucket_of(fx->s, ctx[i]), b);
+			}
+			fx_free(fx);
+		}
+	}
 }
 
 static void test_bad_config(void **state)
