@@ -37,6 +37,7 @@ typedef struct hs__queue_s {
 	uint16_t model;
 	uint16_t bucket;
 } __attribute__((aligned(64))) hs__queue_t; /* a cache line */
+_Static_assert(sizeof(hs__queue_t) == 64, "a queue is one cache line");
 
 #define HS__NO_QUEUE UINT32_MAX
 

@@ -2044,8 +2044,9 @@ static uint32_t finish_scan(const uint64_t *fin, uint32_t n, uint64_t last,
 				k += (uint32_t)(done[l] & 1);
 			}
 	}
+	/* A lane that kept no member holds INT64_MAX: not a finish. */
 	for (l = 0; l < 4; l++)
-		if ((uint64_t)low[l] < best)
+		if (low[l] != INT64_MAX && (uint64_t)low[l] < best)
 			best = (uint64_t)low[l];
 	*least = best;
 	return k;

@@ -11,6 +11,7 @@
 
 #include "executor.h"
 #include "policy.h"
+#include "sched-internal.h"
 #include "schedutil.h"
 #include "testutil.h"
 
@@ -185,6 +186,19 @@ static void test_buckets(void **state)
 	assert_int_equal(hs__sched_bucket_of(fx->s, 101), 1);
 	assert_int_equal(hs__sched_bucket_of(fx->s, 5000), 2);
 	assert_int_equal(hs__sched_bucket_edge(fx->s, 1), 1000);
+	fx_free(fx);
+
+	/* Edges at the top of the range. */
+	hs_sched_config_init(&cfg);
+	cfg.n_buckets = 3;
+	cfg.bucket_edges[0] = UINT32_MAX - 2;
+	cfg.bucket_edges[1] = UINT32_MAX - 1;
+	cfg.bucket_edges[2] = UINT32_MAX;
+	fx = fx_new(&cfg, &d, 1);
+	assert_int_equal(hs__sched_bucket_of(fx->s, 1u << 31), 0);
+	assert_int_equal(hs__sched_bucket_of(fx->s, UINT32_MAX - 2), 0);
+	assert_int_equal(hs__sched_bucket_of(fx->s, UINT32_MAX - 1), 1);
+	assert_int_equal(hs__sched_bucket_of(fx->s, UINT32_MAX), 2);
 	fx_free(fx);
 
 	/* Against a linear search: edges crowded into one bit length,
@@ -832,6 +846,121 @@ static void test_done_order(void **state)
 	assert_int_equal(fx->rec.steps[i].joining, 1);
 	assert_true(fx->rec.step_jobs[i][0] == dd);
 	fx_free(fx);
+}
+
+/*
+ * Seven members (three past the last four, four in a vector) leave as
+ * they finish, told in (step, slot) order, and after every step the
+ * device's earliest finish is that of the members left (UINT64_MAX when
+ * none is).
+ */
+static void test_finish_scan(void **state)
+{
+	static const uint32_t gen[7] = {3, 1, 3, 2, 5, 1, 3};
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sched_config_t cfg;
+	int64_t t = 0, last_ns = -1;
+	uint32_t last_slot = 0, j, most = 0;
+	size_t i, n = 0;
+	fx_t *fx;
+
+	(void)state;
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	cfg.max_batch_jobs = 7;
+	fx = fx_new(&cfg, &d, 1);
+	for (i = 0; i < 7; i++)
+		(void)submit(fx, 0, 0, 10, gen[i], 0);
+	for (i = 0; i < 20 && count_events(fx, HS_JOB_EV_DONE) < 7; i++) {
+		const hs__dev_t *dv = &fx->s->devs[0];
+		uint64_t least = UINT64_MAX;
+
+		finish(fx, t += MS, 0, MS);
+		most = dv->n_members > most ? dv->n_members : most;
+		for (j = 0; j < dv->n_members; j++)
+			least = dv->finish[j] < least ? dv->finish[j] : least;
+		assert_true(dv->finish_min == least);
+	}
+	assert_int_equal(most, 7);
+	for (i = 0; i < fx->rec.n_events; i++) {
+		if (fx->rec.events[i].ev != HS_JOB_EV_DONE)
+			continue;
+		assert_true(fx->rec.events[i].done_ns > last_ns ||
+			    (uint32_t)fx->rec.events[i].id > last_slot);
+		last_ns = fx->rec.events[i].done_ns;
+		last_slot = (uint32_t)fx->rec.events[i].id;
+		n++;
+	}
+	assert_int_equal(n, 7);
+	assert_int_equal(fx->s->devs[0].n_members, 0);
+	assert_true(fx->s->devs[0].finish_min == UINT64_MAX);
+	fx_free(fx);
+}
+
+/*
+ * Seventy devices and power for one at a time: those waiting for power
+ * span two words of the waiting bitmap, and each runs its job in turn
+ * without the budget ever being exceeded.
+ */
+static void test_power_wait_many(void **state)
+{
+	enum { N = 70 };
+	hs_device_t d[N];
+	hs_model_catalog_t *models = hs_test_models();
+	hs_sched_config_t cfg;
+	hs_sched_stats_t st;
+	hs_device_stats_t ds;
+	hs_sched_t *s = NULL;
+	hs_error_t err;
+	int64_t t = 0;
+	uint64_t id;
+	int i, rounds;
+
+	(void)state;
+	assert_non_null(models);
+	for (i = 0; i < N; i++)
+		d[i] = hs_test_device("d", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sched_config_init(&cfg);
+	cfg.policy = "rr";
+	cfg.power_budget_w = N * 50 + 250 + 10; /* one device at 300 W */
+	if (hs_sched_new(&s, &cfg, models, d, N, NULL, &err))
+		fail_msg("hs_sched_new: %s", err.text);
+	for (i = 0; i < N; i++) {
+		hs_job_spec_t spec = {.model = 0,
+				      .ctx_tokens = 10,
+				      .gen_tokens = 3,
+				      .deadline_ns = -1};
+
+		assert_int_equal(hs_sched_submit(s, 0, &spec, &id, &err), 0);
+	}
+	hs_sched_stats(s, &st);
+	assert_true(st.power_waits >= N - 1);
+	for (rounds = 0; rounds < 10 * N; rounds++) {
+		int busy = 0;
+
+		t += MS;
+		for (i = 0; i < N; i++) {
+			hs_sched_device_stats(s, i, &ds);
+			if (!ds.busy)
+				continue;
+			busy++;
+			assert_int_equal(hs_sched_step_done(s, t, i, MS, -1),
+					 0);
+			break;
+		}
+		hs_sched_stats(s, &st);
+		if (st.completed == N || !busy)
+			break;
+	}
+	assert_int_equal(st.completed, N);
+	assert_int_equal(st.power_violations, 0);
+	assert_true(st.peak_power_w <= cfg.power_budget_w);
+	for (i = 0; i < N; i++) {
+		hs_sched_device_stats(s, i, &ds);
+		assert_true(ds.steps == 3);
+	}
+	hs_sched_free(s);
+	hs_model_catalog_free(models);
 }
 
 /*
@@ -1735,6 +1864,8 @@ int main(void)
 		cmocka_unit_test(test_queue_order),
 		cmocka_unit_test(test_done_order),
 		cmocka_unit_test(test_job_tag),
+		cmocka_unit_test(test_finish_scan),
+		cmocka_unit_test(test_power_wait_many),
 		cmocka_unit_test(test_failure_requeue_order),
 		cmocka_unit_test(test_cancel_last_step),
 		cmocka_unit_test(test_max_wait),
