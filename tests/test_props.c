@@ -260,6 +260,84 @@ static void test_light_load_wait_bound(void **state)
 }
 
 /* Same seed, same inputs: identical results, byte for byte. */
+/* FNV-1a of n bytes, from h. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *c = p;
+
+	while (n--)
+		h = (h ^ *c++) * 0x100000001b3ull;
+	return h;
+}
+
+/*
+ * The figures of a seeded run per policy, to the bit: what every job got
+ * (its record), when the run ended and what it decided. A change that
+ * means to keep the decisions (a faster core) must leave them; one that
+ * means to change them updates the table from what this test prints
+ * (HS_GOLDEN_PRINT=1 prints every row).
+ */
+static void test_golden_figures(void **state)
+{
+	static const struct {
+		const char *policy;
+		uint64_t decisions, steps, records_fnv;
+		int64_t end_ns;
+	} want[] = {
+		{"fifo", 3284, 7678, 0x16be561f569518b5ull, 1207207152470},
+		{"rr", 4537, 33234, 0x830cc424ebb34d3full, 3711240325597},
+		{"eft", 3271, 8036, 0x3eb133396a20a363ull, 701709357137},
+		{"tpw", 3313, 8529, 0x75faa4dd69d9e946ull, 708344343427},
+		{"lp", 3846, 8136, 0x100cb53dce7e9e61ull, 566950619453},
+	};
+	hs_model_catalog_t *models = hs_test_models();
+	bool print = getenv("HS_GOLDEN_PRINT") != NULL;
+	size_t p, bad = 0;
+	scenario_t sc;
+
+	(void)state;
+	make_scenario(&sc, 91, 60, 1500);
+	for (p = 0; p < sizeof(want) / sizeof(want[0]); p++) {
+		hs_sched_config_t cfg;
+		hs_sim_opts_t opts = {0};
+		hs_sim_result_t res;
+		hs_error_t err;
+		uint64_t h;
+
+		hs_sched_config_init(&cfg);
+		cfg.policy = want[p].policy;
+		cfg.power_budget_w = sc.idle_w + (sc.max_w - sc.idle_w) * 0.6;
+		opts.seed = 3;
+		opts.noise = 0.05;
+		opts.skew = 0.1;
+		opts.keep_records = true;
+		if (hs_sim_run(&cfg, models, sc.devs, sc.n_devs, sc.jobs,
+			       sc.n_jobs, &opts, &res, &err))
+			fail_msg("%s: %s", want[p].policy, err.text);
+		h = fnv(0xcbf29ce484222325ull, res.records,
+			res.n_records * sizeof(*res.records));
+		if (print || res.stats.decisions != want[p].decisions ||
+		    res.stats.steps != want[p].steps ||
+		    h != want[p].records_fnv || res.end_ns != want[p].end_ns) {
+			print_message("\t\t{\"%s\", %llu, %llu, 0x%016llxull, "
+				      "%lld},\n",
+				      want[p].policy,
+				      (unsigned long long)res.stats.decisions,
+				      (unsigned long long)res.stats.steps,
+				      (unsigned long long)h,
+				      (long long)res.end_ns);
+			bad += res.stats.decisions != want[p].decisions ||
+			       res.stats.steps != want[p].steps ||
+			       h != want[p].records_fnv ||
+			       res.end_ns != want[p].end_ns;
+		}
+		hs_sim_result_release(&res);
+	}
+	free_scenario(&sc);
+	hs_model_catalog_free(models);
+	assert_int_equal(bad, 0);
+}
+
 static void test_deterministic(void **state)
 {
 	hs_model_catalog_t *models = hs_test_models();
@@ -1306,6 +1384,7 @@ int main(void)
 		cmocka_unit_test(test_complete_once_within_budget),
 		cmocka_unit_test(test_light_load_wait_bound),
 		cmocka_unit_test(test_deterministic),
+		cmocka_unit_test(test_golden_figures),
 		cmocka_unit_test(test_energy_accounting),
 		cmocka_unit_test(test_lp_steady),
 		cmocka_unit_test(test_lp_budget_steady),
