@@ -79,7 +79,6 @@ typedef struct sim_s {
 	int64_t submitting; /* job being submitted, -1: none */
 	uint64_t *done; /* bit per job: finished or refused; a bitmap
 			 * stays in cache, jobs finish out of order */
-	size_t pending_index; /* job being submitted */
 	uint64_t started_steps;
 	hs_executor_io_t io;
 	bool real; /* some device runs steps for real */
@@ -97,6 +96,17 @@ typedef struct sim_s {
 	int64_t pos_t;
 	int64_t pos_d;
 } sim_t;
+
+/* Bit i of the done bitmap. */
+static inline bool done_get(const uint64_t *done, size_t i)
+{
+	return done[i / 64] >> (i % 64) & 1;
+}
+
+static inline void done_set(uint64_t *done, size_t i)
+{
+	done[i / 64] |= 1ull << (i % 64);
+}
 
 static int64_t mono_ns(void)
 {
@@ -383,11 +393,11 @@ static void on_job_event(void *ud, const hs_job_t *job, hs_job_event_t ev)
 		hs__free(sm->tokens[idx].tok);
 		memset(&sm->tokens[idx], 0, sizeof(sm->tokens[idx]));
 	}
-	if (sm->done[idx / 64] >> (idx % 64) & 1) {
+	if (done_get(sm->done, idx)) {
 		res->duplicate_done++;
 		return;
 	}
-	sm->done[idx / 64] |= 1ull << (idx % 64);
+	done_set(sm->done, idx);
 	if (ev != HS_JOB_EV_DONE || !sm->opts->keep_records)
 		return;
 	if (res->n_records == sm->cap_records &&
@@ -619,7 +629,7 @@ static void submit(sim_t *sm, size_t i)
 	sm->submitting = -1;
 	if (rc) {
 		sm->res->submit_failures++;
-		sm->done[i / 64] |= 1ull << (i % 64);
+		done_set(sm->done, i);
 		return;
 	}
 	/* Real executors ask for a job's tokens by id. */
@@ -804,7 +814,7 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 	for (d = 0; d < n_devices; d++)
 		hs_sched_device_stats(sm.core, (int)d, &res->devices[d]);
 	for (i = 0; i < n_jobs; i++)
-		if (!(sm.done[i / 64] >> (i % 64) & 1))
+		if (!done_get(sm.done, i))
 			res->lost_jobs++;
 	/* Jobs still queued or running at a time limit are not lost. */
 	if (res->lost_jobs >= res->stats.queued + res->stats.running)
