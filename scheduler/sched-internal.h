@@ -105,6 +105,8 @@ typedef struct hs__dev_s {
 	uint32_t n_joining; /* of the running step */
 	uint32_t n_cancel; /* members to drop at the step's end */
 	bool draining; /* another class starves: no more joiners */
+	bool join_next; /* a job over this step's tokens joins at the next
+			 * boundary (fill_batch): the run is one step */
 	int64_t starve_check_ns; /* next look for a starving class */
 	uint32_t *joining; /* slots that joined in the running step */
 	uint64_t *ids; /* the batch's job ids, those joining in the

@@ -1247,6 +1247,7 @@ static uint32_t fill_batch(hs_sched_t *s, uint32_t d, uint32_t m, uint32_t b,
 	uint64_t room;
 
 	dv->n_joining = 0;
+	dv->join_next = false;
 	room = kv_room(s, dv, m);
 	while (!dv->draining && dv->n_members < s->cfg.max_batch_jobs) {
 		hs__jobrec_t *r;
@@ -1262,11 +1263,17 @@ static uint32_t fill_batch(hs_sched_t *s, uint32_t d, uint32_t m, uint32_t b,
 			break;
 		r = rec_of(s, q_head(s, qi)->slot);
 		p = prefill_len(r);
-		if (dv->n_members &&
-		    dv->n_members + joined_tokens + p > s->cfg.max_step_tokens)
-			break;
 		if (dv->kv_used + job_kv(s, &r->pub) > room)
 			break;
+		/* Over this step's tokens with those that joined it, a job
+		 * that fits a step of its own joins at the next boundary:
+		 * the run ends there. */
+		if (dv->n_members && dv->n_members + joined_tokens + p >
+					     s->cfg.max_step_tokens) {
+			dv->join_next = dv->n_members + p <=
+					s->cfg.max_step_tokens;
+			break;
+		}
 		q_remove(s, q_head(s, qi)->slot);
 		/* A shared job's work now weighs on the device it joined:
 		 * backlogs count running work as well as bound work. */
@@ -1312,7 +1319,7 @@ static void start_run(hs_sched_t *s, uint32_t d, uint32_t m,
 		       (double)dv->sum_join;
 	dv->step_prefill = joined_tokens;
 	dv->step_start_ns = now;
-	left = dv->finish_min - dv->seq + 1;
+	left = dv->join_next ? 1 : dv->finish_min - dv->seq + 1;
 	dv->run_len = left < HS__RUN_MAX ? (uint32_t)left : HS__RUN_MAX;
 	dv->run_got = 0;
 	dv->run_until = s->budget_w > 0 ? dv->lease_until : INT64_MAX;

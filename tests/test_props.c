@@ -284,11 +284,11 @@ static void test_golden_figures(void **state)
 		uint64_t decisions, steps, records_fnv;
 		int64_t end_ns;
 	} want[] = {
-		{"fifo", 3284, 7678, 0x16be561f569518b5ull, 1207207152470},
-		{"rr", 4537, 33234, 0x830cc424ebb34d3full, 3711240325597},
-		{"eft", 3271, 8036, 0x3eb133396a20a363ull, 701709357137},
-		{"tpw", 3313, 8529, 0x75faa4dd69d9e946ull, 708344343427},
-		{"lp", 3846, 8136, 0x100cb53dce7e9e61ull, 566950619453},
+		{"fifo", 3283, 7680, 0x36fc8e52b22cd14eull, 1196184187825},
+		{"rr", 4554, 33387, 0xa167495b45b2059full, 3703991013925},
+		{"eft", 3294, 8013, 0x812dd6033ff3ef7full, 701353560837},
+		{"tpw", 3311, 8475, 0x271a5748d23f0126ull, 707699774977},
+		{"lp", 3854, 8114, 0x7a3bbe42151ee822ull, 572959040678},
 	};
 	hs_model_catalog_t *models = hs_test_models();
 	bool print = getenv("HS_GOLDEN_PRINT") != NULL;

@@ -964,6 +964,44 @@ static void test_power_wait_many(void **state)
 }
 
 /*
+ * A job left out of a step because the jobs joining it took its tokens
+ * joins at the next boundary, not when the run would have ended (at the
+ * first member's finish).
+ */
+static void test_join_next_boundary(void **state)
+{
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sched_config_t cfg;
+	uint64_t a, b;
+	int64_t t = 0;
+	int runs;
+	fx_t *fx;
+
+	(void)state;
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	cfg.max_step_tokens = 150;
+	/* Told every step, and in runs: the same. */
+	for (runs = 0; runs < 2; runs++) {
+		fx = fx_new_runs(&cfg, &d, 1, runs ? MAX_RUN : 0);
+		(void)submit(fx, 0, 0, 10, 100, 0); /* alone at once */
+		a = submit(fx, 0, 0, 100, 20, 0);
+		b = submit(fx, 0, 0, 100, 20, 0);
+		/* The first boundary: a joins; b (1 + 100 + 100 > 150) does
+		 * not, and fits the next step (2 + 100): the run handed out
+		 * is that one step. */
+		finish(fx, t += MS, 0, MS);
+		assert_int_equal(hs_sched_job(fx->s, a)->state, HS_JOB_RUNNING);
+		assert_int_equal(hs_sched_job(fx->s, b)->state, HS_JOB_QUEUED);
+		assert_int_equal(fx->rec.steps[fx->rec.n_steps - 1].steps, 1);
+		finish(fx, t += MS, 0, MS);
+		assert_int_equal(hs_sched_job(fx->s, b)->state, HS_JOB_RUNNING);
+		assert_int_equal(fx->rec.steps[fx->rec.n_steps - 1].joining, 1);
+		fx_free(fx);
+	}
+}
+
+/*
  * A job's tag comes back in every event of the job and in hs_sched_job,
  * and a slot used again carries its new job's tag, not the one before.
  */
@@ -1865,6 +1903,7 @@ int main(void)
 		cmocka_unit_test(test_done_order),
 		cmocka_unit_test(test_job_tag),
 		cmocka_unit_test(test_finish_scan),
+		cmocka_unit_test(test_join_next_boundary),
 		cmocka_unit_test(test_power_wait_many),
 		cmocka_unit_test(test_failure_requeue_order),
 		cmocka_unit_test(test_cancel_last_step),
