@@ -461,12 +461,13 @@ static void q_remove(hs_sched_t *s, uint32_t slot)
 	uint32_t qi = r->queue;
 	hs__queue_t *q = &s->queues[qi];
 	int owner = queue_owner(s, qi);
+	bool head = q->top.slot == slot;
 
 	r->queue = NONE;
 	if (--q->live == 0) {
 		q->n = q->n_ring = 0; /* the dead go with it */
 		mark_nonempty(s, qi, false);
-	} else if (q->top.slot == slot) {
+	} else if (head) {
 		/* The top, live: drop it and any dead ones that surface (none
 		 * when every entry is live). The new top's record is read
 		 * when the job is taken, long after it was written: it comes
@@ -484,7 +485,8 @@ static void q_remove(hs_sched_t *s, uint32_t slot)
 	    !s->devs[owner].n_members)
 		set_work(s, (uint32_t)owner, false);
 	s->st.queued--;
-	runs_check(s, qi);
+	if (head)
+		runs_check(s, qi);
 }
 
 static const hs__qent_t *q_head(const hs_sched_t *s, uint32_t qi)
@@ -1155,9 +1157,13 @@ static bool could_join(const hs_sched_t *s, uint32_t d, uint32_t m)
 }
 
 /*
- * Queue qi changed (a push, or a removal that may bring up another head):
- * cut the runs of the devices that would now take a job at their next
- * boundary. Those draw from their own queues and the shared ones.
+ * Queue qi's head changed (a push ahead of it, or its removal): cut the
+ * runs of the devices that would now take a job at their next boundary.
+ * Those draw from their own queues and the shared ones. A device in a run
+ * could take none when its run started (fill_batch ends a run after one
+ * step when a job waits for the next), and every change of a head since
+ * was checked here: what a boundary takes is decided by the queues' heads
+ * (pick_joiner), so a change behind a head changes nothing.
  */
 static void runs_check(hs_sched_t *s, uint32_t qi)
 {
@@ -1928,8 +1934,8 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
 		kick(s, now);
 	}
 	/* A running batch is cut for the new job only if no idle device
-	 * took it. */
-	if (r->queue != NONE)
+	 * took it, and it heads its queue. */
+	if (r->queue != NONE && s->queues[r->queue].top.slot == slot)
 		runs_check(s, r->queue);
 	epoch(s, now);
 	return 0;
@@ -2376,7 +2382,8 @@ static int requeue(hs_sched_t *s, uint32_t slot, int64_t now)
 		r->pub.device = old;
 		return rc;
 	}
-	runs_check(s, r->queue);
+	if (s->queues[r->queue].top.slot == slot)
+		runs_check(s, r->queue);
 	s->st.requeued++;
 	/* The event names the device the job left. */
 	r->pub.device = old;
