@@ -217,4 +217,8 @@ struct hs_sched_s {
  * refit): hs__sched_finish_ns re-reads them all. */
 void hs__sched_cost_stale_all(const hs_sched_t *s);
 
+/* Whether no device in a run could take a job at its next boundary: what
+ * lets a queue change behind a head skip the check (for tests). */
+bool hs__sched_runs_quiet(const hs_sched_t *s);
+
 #endif /* HS_SCHED_INTERNAL_H */

@@ -1191,6 +1191,17 @@ static void runs_check(hs_sched_t *s, uint32_t qi)
 	}
 }
 
+bool hs__sched_runs_quiet(const hs_sched_t *s)
+{
+	uint32_t d;
+
+	for (d = 0; d < s->n_devs; d++)
+		if (in_run(s, d) && s->devs[d].model >= 0 &&
+		    could_join(s, d, (uint32_t)s->devs[d].model))
+			return false;
+	return true;
+}
+
 /* The lease of dv's power level still holds at this boundary. */
 static inline bool lease_holds(const hs_sched_t *s, const hs__dev_t *dv,
 			       int64_t now)

@@ -1002,6 +1002,62 @@ static void test_join_next_boundary(void **state)
 }
 
 /*
+ * No device in a run could take a job at its next boundary, after every
+ * call of a random mix of arrivals (some ahead of the queues' heads by
+ * priority), steps, and cancellations of queued and running jobs: what
+ * lets a queue change behind a head skip the check.
+ */
+static void test_runs_quiet(void **state)
+{
+	static const char *const policies[] = {"fifo", "rr", "eft"};
+	hs_device_t d[3];
+	uint64_t x = 7, ids[400];
+	size_t p, n_ids;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 3; i++)
+		d[i] = hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL);
+	for (p = 0; p < 3; p++) {
+		hs_sched_config_t cfg;
+		int64_t t = 0;
+		fx_t *fx;
+
+		hs_sched_config_init(&cfg);
+		cfg.policy = policies[p];
+		cfg.max_step_tokens = 300;
+		cfg.max_batch_jobs = 6;
+		fx = fx_new(&cfg, d, 3);
+		n_ids = 0;
+		for (i = 0; i < 1500; i++) {
+			uint32_t r;
+			int dev;
+
+			/* Only busy[] is read here: the logs start over. */
+			fx->rec.n_steps = fx->rec.n_events = fx->rec.n_cuts = 0;
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			r = (uint32_t)(x >> 33);
+			t += MS / 4;
+			if (r % 8 < 3 && n_ids < 400) {
+				ids[n_ids++] =
+					submit(fx, t, r % 2, 10 + r / 7 % 330,
+					       1 + r / 11 % 30,
+					       (int32_t)(r / 13 % 3) - 1);
+			} else if (r % 8 == 3 && n_ids) {
+				(void)hs_sched_cancel(fx->s, t,
+						      ids[r / 17 % n_ids]);
+			} else {
+				dev = (int)(r / 19 % 3);
+				if (fx->rec.busy[dev])
+					finish(fx, t, dev, MS / 4);
+			}
+			assert_true(hs__sched_runs_quiet(fx->s));
+		}
+		fx_free(fx);
+	}
+}
+
+/*
  * A job's tag comes back in every event of the job and in hs_sched_job,
  * and a slot used again carries its new job's tag, not the one before.
  */
@@ -1904,6 +1960,7 @@ int main(void)
 		cmocka_unit_test(test_job_tag),
 		cmocka_unit_test(test_finish_scan),
 		cmocka_unit_test(test_join_next_boundary),
+		cmocka_unit_test(test_runs_quiet),
 		cmocka_unit_test(test_power_wait_many),
 		cmocka_unit_test(test_failure_requeue_order),
 		cmocka_unit_test(test_cancel_last_step),
