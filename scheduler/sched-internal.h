@@ -108,7 +108,9 @@ typedef struct hs__dev_s {
 	bool join_next; /* a job over this step's tokens joins at the next
 			 * boundary (fill_batch): the run is one step */
 	int64_t starve_check_ns; /* next look for a starving class */
-	uint32_t *joining; /* slots that joined in the running step */
+	uint32_t *joining; /* slots that joined in the running step, with
+			    * JOIN_FIRST (sched.c) when the step makes
+			    * the job's first token */
 	uint64_t *ids; /* the batch's job ids, those joining in the
 			* running step first (hs_step_t.jobs); a removal
 			* moves the last into the gap */

@@ -498,6 +498,11 @@ static const hs__qent_t *q_head(const hs_sched_t *s, uint32_t qi)
 
 /* ---- job slots --------------------------------------------------------- */
 
+/* In a device's joining list, beside the slot: the job's first token
+ * comes with its first step. Slots stay below it (2^31 jobs held at once,
+ * 256 GiB of records). */
+#define JOIN_FIRST 0x80000000u
+
 static int slot_alloc(hs_sched_t *s, uint32_t *slot)
 {
 	if (s->free_head != NONE) {
@@ -505,7 +510,7 @@ static int slot_alloc(hs_sched_t *s, uint32_t *slot)
 		s->free_head = (uint32_t)s->jobs[*slot].pub.device;
 		return 0;
 	}
-	if (s->n_slots == UINT32_MAX - 1)
+	if (s->n_slots == JOIN_FIRST - 1)
 		return HS_EFULL;
 	if (s->n_slots == s->cap_slots) {
 		size_t cap = s->cap_slots;
@@ -688,7 +693,12 @@ static void batch_add(hs_sched_t *s, hs__dev_t *dv, uint32_t slot, int64_t now)
 	dv->sum_ctx += prefill_len(r);
 	dv->sum_join += step;
 	dv->kv_used += job_kv(s, &r->pub);
-	dv->joining[dv->n_joining++] = slot;
+	/* Decided here, where the record is at hand: the end of the step
+	 * then writes it without reading it. */
+	dv->joining[dv->n_joining++] =
+		slot | (r->base_generated == 0 && r->pub.first_token_ns < 0
+				? JOIN_FIRST
+				: 0);
 	s->st.running++;
 }
 
@@ -2219,14 +2229,15 @@ static void take_steps(hs_sched_t *s, hs__dev_t *dv, uint32_t n,
 
 		s->st.prefill_tokens += dv->step_prefill;
 		for (i = 0; i < dv->n_joining; i++) {
-			hs__jobrec_t *r = rec_of(s, dv->joining[i]);
+			uint32_t j = dv->joining[i];
+			hs__jobrec_t *r;
 
-			if (r->base_generated == 0 &&
-			    r->pub.first_token_ns < 0) {
-				r->pub.first_token_ns = first;
-				r->pub.generated = 1;
-				emit(s, r, HS_JOB_EV_FIRST_TOKEN);
-			}
+			if (!(j & JOIN_FIRST))
+				continue;
+			r = rec_of(s, j & ~JOIN_FIRST);
+			r->pub.first_token_ns = first;
+			r->pub.generated = 1;
+			emit(s, r, HS_JOB_EV_FIRST_TOKEN);
 		}
 		dv->n_joining = 0;
 	}
