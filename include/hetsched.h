@@ -504,7 +504,8 @@ typedef struct hs_job_spec_s {
  * A job arrives. On success *id names it. A job that fits no device (its
  * model's weights plus its KV cache exceed every device's memory, or it is
  * longer than the model's context) is refused with HS_ENOFIT and err says
- * why; a malformed spec gets HS_EINVAL.
+ * why; a malformed spec gets HS_EINVAL; HS_EFULL while the core holds
+ * 2^31 - 1 jobs.
  */
 int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
 		    uint64_t *id, hs_error_t *err);
