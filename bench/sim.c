@@ -97,17 +97,6 @@ typedef struct sim_s {
 	int64_t pos_d;
 } sim_t;
 
-/* Bit i of the done bitmap. */
-static inline bool done_get(const uint64_t *done, size_t i)
-{
-	return done[i / 64] >> (i % 64) & 1;
-}
-
-static inline void done_set(uint64_t *done, size_t i)
-{
-	done[i / 64] |= 1ull << (i % 64);
-}
-
 static int64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -393,11 +382,11 @@ static void on_job_event(void *ud, const hs_job_t *job, hs_job_event_t ev)
 		hs__free(sm->tokens[idx].tok);
 		memset(&sm->tokens[idx], 0, sizeof(sm->tokens[idx]));
 	}
-	if (done_get(sm->done, idx)) {
+	if (hs__bit_get(sm->done, idx)) {
 		res->duplicate_done++;
 		return;
 	}
-	done_set(sm->done, idx);
+	hs__bit_set(sm->done, idx, true);
 	if (ev != HS_JOB_EV_DONE || !sm->opts->keep_records)
 		return;
 	if (res->n_records == sm->cap_records &&
@@ -629,7 +618,7 @@ static void submit(sim_t *sm, size_t i)
 	sm->submitting = -1;
 	if (rc) {
 		sm->res->submit_failures++;
-		done_set(sm->done, i);
+		hs__bit_set(sm->done, i, true);
 		return;
 	}
 	/* Real executors ask for a job's tokens by id. */
@@ -814,7 +803,7 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 	for (d = 0; d < n_devices; d++)
 		hs_sched_device_stats(sm.core, (int)d, &res->devices[d]);
 	for (i = 0; i < n_jobs; i++)
-		if (!done_get(sm.done, i))
+		if (!hs__bit_get(sm.done, i))
 			res->lost_jobs++;
 	/* Jobs still queued or running at a time limit are not lost. */
 	if (res->lost_jobs >= res->stats.queued + res->stats.running)

@@ -37,6 +37,20 @@
 #define HS__CLONES
 #endif
 
+/* Bit i of a bitmap of 64-bit words. */
+static inline bool hs__bit_get(const uint64_t *map, size_t i)
+{
+	return (map[i / 64] >> (i % 64)) & 1;
+}
+
+static inline void hs__bit_set(uint64_t *map, size_t i, bool on)
+{
+	if (on)
+		map[i / 64] |= 1ull << (i % 64);
+	else
+		map[i / 64] &= ~(1ull << (i % 64));
+}
+
 /* Allocation through the replaceable allocator (hs_set_alloc_funcs). */
 void *hs__malloc(size_t size);
 void *hs__calloc(size_t n, size_t size);

@@ -115,7 +115,7 @@ typedef struct hs__dev_s {
 			* running step first (hs_step_t.jobs); a removal
 			* moves the last into the gap */
 	uint64_t sum_ctx; /* sum of prefill lengths in the batch */
-	uint64_t sum_join; /* sum of join_seq in the batch */
+	uint64_t sum_join; /* sum of join in the batch */
 	uint64_t kv_used; /* KV bytes reserved by the batch */
 	uint64_t resident; /* bit m: weights of model m loaded */
 	uint64_t resident_bytes; /* their weights' bytes */
@@ -180,7 +180,6 @@ struct hs_sched_s {
 	double budget_w;
 	double power_w;
 	uint32_t n_grace; /* steps started under a higher budget */
-	uint32_t n_waiting; /* devices with waiting_power */
 	uint64_t power_epoch; /* bumped whenever power is freed */
 	int64_t timer_at; /* requested wake-up, -1 none */
 	int64_t next_epoch_ns;

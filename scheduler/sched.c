@@ -196,24 +196,15 @@ static unsigned n_levels(const hs__dev_t *dv)
 	return dv->d.n_levels ? dv->d.n_levels : 1;
 }
 
-/* Bit d of a bitmap of devices. */
-static inline void bit_set(uint64_t *map, uint32_t d, bool on)
-{
-	if (on)
-		map[d / 64] |= 1ull << (d % 64);
-	else
-		map[d / 64] &= ~(1ull << (d % 64));
-}
-
 static void set_idle(hs_sched_t *s, uint32_t d, bool idle)
 {
-	bit_set(s->idle, d, idle);
+	hs__bit_set(s->idle, d, idle);
 }
 
 /* Whether device d has work of its own (see kick). */
 static void set_work(hs_sched_t *s, uint32_t d, bool work)
 {
-	bit_set(s->work, d, work);
+	hs__bit_set(s->work, d, work);
 }
 
 /* Model m has jobs waiting and no device running it: bit m of unserved,
@@ -1091,21 +1082,19 @@ static inline bool has_work(const hs_sched_t *s, const hs__dev_t *dv,
 /* In a run that a joiner or a budget change may cut short. */
 static inline bool in_run(const hs_sched_t *s, uint32_t d)
 {
-	return (s->in_run[d / 64] >> (d % 64)) & 1;
+	return hs__bit_get(s->in_run, d);
 }
 
 static void set_in_run(hs_sched_t *s, uint32_t d, bool on)
 {
-	bit_set(s->in_run, d, on);
+	hs__bit_set(s->in_run, d, on);
 }
 
 /* dv has work that no power level lets it start, or no longer. */
 static void set_waiting(hs_sched_t *s, hs__dev_t *dv, bool on)
 {
-	if (dv->waiting_power != on)
-		s->n_waiting += on ? 1 : -1;
 	dv->waiting_power = on;
-	bit_set(s->waiting, (uint32_t)dv->id, on);
+	hs__bit_set(s->waiting, (uint32_t)dv->id, on);
 }
 
 /* Whether a device with work waits for power. One that lost its work
@@ -1114,7 +1103,7 @@ static bool others_wait(hs_sched_t *s)
 {
 	uint32_t w;
 
-	for (w = 0; s->n_waiting && w < s->dev_words; w++) {
+	for (w = 0; w < s->dev_words; w++) {
 		uint64_t bits = s->waiting[w];
 
 		for (; bits; bits &= bits - 1) {
@@ -1199,6 +1188,16 @@ static void runs_check(hs_sched_t *s, uint32_t qi)
 				cut(s, &s->devs[d]);
 		}
 	}
+}
+
+/* The job in slot was placed: if it waits in a queue, at its head, the
+ * runs that would take it are cut. */
+static void runs_check_placed(hs_sched_t *s, uint32_t slot)
+{
+	uint32_t qi = rec_of(s, slot)->queue;
+
+	if (qi != NONE && s->queues[qi].top.slot == slot)
+		runs_check(s, qi);
 }
 
 bool hs__sched_runs_quiet(const hs_sched_t *s)
@@ -1814,10 +1813,10 @@ static void advance(hs_sched_t *s, int64_t now)
 
 /*
  * Place a job in a queue of bucket b (that of its prefill length): the
- * policy routes it to a device or the shared
- * queue; a route to a device that cannot take it falls back to shared, and
- * so does a device queue that cannot grow. HS_ENOMEM when not even the
- * shared queue has room: the job is then in no queue.
+ * policy routes it to a device or the shared queue; a route to a device
+ * that cannot take it falls back to shared, and so does a device queue
+ * that cannot grow. HS_ENOMEM when not even the shared queue has room:
+ * the job is then in no queue.
  */
 static int place(hs_sched_t *s, uint32_t slot, unsigned b, int64_t now)
 {
@@ -1955,9 +1954,8 @@ int hs_sched_submit(hs_sched_t *s, int64_t now, const hs_job_spec_t *spec,
 		kick(s, now);
 	}
 	/* A running batch is cut for the new job only if no idle device
-	 * took it, and it heads its queue. */
-	if (r->queue != NONE && s->queues[r->queue].top.slot == slot)
-		runs_check(s, r->queue);
+	 * took it. */
+	runs_check_placed(s, slot);
 	epoch(s, now);
 	return 0;
 }
@@ -2404,8 +2402,7 @@ static int requeue(hs_sched_t *s, uint32_t slot, int64_t now)
 		r->pub.device = old;
 		return rc;
 	}
-	if (s->queues[r->queue].top.slot == slot)
-		runs_check(s, r->queue);
+	runs_check_placed(s, slot);
 	s->st.requeued++;
 	/* The event names the device the job left. */
 	r->pub.device = old;
@@ -2847,20 +2844,15 @@ static void finish_pass(hs_sched_t *s, const hs_job_t *job, uint32_t batch,
 	       gen = job->gen_tokens, C = B * (ctx + gen / 2), per = gen / B;
 	const uint64_t *lim = &s->fit_lim[m * n];
 	const double *row = &s->cost[(size_t)m * HS__COST_N * n];
-	const double *k_step = row + HS__COST_STEP * n;
-	const double *k_ctx = row + HS__COST_CTX * n;
-	const double *k_prefill = row + HS__COST_PREFILL * n;
-	const double *k_load = row + HS__COST_LOAD * n;
-	const double *backlog = s->backlog;
 	double *restrict finish = s->finish, best = HUGE_VAL;
 	bool all_fit;
 	v4d lane_best = {HUGE_VAL, HUGE_VAL, HUGE_VAL, HUGE_VAL};
 	v4i lane_pick = {-1, -1, -1, -1};
-	finish_in_t q = {.k_step = k_step,
-			 .k_ctx = k_ctx,
-			 .k_prefill = k_prefill,
-			 .k_load = k_load,
-			 .backlog = backlog,
+	finish_in_t q = {.k_step = row + HS__COST_STEP * n,
+			 .k_ctx = row + HS__COST_CTX * n,
+			 .k_prefill = row + HS__COST_PREFILL * n,
+			 .k_load = row + HS__COST_LOAD * n,
+			 .backlog = s->backlog,
 			 .finish = finish,
 			 .C = C,
 			 .ctx = ctx,
@@ -2881,11 +2873,11 @@ static void finish_pass(hs_sched_t *s, const hs_job_t *job, uint32_t batch,
 	else
 		d = finish_quads(&q, n, true, &lane_best, &lane_pick);
 	for (; d < n; d++) {
-		double t = k_step[d] + k_ctx[d] * C + k_prefill[d] * 0.0;
+		double t = q.k_step[d] + q.k_ctx[d] * C + q.k_prefill[d] * 0.0;
 		double step = t > HS_PERF_MIN_NS ? t : HS_PERF_MIN_NS;
 
-		finish[d] = backlog[d] +
-			    (k_prefill[d] * ctx + step * per + k_load[d]);
+		finish[d] = q.backlog[d] +
+			    (q.k_prefill[d] * ctx + step * per + q.k_load[d]);
 	}
 	if (!all_fit)
 		for (d = 0; d < n; d++)
