@@ -193,6 +193,9 @@ struct hs_sched_s {
 	uint64_t unserved; /* bit m: model m waits and no device runs it */
 	double *finish; /* n_devs: hs__sched_finish_ns's answer */
 	double *backlog; /* n_devs: hs__sched_backlog_ns */
+	float *backlog_f; /* n_devs: the same less backlog_base, in float */
+	double backlog_base; /* at most every backlog when it was set */
+	bool base_fresh; /* no backlog changed since it was set */
 
 	/*
 	 * What hs__sched_finish_ns needs of each (model, device), laid out
@@ -203,6 +206,8 @@ struct hs_sched_s {
 	 * fit_lim is kept current at all times.
 	 */
 	double *cost; /* [(m * HS__COST_N + k) * n_devs + d] */
+	float *cost_f; /* the same, rounded to float */
+	uint32_t *cost_odd; /* per model: entries not in [0, 1e30) */
 	uint64_t *fit_lim; /* [m * n_devs + d]: a job's KV bytes fit
 			    * the device iff below it (0: never) */
 	uint64_t *fit_min; /* per model: the least of its fit_lim */

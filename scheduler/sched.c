@@ -226,6 +226,28 @@ static inline void cost_stale(hs_sched_t *s, uint32_t d, uint32_t m)
 	s->cost_stale[m * s->dev_words + d / 64] |= 1ull << (d % 64);
 }
 
+/* Work of cost ns more (or less) weighs on device d. */
+static inline void backlog_add(hs_sched_t *s, uint32_t d, double cost)
+{
+	s->backlog[d] += cost;
+	s->backlog_f[d] = (float)(s->backlog[d] - s->backlog_base);
+	s->base_fresh = false;
+}
+
+/* The least backlog as the float copies' base, and the copies anew. */
+static void backlog_rebase(hs_sched_t *s)
+{
+	double base = HUGE_VAL;
+	uint32_t d;
+
+	for (d = 0; d < s->n_devs; d++)
+		base = s->backlog[d] < base ? s->backlog[d] : base;
+	s->backlog_base = base;
+	for (d = 0; d < s->n_devs; d++)
+		s->backlog_f[d] = (float)(s->backlog[d] - base);
+	s->base_fresh = true;
+}
+
 void hs__sched_cost_stale_all(const hs_sched_t *s)
 {
 	uint32_t m, w;
@@ -734,7 +756,7 @@ static void batch_take(hs_sched_t *s, hs__dev_t *dv, uint32_t i)
 		member_move(dv, i, n);
 	/* Its work no longer weighs on the device it was bound to. */
 	if (r->owner >= 0)
-		s->backlog[r->owner] -= r->cost_ns;
+		backlog_add(s, (uint32_t)r->owner, -r->cost_ns);
 	r->owner = -1;
 	r->cost_ns = 0;
 	s->st.running--;
@@ -1307,7 +1329,7 @@ static uint32_t fill_batch(hs_sched_t *s, uint32_t d, uint32_t m, uint32_t b,
 			r->owner = (int32_t)d;
 			r->cost_ns = (float)hs__sched_job_cost_ns(
 				s, (int)d, &r->pub, s->cfg.max_batch_jobs);
-			s->backlog[d] += r->cost_ns;
+			backlog_add(s, (uint32_t)d, r->cost_ns);
 		}
 		batch_add(s, dv, (uint32_t)(r - s->jobs), now);
 		joined_tokens += p;
@@ -1665,8 +1687,12 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->model_queued = hs__calloc(n_models, sizeof(uint64_t));
 	s->finish = hs__calloc(n_devices ? n_devices : 1, sizeof(double));
 	s->backlog = hs__calloc(n_devices, sizeof(double));
+	s->backlog_f = hs__calloc(n_devices, sizeof(float));
 	s->dev_words = (uint32_t)((n_devices + 63) / 64);
 	s->cost = hs__calloc(n_models * HS__COST_N * n_devices, sizeof(double));
+	s->cost_f =
+		hs__calloc(n_models * HS__COST_N * n_devices, sizeof(float));
+	s->cost_odd = hs__calloc(n_models, sizeof(uint32_t));
 	s->fit_lim = hs__calloc(n_models * n_devices, sizeof(uint64_t));
 	s->fit_min = hs__calloc(n_models, sizeof(uint64_t));
 	s->cost_stale = hs__calloc(n_models * s->dev_words, sizeof(uint64_t));
@@ -1674,8 +1700,9 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	    !s->owner_queued || !s->class_jobs || !s->class_tokens ||
 	    !s->class_ctx || !s->idle || !s->work || !s->in_run ||
 	    !s->waiting || !s->model_devices || !s->model_queued ||
-	    !s->finish || !s->backlog || !s->cost || !s->fit_lim ||
-	    !s->fit_min || !s->cost_stale || !s->gone || !s->gone_fin)
+	    !s->finish || !s->backlog || !s->backlog_f || !s->cost ||
+	    !s->cost_f || !s->cost_odd || !s->fit_lim || !s->fit_min ||
+	    !s->cost_stale || !s->gone || !s->gone_fin)
 		goto out_nomem;
 	hs__sched_cost_stale_all(s);
 	for (m = 0; m < n_models; m++)
@@ -1780,6 +1807,9 @@ void hs_sched_free(hs_sched_t *s)
 	hs__free(s->finish);
 	hs__free(s->backlog);
 	hs__free(s->cost);
+	hs__free(s->cost_f);
+	hs__free(s->cost_odd);
+	hs__free(s->backlog_f);
 	hs__free(s->fit_lim);
 	hs__free(s->fit_min);
 	hs__free(s->cost_stale);
@@ -1833,7 +1863,7 @@ static int place(hs_sched_t *s, uint32_t slot, unsigned b, int64_t now)
 		r->cost_ns = (float)hs__sched_job_cost_ns(
 			s, d, &r->pub, s->cfg.max_batch_jobs);
 		if (!q_push(s, qindex(s, d, r->pub.model, b), slot)) {
-			s->backlog[d] += r->cost_ns;
+			backlog_add(s, (uint32_t)d, r->cost_ns);
 			return 0;
 		}
 	}
@@ -2489,6 +2519,7 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 			}
 		}
 	s->backlog[device] = 0;
+	backlog_add(s, (uint32_t)device, 0);
 	/* Shared jobs that only the failed device could hold. */
 	for (m = 0; m < s->n_models; m++)
 		for (b = 0; b < s->n_buckets; b++) {
@@ -2531,7 +2562,7 @@ int hs_sched_cancel(hs_sched_t *s, int64_t now, uint64_t id)
 	if (r->queue != NONE) {
 		q_remove(s, slot);
 		if (r->owner >= 0)
-			s->backlog[r->owner] -= r->cost_ns;
+			backlog_add(s, (uint32_t)r->owner, -r->cost_ns);
 	} else {
 		hs__dev_t *dv = &s->devs[r->pub.device];
 
@@ -2738,11 +2769,27 @@ double hs__sched_job_cost_ns(hs_sched_t *s, int d, const hs_job_t *job,
  * solved here, exactly where the prediction would have solved it. Entries
  * the job does not fit stay stale, their fit untouched.
  */
+/* Whether an entry (or a backlog) is one the float pass can bound. */
+static inline uint32_t cost_odd(double x)
+{
+	return !(x >= 0 && x < 1e30);
+}
+
+/* Entry k of (model m, device d), and its float copy. */
+static inline void cost_set(hs_sched_t *s, uint32_t m, unsigned k, uint32_t d,
+			    double v)
+{
+	size_t i = ((size_t)m * HS__COST_N + k) * s->n_devs + d;
+
+	s->cost_odd[m] += cost_odd(v) - cost_odd(s->cost[i]);
+	s->cost[i] = v;
+	s->cost_f[i] = (float)v;
+}
+
 static void cost_refresh(hs_sched_t *s, uint32_t m, uint64_t kv, double B)
 {
 	uint64_t *stale = &s->cost_stale[m * s->dev_words];
 	const uint64_t *lim = &s->fit_lim[m * s->n_devs];
-	double *row = &s->cost[(size_t)m * HS__COST_N * s->n_devs];
 	uint32_t w;
 
 	for (w = 0; w < s->dev_words; w++) {
@@ -2757,15 +2804,14 @@ static void cost_refresh(hs_sched_t *s, uint32_t m, uint64_t kv, double B)
 				continue;
 			if (p->dirty)
 				hs__perf_solve(p);
-			row[HS__COST_STEP * s->n_devs + d] =
-				p->theta[HS_PERF_STEP] +
-				p->theta[HS_PERF_JOB] * B;
-			row[HS__COST_CTX * s->n_devs + d] =
-				p->theta[HS_PERF_CTX];
-			row[HS__COST_PREFILL * s->n_devs + d] =
-				p->theta[HS_PERF_PREFILL];
-			row[HS__COST_LOAD * s->n_devs + d] =
-				(double)load_ns(s, &s->devs[d], m) / B;
+			cost_set(s, m, HS__COST_STEP, d,
+				 p->theta[HS_PERF_STEP] +
+					 p->theta[HS_PERF_JOB] * B);
+			cost_set(s, m, HS__COST_CTX, d, p->theta[HS_PERF_CTX]);
+			cost_set(s, m, HS__COST_PREFILL, d,
+				 p->theta[HS_PERF_PREFILL]);
+			cost_set(s, m, HS__COST_LOAD, d,
+				 (double)load_ns(s, &s->devs[d], m) / B);
 			stale[w] &= ~(1ull << (d % 64));
 		}
 	}
@@ -2823,6 +2869,99 @@ static inline __attribute__((always_inline)) uint32_t finish_quads(
 	return d;
 }
 
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8s __attribute__((vector_size(32)));
+
+/*
+ * The device of the earliest finish, told from float copies of the entries
+ * and of the backlogs less their base, eight devices a vector (half the
+ * work per device of the double pass); -1 when the floats cannot tell, and
+ * the double pass decides: an entry outside [0, 1e30), a backlog below the
+ * base, or another device within 2^-19 of the least float time (and of the
+ * double pass's own rounding at the backlogs' size). With every term at
+ * least 0, a float time is within ten roundings of 2^-24 of the exact one:
+ * a device above that bound finishes later in double too, so that a device
+ * alone within it is the one the double pass picks. Subtracting the least
+ * backlog keeps hours of backlog from taking the floats' precision.
+ */
+static inline __attribute__((always_inline)) int finish_float(
+	const hs_sched_t *s, uint32_t m, uint32_t n, double C, double ctx,
+	double per)
+{
+	const float *row = &s->cost_f[(size_t)m * HS__COST_N * n];
+	const float *ks = row + HS__COST_STEP * n, *kc = row + HS__COST_CTX * n,
+		    *kp = row + HS__COST_PREFILL * n,
+		    *kl = row + HS__COST_LOAD * n, *bl = s->backlog_f;
+	const float min = HS_PERF_MIN_NS, Cf = (float)C, xf = (float)ctx,
+		    pf = (float)per;
+	const v8f minv = {min, min, min, min, min, min, min, min};
+	v8f best = {HUGE_VALF, HUGE_VALF, HUGE_VALF, HUGE_VALF,
+		    HUGE_VALF, HUGE_VALF, HUGE_VALF, HUGE_VALF},
+	    second = best;
+	v8s pick = {-1, -1, -1, -1, -1, -1, -1, -1},
+	    idx = {0, 1, 2, 3, 4, 5, 6, 7}, eight = {8, 8, 8, 8, 8, 8, 8, 8},
+	    sign = {0};
+	float b1 = HUGE_VALF, b2 = HUGE_VALF;
+	int p1 = -1, neg = 0;
+	uint32_t d;
+	unsigned l;
+
+	if (s->cost_odd[m])
+		return -1;
+	for (d = 0; d + 8 <= n; d += 8) {
+		v8f vks, vkc, vkp, vkl, vbl, t, step, f, hi;
+		v8s above, lt, le;
+
+		memcpy(&vks, ks + d, sizeof(vks));
+		memcpy(&vkc, kc + d, sizeof(vkc));
+		memcpy(&vkp, kp + d, sizeof(vkp));
+		memcpy(&vkl, kl + d, sizeof(vkl));
+		memcpy(&vbl, bl + d, sizeof(vbl));
+		t = vks + vkc * Cf;
+		above = t > min;
+		step = (v8f)(((v8s)t & above) | ((v8s)minv & ~above));
+		f = vbl + (vkp * xf + step * pf + vkl);
+		lt = f < best;
+		/* The greater of f and best, against the second. */
+		hi = (v8f)(((v8s)best & lt) | ((v8s)f & ~lt));
+		le = hi < second;
+		second = (v8f)(((v8s)hi & le) | ((v8s)second & ~le));
+		best = (v8f)(((v8s)f & lt) | ((v8s)best & ~lt));
+		pick = (idx & lt) | (pick & ~lt);
+		idx += eight;
+		sign |= (v8s)vbl;
+	}
+	for (l = 0; l < 8; l++) {
+		neg |= sign[l] < 0;
+		if (best[l] < b1) {
+			b2 = b1 < second[l] ? b1 : second[l];
+			b1 = best[l];
+			p1 = pick[l];
+		} else if (best[l] < b2) {
+			b2 = best[l];
+		}
+	}
+	for (; d < n; d++) {
+		float t = ks[d] + kc[d] * Cf, step = t > min ? t : min;
+		float f = bl[d] + (kp[d] * xf + step * pf + kl[d]);
+
+		neg |= signbit(bl[d]) != 0;
+		if (f < b1) {
+			b2 = b1;
+			b1 = f;
+			p1 = (int)d;
+		} else if (f < b2) {
+			b2 = f;
+		}
+	}
+	if (neg || !(b1 < 1e30f) ||
+	    !(b2 >
+	      b1 * (1.0f + 0x1p-19f) +
+		      (float)((fabs(s->backlog_base) + 2.0 * b1) * 0x1p-45)))
+		return -1;
+	return p1;
+}
+
 /*
  * Finish times of a job on every device, into s->finish; with pick, the
  * first device of the earliest (-1: none below HUGE_VAL) instead, found in
@@ -2868,9 +3007,20 @@ static void finish_pass(hs_sched_t *s, const hs_job_t *job, uint32_t batch,
 	all_fit = kv < s->fit_min[m];
 	/* The earliest is picked in the lanes only when every device fits
 	 * the job; then no entry but the last ones' is read back. */
-	if (pick && all_fit)
+	if (pick && all_fit) {
+		int quick = finish_float(s, m, n, C, ctx, per);
+
+		if (quick < 0 && !s->base_fresh) {
+			backlog_rebase(s);
+			quick = finish_float(s, m, n, C, ctx, per);
+		}
+
+		if (quick >= 0) {
+			*pick = quick;
+			return;
+		}
 		d = finish_quads(&q, n, false, &lane_best, &lane_pick);
-	else
+	} else
 		d = finish_quads(&q, n, true, &lane_best, &lane_pick);
 	for (; d < n; d++) {
 		double t = q.k_step[d] + q.k_ctx[d] * C + q.k_prefill[d] * 0.0;

@@ -20,6 +20,7 @@
 #define MAX_STEPS 256
 #define MAX_EVENTS 256
 #define MAX_RUN 64
+#define MAX_DEVS 16
 
 /* What the hooks saw. */
 typedef struct rec_s {
@@ -37,7 +38,7 @@ typedef struct rec_s {
 	} events[MAX_EVENTS];
 	size_t n_events;
 	int64_t timer;
-	bool busy[8];
+	bool busy[MAX_DEVS];
 	int cuts[MAX_EVENTS]; /* devices the cut hook named */
 	size_t n_cuts;
 } rec_t;
@@ -48,6 +49,7 @@ static void rec_step(void *ud, const hs_step_t *st)
 	uint32_t i;
 
 	assert_true(r->n_steps < MAX_STEPS);
+	assert_true(st->device >= 0 && st->device < MAX_DEVS);
 	assert_false(r->busy[st->device]);
 	r->busy[st->device] = true;
 	r->steps[r->n_steps] = *st;
@@ -1805,6 +1807,124 @@ static void test_cost_cache_follows_fit(void **state)
 	fx_free(fx);
 }
 
+/* The first device of the least finish time, as the double pass has it;
+ * *near: whether another is within 2^-18 of it. */
+static int earliest_by_hand(hs_sched_t *s, const hs_job_t *pj, uint32_t batch,
+			    size_t n, bool *near)
+{
+	const double *f = hs__sched_finish_ns(s, pj, batch);
+	double best = HUGE_VAL, second = HUGE_VAL;
+	int pick = -1;
+	size_t k;
+
+	for (k = 0; k < n; k++) {
+		if (f[k] < best) {
+			second = best;
+			best = f[k];
+			pick = (int)k;
+		} else if (f[k] < second) {
+			second = f[k];
+		}
+	}
+	*near = second - best <= best * 0x1p-18;
+	return pick;
+}
+
+/*
+ * Submit 2000 jobs to an eft core of these devices that never finish a
+ * step, cancelling one in ten, and check each time that eft picks for a
+ * queued job what the double pass does; count the picks with another
+ * device near. Jobs come in bursts of one kind (every job of it, with
+ * one_kind), which identical devices take in turn: their backlogs meet.
+ * Returns the backlog of the last device.
+ */
+static double eft_agrees(const hs_device_t *d, size_t n_devs, bool one_kind,
+			 size_t *near_n, size_t *clear_n)
+{
+	hs_sched_config_t cfg;
+	uint64_t ids[2000], rng = 11;
+	size_t n = 0, i;
+	double backlog;
+	fx_t *fx;
+
+	hs_sched_config_init(&cfg);
+	cfg.policy = "eft";
+	fx = fx_new(&cfg, d, n_devs);
+	for (i = 0; i < 2000; i++) {
+		const hs_job_t *pj;
+		uint32_t batch = i % 3 ? cfg.max_batch_jobs : 1;
+		bool burst = one_kind || (i / 8) % 2, near;
+		int want;
+
+		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+		if (burst)
+			ids[n++] = submit(fx, 0, 0, 500, 200, 0);
+		else
+			ids[n++] = submit(fx, 0, (uint32_t)(rng >> 63),
+					  1 + (uint32_t)(rng >> 40) % 4000,
+					  1 + (uint32_t)(rng >> 20) % 4000, 0);
+		if (i % 10 == 9)
+			(void)hs_sched_cancel(fx->s, 0, ids[(rng >> 8) % n]);
+		pj = hs_sched_job(fx->s,
+				  burst ? ids[n - 1] : ids[(rng >> 16) % n]);
+		if (!pj || pj->state != HS_JOB_QUEUED)
+			continue;
+		/* The double pass first or second: each may set the float
+		 * copies' base. */
+		if (i % 2) {
+			want = earliest_by_hand(fx->s, pj, batch, n_devs,
+						&near);
+			assert_int_equal(hs__sched_earliest(fx->s, pj, batch),
+					 want);
+		} else {
+			int got = hs__sched_earliest(fx->s, pj, batch);
+
+			want = earliest_by_hand(fx->s, pj, batch, n_devs,
+						&near);
+			assert_int_equal(got, want);
+		}
+		*near_n += near;
+		*clear_n += !near;
+	}
+	backlog = hs__sched_backlog_ns(fx->s, (int)n_devs - 1);
+	fx_free(fx);
+	return backlog;
+}
+
+/*
+ * eft tells the earliest device from float copies of its entries and
+ * backlogs when their rounding leaves no doubt, and from the double pass
+ * otherwise: either way the first device of the least finish time, through
+ * exact ties (identical devices), near ties (devices 3e-8 apart, less than a
+ * float tells), backlogs of minutes, and backlogs that fall below the copies'
+ * base (cancelled jobs).
+ */
+static void test_eft_float_agrees(void **state)
+{
+	hs_device_t d[10];
+	size_t near_n = 0, clear_n = 0;
+
+	d[0] = hs_test_device("same", 80, 1000, 100, 50, 300, 0, NULL);
+	d[1] = d[0];
+	d[2] = d[0];
+	d[3] = hs_test_device("near", 80, 2000, 200, 50, 400, 0, NULL);
+	d[4] = hs_test_device("near+", 80, 2000 * (1 + 3e-8), 200, 50, 400, 0,
+			      NULL);
+	d[5] = hs_test_device("near-", 80, 2000 * (1 - 3e-8), 200, 50, 400, 0,
+			      NULL);
+	d[6] = hs_test_device("slow", 48, 300, 50, 30, 200, 0, NULL);
+	d[7] = hs_test_device("fast", 80, 3350, 990, 70, 700, 0, NULL);
+	d[8] = hs_test_device("mid", 80, 900, 150, 40, 300, 0, NULL);
+	d[9] = d[6];
+	/* A mixed fleet, mostly clear picks, backlogs of minutes. */
+	assert_true(eft_agrees(d, 10, false, &near_n, &clear_n) > 1e10);
+	assert_true(clear_n > 1000);
+	/* Identical and near devices alone: ties at every turn. */
+	near_n = 0;
+	(void)eft_agrees(d, 6, true, &near_n, &clear_n);
+	assert_true(near_n > 300);
+}
+
 /*
  * The sim executor times a step at a level it was told of, and a level
  * outside those (a device described with more levels than a device can
@@ -1967,6 +2087,7 @@ int main(void)
 		cmocka_unit_test(test_max_wait),
 		cmocka_unit_test(test_policy_rr),
 		cmocka_unit_test(test_policy_eft),
+		cmocka_unit_test(test_eft_float_agrees),
 		cmocka_unit_test(test_policy_tpw),
 		cmocka_unit_test(test_policy_fifo_shared),
 		cmocka_unit_test(test_residency),
