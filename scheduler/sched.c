@@ -2872,6 +2872,10 @@ static inline __attribute__((always_inline)) uint32_t finish_quads(
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8s __attribute__((vector_size(32)));
 
+/* The lesser of a and b in each lane (b where either is NaN). */
+#define VMIN8(a, b) \
+	((v8f)(((v8s)(a) & ((a) < (b))) | ((v8s)(b) & ~((a) < (b)))))
+
 /*
  * The device of the earliest finish, told from float copies of the entries
  * and of the backlogs less their base, eight devices a vector (half the
@@ -2904,7 +2908,6 @@ static inline __attribute__((always_inline)) int finish_float(
 	float b1 = HUGE_VALF, b2 = HUGE_VALF;
 	int p1 = -1, neg = 0;
 	uint32_t d;
-	unsigned l;
 
 	if (s->cost_odd[m])
 		return -1;
@@ -2931,15 +2934,49 @@ static inline __attribute__((always_inline)) int finish_float(
 		idx += eight;
 		sign |= (v8s)vbl;
 	}
-	for (l = 0; l < 8; l++) {
-		neg |= sign[l] < 0;
-		if (best[l] < b1) {
-			b2 = b1 < second[l] ? b1 : second[l];
-			b1 = best[l];
-			p1 = pick[l];
-		} else if (best[l] < b2) {
-			b2 = best[l];
-		}
+	/* Across the lanes, in the vectors: the least in every lane, the
+	 * lanes that hold it (one, unless a tie), their pick, and the least
+	 * of the others' bests and of their seconds. */
+	{
+		v8f lo = VMIN8(best, __builtin_shufflevector(best, best, 4, 5,
+							     6, 7, 0, 1, 2, 3)),
+		    rest;
+		v8s at, any, one;
+
+		lo = VMIN8(lo, __builtin_shufflevector(lo, lo, 2, 3, 0, 1, 6, 7,
+						       4, 5));
+		lo = VMIN8(lo, __builtin_shufflevector(lo, lo, 1, 0, 3, 2, 5, 4,
+						       7, 6));
+		at = best == lo;
+		rest = (v8f)(((v8s)second & at) | ((v8s)best & ~at));
+		rest = VMIN8(rest, __builtin_shufflevector(rest, rest, 4, 5, 6,
+							   7, 0, 1, 2, 3));
+		rest = VMIN8(rest, __builtin_shufflevector(rest, rest, 2, 3, 0,
+							   1, 6, 7, 4, 5));
+		rest = VMIN8(rest, __builtin_shufflevector(rest, rest, 1, 0, 3,
+							   2, 5, 4, 7, 6));
+		/* pick and sign or-ed, the holders counted (as -1 each). */
+		any = (pick & at) |
+		      (sign & (v8s){INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN,
+				    INT32_MIN, INT32_MIN, INT32_MIN,
+				    INT32_MIN});
+		one = at;
+		any |= __builtin_shufflevector(any, any, 4, 5, 6, 7, 0, 1, 2,
+					       3);
+		one += __builtin_shufflevector(one, one, 4, 5, 6, 7, 0, 1, 2,
+					       3);
+		any |= __builtin_shufflevector(any, any, 2, 3, 0, 1, 6, 7, 4,
+					       5);
+		one += __builtin_shufflevector(one, one, 2, 3, 0, 1, 6, 7, 4,
+					       5);
+		any |= __builtin_shufflevector(any, any, 1, 0, 3, 2, 5, 4, 7,
+					       6);
+		one += __builtin_shufflevector(one, one, 1, 0, 3, 2, 5, 4, 7,
+					       6);
+		b1 = lo[0];
+		b2 = one[0] == -1 ? rest[0] : b1;
+		neg = any[0] < 0;
+		p1 = any[0] & INT32_MAX;
 	}
 	for (; d < n; d++) {
 		float t = ks[d] + kc[d] * Cf, step = t > min ? t : min;
