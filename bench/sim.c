@@ -8,7 +8,7 @@
 
 #define POWER_EPS 1e-6
 /* One core call in this many is timed (see CORE). */
-#define CORE_SAMPLE 16
+#define CORE_SAMPLE 64
 /* The most steps of a run the driver takes at once (hs_step_t.steps). */
 #define SIM_RUN_MAX 256
 
@@ -626,6 +626,12 @@ static void submit(sim_t *sm, size_t i)
 		sm->failed = HS_ENOMEM;
 }
 
+static int unsorted(size_t job, hs_error_t *err)
+{
+	return hs__error_set(err, HS_EINVAL, "workload", 0, NULL,
+			     "jobs are not sorted by arrival (job %zu)", job);
+}
+
 int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 	       const hs_device_t *devices, size_t n_devices,
 	       const hs_sim_job_t *jobs, size_t n_jobs,
@@ -646,13 +652,6 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 	sm.res = res;
 	sm.timer_at = -1;
 	sm.submitting = -1;
-	for (i = 1; i < n_jobs; i++)
-		if (jobs[i].arrival_ns < jobs[i - 1].arrival_ns)
-			return hs__error_set(err, HS_EINVAL, "workload", 0,
-					     NULL,
-					     "jobs are not sorted by arrival "
-					     "(job %zu)",
-					     i);
 	rc = setup(&sm, cfg, models, devices, n_devices, err);
 	if (rc)
 		goto out;
@@ -755,6 +754,12 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 		sm.pos_d = (int64_t)n_devices;
 		while (ai < n_jobs && jobs[ai].arrival_ns == t)
 			submit(&sm, ai++);
+		/* The order of arrivals is checked as they come: a pass
+		 * over them first would read the workload twice. */
+		if (ai < n_jobs && ai && jobs[ai].arrival_ns < t) {
+			rc = unsorted(ai, err);
+			goto out;
+		}
 		if (sm.timer_at >= 0 && sm.timer_at <= t) {
 			sm.timer_at = -1;
 			CORE(&sm, rc, hs_sched_timer(sm.core, t));
@@ -790,6 +795,13 @@ int hs_sim_run(const hs_sched_config_t *cfg, const hs_model_catalog_t *models,
 			}
 		}
 	}
+	/* Stopped before the last arrival: the rest is checked all the
+	 * same. */
+	for (i = ai > 0 ? ai : 1; i < n_jobs; i++)
+		if (jobs[i].arrival_ns < jobs[i - 1].arrival_ns) {
+			rc = unsorted(i, err);
+			goto out;
+		}
 	power_advance(&sm);
 	res->end_ns = sm.now;
 	res->upper_bound_tps = -1;

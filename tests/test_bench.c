@@ -104,6 +104,52 @@ static void test_single_job_by_hand(void **state)
 	hs_model_catalog_free(models);
 }
 
+/*
+ * A workload out of arrival order is refused, naming the first job out of
+ * order: in the middle of the run, and past a time limit that stops the run
+ * before it.
+ */
+static void test_sim_unsorted(void **state)
+{
+	hs_model_catalog_t *models = hs_test_models();
+	hs_device_t d = hs_test_device("d", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_sim_job_t jobs[5];
+	hs_sim_opts_t opts = {.seed = 1};
+	hs_sched_config_t cfg;
+	hs_sim_result_t res;
+	hs_error_t err;
+	int i;
+
+	(void)state;
+	d.id = 0;
+	for (i = 0; i < 5; i++)
+		jobs[i] = (hs_sim_job_t){.arrival_ns = i * 10000000,
+					 .model = 0,
+					 .ctx_tokens = 100,
+					 .gen_tokens = 10};
+	hs_sched_config_init(&cfg);
+	assert_int_equal(
+		hs_sim_run(&cfg, models, &d, 1, jobs, 5, &opts, &res, &err), 0);
+	assert_int_equal(res.stats.completed, 5);
+	hs_sim_result_release(&res);
+	jobs[3].arrival_ns = 15000000; /* before job 2 */
+	assert_int_equal(
+		hs_sim_run(&cfg, models, &d, 1, jobs, 5, &opts, &res, &err),
+		HS_EINVAL);
+	assert_non_null(strstr(err.text, "not sorted by arrival (job 3)"));
+	/* Stopped at 5 ms, before jobs 1 to 4 arrive. */
+	opts.time_limit_ns = 5000000;
+	assert_int_equal(
+		hs_sim_run(&cfg, models, &d, 1, jobs, 5, &opts, &res, &err),
+		HS_EINVAL);
+	assert_non_null(strstr(err.text, "not sorted by arrival (job 3)"));
+	jobs[3].arrival_ns = 30000000;
+	assert_int_equal(
+		hs_sim_run(&cfg, models, &d, 1, jobs, 5, &opts, &res, &err), 0);
+	hs_sim_result_release(&res);
+	hs_model_catalog_free(models);
+}
+
 /* Every policy is measured against the same bound, and none beats it. */
 static void test_bound_fraction(void **state)
 {
@@ -166,6 +212,7 @@ int main(void)
 		cmocka_unit_test(test_percentiles),
 		cmocka_unit_test(test_single_job_by_hand),
 		cmocka_unit_test(test_bound_fraction),
+		cmocka_unit_test(test_sim_unsorted),
 	};
 
 	return cmocka_run_group_tests_name("bench", tests, NULL, NULL);
