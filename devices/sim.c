@@ -27,13 +27,15 @@
 
 /* What timing a step reads comes first, in a cache line or two. */
 typedef struct sim_s {
-	double (*theta)[HS_PERF_NFEAT]; /* per model: the law's coefficients */
 	size_t n_models;
 	double spread; /* noise / 2^31: per unit of a step's 32-bit hash */
 	uint32_t key; /* the device's and the seed's: hashed with seq */
 	unsigned n_levels;
 	double full; /* the multiplier at full speed: the skew factor */
 	double mult[HS_MAX_POWER_LEVELS]; /* factor / speed of each level */
+	/* Per model: the law's coefficients, in the same block (no pointer
+	 * to follow before a run is timed). */
+	double theta[][HS_PERF_NFEAT];
 } sim_t;
 
 /* splitmix64: small, fast, and the same sequence on every machine. */
@@ -71,20 +73,15 @@ static int sim_open(void **exec, const hs_device_t *dev,
 		    const hs_model_catalog_t *models,
 		    const hs_executor_opts_t *opts)
 {
-	sim_t *sm = hs__calloc(1, sizeof(*sm));
+	size_t n_models = hs_model_catalog_count(models), m;
+	sim_t *sm =
+		hs__calloc(1, sizeof(*sm) + n_models * sizeof(sm->theta[0]));
 	uint64_t rng;
 	double factor = 1.0, noise;
-	size_t m;
 
 	if (!sm)
 		return HS_ENOMEM;
-	sm->n_models = hs_model_catalog_count(models);
-	sm->theta =
-		hs__calloc(sm->n_models ? sm->n_models : 1, sizeof(*sm->theta));
-	if (!sm->theta) {
-		hs__free(sm);
-		return HS_ENOMEM;
-	}
+	sm->n_models = n_models;
 	/* The law: the roofline prior, fixed. */
 	for (m = 0; m < sm->n_models; m++) {
 		hs__perf_t law;
@@ -118,12 +115,7 @@ static int sim_open(void **exec, const hs_device_t *dev,
 
 static void sim_close(void *exec)
 {
-	sim_t *sm = exec;
-
-	if (!sm)
-		return;
-	hs__free(sm->theta);
-	hs__free(sm);
+	hs__free(exec);
 }
 
 /* Four steps a vector. */
