@@ -2105,11 +2105,23 @@ static uint32_t finish_scan(const uint64_t *fin, uint32_t n, uint64_t last,
 		done = f <= lastv;
 		stays = ~done & (f < low);
 		low = (f & stays) | (low & ~stays);
-		if (done[0] | done[1] | done[2] | done[3])
-			for (l = 4; l-- > 0;) {
-				gone[k] = i + l;
-				k += (uint32_t)(done[l] & 1);
-			}
+		if (done[0] | done[1] | done[2] | done[3]) {
+			/* Lane by lane, each named: the lanes stay in
+			 * registers. */
+			uint64_t d0 = (uint64_t)done[0] & 1,
+				 d1 = (uint64_t)done[1] & 1,
+				 d2 = (uint64_t)done[2] & 1,
+				 d3 = (uint64_t)done[3] & 1;
+
+			gone[k] = i + 3;
+			k += (uint32_t)d3;
+			gone[k] = i + 2;
+			k += (uint32_t)d2;
+			gone[k] = i + 1;
+			k += (uint32_t)d1;
+			gone[k] = i;
+			k += (uint32_t)d0;
+		}
 	}
 	/* A lane that kept no member holds INT64_MAX: not a finish. */
 	for (l = 0; l < 4; l++)
