@@ -227,4 +227,15 @@ void hs__sched_cost_stale_all(const hs_sched_t *s);
  * lets a queue change behind a head skip the check (for tests). */
 bool hs__sched_runs_quiet(const hs_sched_t *s);
 
+/*
+ * eft's float pre-pass on rows of its own (for tests): the device of the
+ * least float finish time ks + kc C (floored at HS_PERF_MIN_NS) times per,
+ * plus kp ctx + kl + bl, where bl is each backlog less base, when the floats
+ * leave no doubt that the double pass picks it; -1 otherwise. Entries are
+ * those of finish-time rows in [0, 1e30), rounded to float.
+ */
+int hs__sched_float_pick(const float *ks, const float *kc, const float *kp,
+			 const float *kl, const float *bl, uint32_t n, double C,
+			 double ctx, double per, double base);
+
 #endif /* HS_SCHED_INTERNAL_H */

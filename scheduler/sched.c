@@ -2900,14 +2900,11 @@ typedef int32_t v8s __attribute__((vector_size(32)));
  * alone within it is the one the double pass picks. Subtracting the least
  * backlog keeps hours of backlog from taking the floats' precision.
  */
-static inline __attribute__((always_inline)) int finish_float(
-	const hs_sched_t *s, uint32_t m, uint32_t n, double C, double ctx,
-	double per)
+static inline __attribute__((always_inline)) int float_pick(
+	const float *ks, const float *kc, const float *kp, const float *kl,
+	const float *bl, uint32_t n, double C, double ctx, double per,
+	double base)
 {
-	const float *row = &s->cost_f[(size_t)m * HS__COST_N * n];
-	const float *ks = row + HS__COST_STEP * n, *kc = row + HS__COST_CTX * n,
-		    *kp = row + HS__COST_PREFILL * n,
-		    *kl = row + HS__COST_LOAD * n, *bl = s->backlog_f;
 	const float min = HS_PERF_MIN_NS, Cf = (float)C, xf = (float)ctx,
 		    pf = (float)per;
 	const v8f minv = {min, min, min, min, min, min, min, min};
@@ -2921,8 +2918,6 @@ static inline __attribute__((always_inline)) int finish_float(
 	int p1 = -1, neg = 0;
 	uint32_t d;
 
-	if (s->cost_odd[m])
-		return -1;
 	for (d = 0; d + 8 <= n; d += 8) {
 		v8f vks, vkc, vkp, vkl, vbl, t, step, f, hi;
 		v8s above, lt, le;
@@ -3004,11 +2999,31 @@ static inline __attribute__((always_inline)) int finish_float(
 		}
 	}
 	if (neg || !(b1 < 1e30f) ||
-	    !(b2 >
-	      b1 * (1.0f + 0x1p-19f) +
-		      (float)((fabs(s->backlog_base) + 2.0 * b1) * 0x1p-45)))
+	    !(b2 > b1 * (1.0f + 0x1p-19f) +
+			   (float)((fabs(base) + 2.0 * b1) * 0x1p-45)))
 		return -1;
 	return p1;
+}
+
+static inline __attribute__((always_inline)) int finish_float(
+	const hs_sched_t *s, uint32_t m, uint32_t n, double C, double ctx,
+	double per)
+{
+	const float *row = &s->cost_f[(size_t)m * HS__COST_N * n];
+
+	if (s->cost_odd[m])
+		return -1;
+	return float_pick(row + HS__COST_STEP * n, row + HS__COST_CTX * n,
+			  row + HS__COST_PREFILL * n, row + HS__COST_LOAD * n,
+			  s->backlog_f, n, C, ctx, per, s->backlog_base);
+}
+
+HS__CLONES
+int hs__sched_float_pick(const float *ks, const float *kc, const float *kp,
+			 const float *kl, const float *bl, uint32_t n, double C,
+			 double ctx, double per, double base)
+{
+	return float_pick(ks, kc, kp, kl, bl, n, C, ctx, per, base);
 }
 
 /*

@@ -1925,6 +1925,126 @@ static void test_eft_float_agrees(void **state)
 	assert_true(near_n > 300);
 }
 
+/* xorshift64, for the float bound's cases. */
+static uint64_t fz_next(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+static double fz_unit(uint64_t *x)
+{
+	return (double)(fz_next(x) >> 11) * 0x1p-53;
+}
+
+/* A finish-time entry: 0, a few ns, or anywhere up to 1e29. */
+static double fz_entry(uint64_t *x)
+{
+	switch (fz_next(x) % 5) {
+	case 0:
+		return 0;
+	case 1:
+		return fz_unit(x) * 10;
+	case 2:
+		return exp(fz_unit(x) * 60);
+	case 3:
+		return 1e29 * fz_unit(x);
+	default:
+		return exp(fz_unit(x) * 25);
+	}
+}
+
+/*
+ * eft's float pre-pass answers only what the double pass would answer:
+ * 200,000 random fleets of 1 to 70 devices, entries from 0 to 1e29,
+ * backlogs of any size, equal (at 1e12 ns, where a double's last bit is
+ * 1e-4 ns) or near; half the devices twins of the one before, or 1e-3 or
+ * 1e-5 ns apart from it, or trading load for backlog with it. Its pick,
+ * when it makes one, is the first device of the least double finish time,
+ * computed as the double pass does; nearly half the picks are made, the
+ * rest left to the double pass. It fails without the margin for the
+ * floats' rounding, with a margin of two float steps instead of 2^-19,
+ * and without the slack for the doubles' own rounding at 1e12.
+ */
+static void test_eft_float_bound(void **state)
+{
+	uint64_t x = 7;
+	int it, decided = 0, left = 0;
+
+	(void)state;
+	for (it = 0; it < 200000; it++) {
+		double ks[70], kc[70], kp[70], kl[70], bl[70], base = HUGE_VAL,
+							       best = HUGE_VAL;
+		float fks[70], fkc[70], fkp[70], fkl[70], fbl[70];
+		uint32_t n = 1 + (uint32_t)(fz_next(&x) % 70), d;
+		double C = (double)(fz_next(&x) % 300000),
+		       ctx = (double)(fz_next(&x) % 9000),
+		       per = (double)(1 + fz_next(&x) % 1024) /
+			     (double)(1 + fz_next(&x) % 32);
+		int kind = (int)(fz_next(&x) % 4), want = -1, got;
+
+		for (d = 0; d < n; d++) {
+			ks[d] = fz_entry(&x);
+			kc[d] = fz_entry(&x) * 1e-3;
+			kp[d] = fz_entry(&x) * 1e-2;
+			kl[d] = fz_entry(&x);
+			bl[d] = kind == 0   ? fz_entry(&x)
+				: kind == 1 ? 3.6e11 + fz_unit(&x) * 1e7
+				: kind == 2 ? 1e12
+					    : 0;
+			if (d && fz_next(&x) % 2 == 0) {
+				/* A twin of the one before, or nearly, or one
+				 * whose load and backlog trade a share of its
+				 * load: finish times that the floats round
+				 * apart from the doubles. */
+				double shift = fz_next(&x) % 2
+						       ? fz_unit(&x) * kl[d - 1]
+						       : 0;
+
+				ks[d] = ks[d - 1];
+				kc[d] = kc[d - 1];
+				kp[d] = kp[d - 1];
+				kl[d] = kl[d - 1] - shift +
+					(double)(fz_next(&x) % 3) *
+						(fz_next(&x) % 2 ? 1e-3 : 1e-5);
+				bl[d] = bl[d - 1] + shift;
+			}
+			base = bl[d] < base ? bl[d] : base;
+		}
+		for (d = 0; d < n; d++) {
+			double t = ks[d] + kc[d] * C + kp[d] * 0.0;
+			double step = t > HS_PERF_MIN_NS ? t : HS_PERF_MIN_NS;
+			double f = bl[d] + (kp[d] * ctx + step * per + kl[d]);
+
+			if (f < best) {
+				best = f;
+				want = (int)d;
+			}
+			fks[d] = (float)ks[d];
+			fkc[d] = (float)kc[d];
+			fkp[d] = (float)kp[d];
+			fkl[d] = (float)kl[d];
+			fbl[d] = (float)(bl[d] - base);
+		}
+		got = hs__sched_float_pick(fks, fkc, fkp, fkl, fbl, n, C, ctx,
+					   per, base);
+		if (got >= 0) {
+			if (got != want)
+				fail_msg(
+					"case %d: floats picked %d, the double "
+					"pass %d",
+					it, got, want);
+			decided++;
+		} else {
+			left++;
+		}
+	}
+	assert_true(decided > 60000);
+	assert_true(left > 1000);
+}
+
 /*
  * The sim executor times a step at a level it was told of, and a level
  * outside those (a device described with more levels than a device can
@@ -2088,6 +2208,7 @@ int main(void)
 		cmocka_unit_test(test_policy_rr),
 		cmocka_unit_test(test_policy_eft),
 		cmocka_unit_test(test_eft_float_agrees),
+		cmocka_unit_test(test_eft_float_bound),
 		cmocka_unit_test(test_policy_tpw),
 		cmocka_unit_test(test_policy_fifo_shared),
 		cmocka_unit_test(test_residency),
