@@ -4,7 +4,8 @@
 #   make test    install missing packages, build, run the test suite
 #   make asan    the whole suite under AddressSanitizer + UBSan
 #   make valgrind  the CLI paths under valgrind (no leaks allowed)
-#   make bench   build the benchmark programs
+#   make bench   build the benchmark programs (profile-guided with gcc;
+#                PGO=0: plain)
 #   make format  clang-format the tree; make format-check fails on what it
 #                would change (CI runs it)
 
@@ -49,7 +50,7 @@ DEB_PKGS_OPT := valgrind clang-format
 # Azure conversation trace (report in build/report/).
 REPORT_DIR ?= $(BUILD)/report
 
-.PHONY: all run test check asan valgrind bench format format-check clean deps
+.PHONY: all run test check asan valgrind bench bench-plain format format-check clean deps
 
 all: $(CLI) $(LIB)
 
@@ -109,8 +110,35 @@ valgrind: deps
 	@$(MAKE) --no-print-directory all
 	@sh tools/valgrind.sh $(CLI)
 
-bench: $(BENCH_BINS)
+# With gcc the benchmark programs are built with profile-guided
+# optimization: an instrumented build in $(PGO_DIR) runs a training
+# workload (tools/pgo-train.sh: not the runs the programs measure by
+# default), then they are built again there from its profile and copied to
+# $(BUILD). PGO=0, or another compiler, builds them plain.
+PGO ?= 1
+PGO_DIR := $(BUILD)/pgo
+IS_CLANG := $(shell echo | $(CC) -dM -E - 2>/dev/null | grep -c __clang__)
+
+bench-plain: $(BENCH_BINS)
+
+ifeq ($(PGO)$(IS_CLANG),10)
+bench:
+	rm -rf $(PGO_DIR)
+	@$(MAKE) --no-print-directory BUILD=$(PGO_DIR) PGO=0 \
+		OPT="$(OPT) -fprofile-generate -fprofile-update=single" \
+		bench-plain
+	sh tools/pgo-train.sh $(PGO_DIR)
+	find $(PGO_DIR) -name '*.o' -delete
+	rm -f $(PGO_DIR)/libhetsched.a $(PGO_DIR)/bench-*
+	@$(MAKE) --no-print-directory BUILD=$(PGO_DIR) PGO=0 \
+		OPT="$(OPT) -fprofile-use -fprofile-partial-training -Wno-missing-profile" \
+		bench-plain
+	cp $(BENCH_BINS:$(BUILD)/%=$(PGO_DIR)/%) $(BUILD)/
+	@echo "benchmark programs (profile-guided): $(BENCH_BINS)"
+else
+bench: bench-plain
 	@echo "benchmark programs: $(BENCH_BINS)"
+endif
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
