@@ -785,7 +785,8 @@ int hs__http_listen(hs__agent_t *a, hs_error_t *err)
 			NI_NUMERICHOST | NI_NUMERICSERV))
 		return hs__error_set(err, HS_EIO, "settings", 0, "listen",
 				     "cannot name the bound address");
-	/* A numeric host is at most 45 characters, and a scope name 16. */
+	/* A numeric host is at most 45 characters and a scope name of 16; a
+	 * numeric port, 5. */
 	snprintf(a->listen_addr, sizeof(a->listen_addr),
 		 ss.ss_family == AF_INET6 ? "[%.80s]:%.16s" : "%.80s:%.16s",
 		 hbuf, pbuf);
