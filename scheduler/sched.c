@@ -223,7 +223,7 @@ static inline void unserved_update(hs_sched_t *s, uint32_t m)
 /* The finish-time entry of (model m, device d) needs a fresh look. */
 static inline void cost_stale(hs_sched_t *s, uint32_t d, uint32_t m)
 {
-	s->cost_stale[m * s->dev_words + d / 64] |= 1ull << (d % 64);
+	hs__bit_set(&s->cost_stale[m * s->dev_words], d, true);
 }
 
 /* Work of cost ns more (or less) weighs on device d. */
@@ -347,14 +347,10 @@ static void q_down(hs__queue_t *q, uint32_t i)
 static void mark_nonempty(hs_sched_t *s, uint32_t q, bool on)
 {
 	const hs__queue_t *qu = &s->queues[q];
-	uint32_t owner1 = (uint32_t)(qu->owner + 1),
-		 local = (uint32_t)qu->model * s->n_buckets + qu->bucket;
-	uint64_t *w = &s->nonempty[owner1 * s->words_per_owner + local / 64];
+	uint32_t owner1 = (uint32_t)(qu->owner + 1);
 
-	if (on)
-		*w |= 1ull << (local % 64);
-	else
-		*w &= ~(1ull << (local % 64));
+	hs__bit_set(&s->nonempty[owner1 * s->words_per_owner],
+		    (uint32_t)qu->model * s->n_buckets + qu->bucket, on);
 }
 
 /* Double the ring, its entries kept in order from the same head. */
@@ -3005,17 +3001,27 @@ static inline __attribute__((always_inline)) int float_pick(
 	return p1;
 }
 
+/* float_pick on model m's rows and the backlogs; when it cannot tell and
+ * a backlog changed since the base was set, again from a fresh base. */
 static inline __attribute__((always_inline)) int finish_float(
-	const hs_sched_t *s, uint32_t m, uint32_t n, double C, double ctx,
-	double per)
+	hs_sched_t *s, uint32_t m, uint32_t n, double C, double ctx, double per)
 {
 	const float *row = &s->cost_f[(size_t)m * HS__COST_N * n];
+	const float *ks = row + HS__COST_STEP * n, *kc = row + HS__COST_CTX * n,
+		    *kp = row + HS__COST_PREFILL * n,
+		    *kl = row + HS__COST_LOAD * n;
+	int pick;
 
 	if (s->cost_odd[m])
 		return -1;
-	return float_pick(row + HS__COST_STEP * n, row + HS__COST_CTX * n,
-			  row + HS__COST_PREFILL * n, row + HS__COST_LOAD * n,
-			  s->backlog_f, n, C, ctx, per, s->backlog_base);
+	pick = float_pick(ks, kc, kp, kl, s->backlog_f, n, C, ctx, per,
+			  s->backlog_base);
+	if (pick < 0 && !s->base_fresh) {
+		backlog_rebase(s);
+		pick = float_pick(ks, kc, kp, kl, s->backlog_f, n, C, ctx, per,
+				  s->backlog_base);
+	}
+	return pick;
 }
 
 HS__CLONES
@@ -3074,20 +3080,13 @@ static void finish_pass(hs_sched_t *s, const hs_job_t *job, uint32_t batch,
 	/* The earliest is picked in the lanes only when every device fits
 	 * the job; then no entry but the last ones' is read back. */
 	if (pick && all_fit) {
-		int quick = finish_float(s, m, n, C, ctx, per);
-
-		if (quick < 0 && !s->base_fresh) {
-			backlog_rebase(s);
-			quick = finish_float(s, m, n, C, ctx, per);
-		}
-
-		if (quick >= 0) {
-			*pick = quick;
+		*pick = finish_float(s, m, n, C, ctx, per);
+		if (*pick >= 0)
 			return;
-		}
 		d = finish_quads(&q, n, false, &lane_best, &lane_pick);
-	} else
+	} else {
 		d = finish_quads(&q, n, true, &lane_best, &lane_pick);
+	}
 	for (; d < n; d++) {
 		double t = q.k_step[d] + q.k_ctx[d] * C + q.k_prefill[d] * 0.0;
 		double step = t > HS_PERF_MIN_NS ? t : HS_PERF_MIN_NS;
