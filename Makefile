@@ -114,8 +114,11 @@ valgrind: deps
 # optimization: an instrumented build in $(PGO_DIR) runs a training
 # workload (tools/pgo-train.sh: not the runs the programs measure by
 # default), then they are built again there from its profile and copied to
-# $(BUILD). PGO=0, or another compiler, builds them plain.
+# $(BUILD). That build is also for this machine's processor (BENCH_ARCH):
+# the programs run where they are built. PGO=0, or another compiler, builds
+# them plain.
 PGO ?= 1
+BENCH_ARCH ?= -march=native
 PGO_DIR := $(BUILD)/pgo
 IS_CLANG := $(shell echo | $(CC) -dM -E - 2>/dev/null | grep -c __clang__)
 
@@ -125,16 +128,16 @@ ifeq ($(PGO)$(IS_CLANG),10)
 bench:
 	rm -rf $(PGO_DIR)
 	@$(MAKE) --no-print-directory BUILD=$(PGO_DIR) PGO=0 \
-		OPT="$(OPT) -fprofile-generate -fprofile-update=single" \
+		OPT="$(OPT) $(BENCH_ARCH) -fprofile-generate -fprofile-update=single" \
 		bench-plain
 	sh tools/pgo-train.sh $(PGO_DIR)
 	find $(PGO_DIR) -name '*.o' -delete
 	rm -f $(PGO_DIR)/libhetsched.a $(PGO_DIR)/bench-*
 	@$(MAKE) --no-print-directory BUILD=$(PGO_DIR) PGO=0 \
-		OPT="$(OPT) -fprofile-use -fprofile-partial-training -Wno-missing-profile" \
+		OPT="$(OPT) $(BENCH_ARCH) -fprofile-use -fprofile-partial-training -Wno-missing-profile" \
 		bench-plain
 	cp $(BENCH_BINS:$(BUILD)/%=$(PGO_DIR)/%) $(BUILD)/
-	@echo "benchmark programs (profile-guided): $(BENCH_BINS)"
+	@echo "benchmark programs (profile-guided, $(BENCH_ARCH)): $(BENCH_BINS)"
 else
 bench: bench-plain
 	@echo "benchmark programs: $(BENCH_BINS)"

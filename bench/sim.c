@@ -12,20 +12,22 @@
 /* The most steps of a run the driver takes at once (hs_step_t.steps). */
 #define SIM_RUN_MAX 256
 
+/* A device as the driver sees it: one cache line. */
 typedef struct sim_dev_s {
 	const struct hs_executor_ops *ops;
 	void *exec;
-	bool fail_pending; /* its step failed: tell the core */
-	bool busy;
 	double draw_w;
 	double idle_w; /* its profile's, at hand */
 	double step_budget_w;
-	uint32_t step_batch;
 	/* The run: n_run steps from run_start, each run_ns[i] long. */
-	uint32_t n_run;
 	int64_t run_start;
-	int64_t *run_ns; /* SIM_RUN_MAX */
-} sim_dev_t;
+	int64_t *run_ns; /* SIM_RUN_MAX, from a line boundary */
+	uint32_t step_batch;
+	uint16_t n_run;
+	bool fail_pending; /* its step failed: tell the core */
+	bool busy;
+} __attribute__((aligned(64))) sim_dev_t;
+_Static_assert(SIM_RUN_MAX <= UINT16_MAX, "n_run fits 16 bits");
 
 typedef struct done_ev_s {
 	int64_t at;
@@ -47,7 +49,10 @@ typedef struct sim_s {
 	const hs_sim_job_t *jobs;
 	size_t n_jobs;
 	hs_sched_t *core;
-	sim_dev_t *devs;
+	sim_dev_t *devs; /* in devs_mem, from a line boundary */
+	char *devs_mem;
+	int64_t *run_ns; /* the devices' run_ns, in run_ns_mem */
+	char *run_ns_mem;
 	job_tokens_t *tokens; /* per job, real executors only */
 	bool any_fail_pending;
 	size_t n_devs;
@@ -527,7 +532,10 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 	sm->io = io_tmpl;
 	sm->io.ud = sm;
 	eo.io = &sm->io;
-	sm->devs = hs__calloc(n_devices, sizeof(*sm->devs));
+	sm->devs =
+		hs__calloc_lines(n_devices, sizeof(*sm->devs), &sm->devs_mem);
+	sm->run_ns = hs__calloc_lines(n_devices * SIM_RUN_MAX,
+				      sizeof(*sm->run_ns), &sm->run_ns_mem);
 	for (sm->n_leaves = 1; sm->n_leaves < n_devices; sm->n_leaves *= 2)
 		;
 	sm->due = hs__calloc(sm->n_leaves, sizeof(*sm->due));
@@ -545,7 +553,8 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 					     "out of memory");
 	}
 	res->devices = hs__calloc(n_devices, sizeof(*res->devices));
-	if (!sm->devs || !sm->due || !sm->win || !sm->done || !res->devices)
+	if (!sm->devs || !sm->run_ns || !sm->due || !sm->win || !sm->done ||
+	    !res->devices)
 		return hs__error_set(err, HS_ENOMEM, NULL, 0, NULL,
 				     "out of memory");
 	/* Nothing due: every node names the lowest leaf below it. */
@@ -568,11 +577,7 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 					     d, hs_strerror(rc));
 		sm->devs[d].draw_w = sm->devs[d].idle_w = devices[d].idle_w;
 		sm->power_w += devices[d].idle_w;
-		sm->devs[d].run_ns =
-			hs__calloc(SIM_RUN_MAX, sizeof(*sm->devs[d].run_ns));
-		if (!sm->devs[d].run_ns)
-			return hs__error_set(err, HS_ENOMEM, NULL, 0, NULL,
-					     "out of memory");
+		sm->devs[d].run_ns = sm->run_ns + d * SIM_RUN_MAX;
 	}
 	/* Real steps cannot be taken back when a run is cut: they run one
 	 * at a time, and so do all when the options ask. */
@@ -829,10 +834,10 @@ out:
 	for (d = 0; sm.devs && d < n_devices; d++) {
 		if (sm.devs[d].exec)
 			sm.devs[d].ops->close(sm.devs[d].exec);
-		hs__free(sm.devs[d].run_ns);
 	}
 	hs_sched_free(sm.core);
-	hs__free(sm.devs);
+	hs__free(sm.devs_mem);
+	hs__free(sm.run_ns_mem);
 	hs__free(sm.due);
 	hs__free(sm.win);
 	hs__free(sm.done);

@@ -51,6 +51,14 @@ void *hs__realloc(void *ptr, size_t old_size, size_t new_size)
 	return p;
 }
 
+void *hs__calloc_lines(size_t n, size_t size, char **mem)
+{
+	*mem = hs__calloc(n + (64 + size - 1) / size, size);
+	if (!*mem)
+		return NULL;
+	return *mem + (64 - (uintptr_t)*mem % 64) % 64;
+}
+
 void hs__free(void *ptr)
 {
 	if (ptr)

@@ -54,6 +54,11 @@ static inline void hs__bit_set(uint64_t *map, size_t i, bool on)
 /* Allocation through the replaceable allocator (hs_set_alloc_funcs). */
 void *hs__malloc(size_t size);
 void *hs__calloc(size_t n, size_t size);
+/* n zeroed elements of size from a cache line boundary on, in a block *mem
+ * that hs__free releases; NULL when out of memory. For what is read a few
+ * lines at a time, from its start: no line is shared with a neighbour's
+ * data or read for a few bytes. */
+void *hs__calloc_lines(size_t n, size_t size, char **mem);
 /* realloc in terms of malloc/free of the current allocator; the caller
  * passes the old size. On failure the old block is left untouched. */
 void *hs__realloc(void *ptr, size_t old_size, size_t new_size);

@@ -23,7 +23,9 @@ typedef struct hs__qent_s {
 } hs__qent_t;
 
 typedef struct hs__queue_s {
-	hs__qent_t top; /* the first live entry, at hand: picks compare tops */
+	/* The first live entry, at hand: in hs_sched_s.tops, where a pick
+	 * compares the tops of a model's buckets in a line or two. */
+	hs__qent_t *top;
 	hs__qent_t *ring; /* entries pushed in rank order, sorted */
 	hs__qent_t *heap; /* the others: a binary heap by rank */
 	uint32_t head; /* ring index of the ring's first entry */
@@ -100,6 +102,8 @@ typedef struct hs__dev_s {
 	uint64_t *finish;
 	uint64_t *join;
 	double *emark;
+	char *members_mem; /* the block of finish, ids, join, emark and
+			    * joining, each from a line boundary */
 	uint64_t finish_min; /* the least of them (UINT64_MAX: none) */
 	uint32_t n_members;
 	uint32_t n_joining; /* of the running step */
@@ -156,6 +160,8 @@ struct hs_sched_s {
 	 * (o * n_models + m) * n_buckets + b. */
 	hs__queue_t *queues; /* in queues_mem, from a line boundary */
 	char *queues_mem;
+	hs__qent_t *tops; /* per queue: its top (hs__queue_t.top) */
+	char *tops_mem;
 	uint32_t n_queues;
 	uint64_t *nonempty; /* bitmap per owner of non-empty queues */
 	uint32_t words_per_owner;
@@ -164,7 +170,9 @@ struct hs_sched_s {
 	/* Job slots. */
 	uint32_t *gone; /* max_batch_jobs: members leaving a batch */
 	uint64_t *gone_fin; /* max_batch_jobs: their finish steps */
-	hs__jobrec_t *jobs;
+	hs__jobrec_t *jobs; /* in jobs_mem, from a line boundary: a record
+			     * is two lines, not three */
+	char *jobs_mem;
 	uint32_t n_slots;
 	uint32_t cap_slots;
 	uint32_t free_head; /* free list through pub.device, or NONE */

@@ -94,14 +94,13 @@ static inline hs__jobrec_t *rec_of(const hs_sched_t *s, uint32_t slot)
 	return &s->jobs[slot];
 }
 
-/* Bring a job's record in, every line of it (128 bytes from a 16-byte
- * boundary: three), for reading and writing. */
+/* Bring a job's record in, both lines of it (128 bytes from a line
+ * boundary), for reading and writing. */
 static inline void rec_prefetch(const hs_sched_t *s, uint32_t slot)
 {
 	const char *c = (const char *)rec_of(s, slot);
 
 	__builtin_prefetch(c, 1);
-	__builtin_prefetch(c + 64, 1);
 	__builtin_prefetch(c + sizeof(hs__jobrec_t) - 1, 1);
 }
 
@@ -305,9 +304,9 @@ static inline hs__qent_t q_entry(const hs__queue_t *q, uint32_t i)
 static void q_top_update(hs__queue_t *q)
 {
 	if (q->n_ring && (!q->n || q_less(ring_at(q, 0), &q->heap[0])))
-		q->top = *ring_at(q, 0);
+		*q->top = *ring_at(q, 0);
 	else if (q->n)
-		q->top = q->heap[0];
+		*q->top = q->heap[0];
 }
 
 static void q_up(hs__queue_t *q, uint32_t i)
@@ -415,10 +414,10 @@ static int q_push(hs_sched_t *s, uint32_t qi, uint32_t slot)
 	r->qgen++;
 	r->queue = qi;
 	if (q->live++ == 0) {
-		q->top = e;
+		*q->top = e;
 		mark_nonempty(s, qi, true);
-	} else if (q_less(&e, &q->top)) {
-		q->top = e;
+	} else if (q_less(&e, q->top)) {
+		*q->top = e;
 	}
 	s->model_queued[r->pub.model]++;
 	unserved_update(s, r->pub.model);
@@ -434,7 +433,7 @@ static void q_pop(hs__queue_t *q)
 {
 	const hs__qent_t *f = q->n_ring ? ring_at(q, 0) : NULL;
 
-	if (f && f->slot == q->top.slot && f->qgen == q->top.qgen) {
+	if (f && f->slot == q->top->slot && f->qgen == q->top->qgen) {
 		q->head = (q->head + 1) & (q->cap_ring - 1);
 		q->n_ring--;
 	} else if (--q->n) {
@@ -470,7 +469,7 @@ static void q_remove(hs_sched_t *s, uint32_t slot)
 	uint32_t qi = r->queue;
 	hs__queue_t *q = &s->queues[qi];
 	int owner = queue_owner(s, qi);
-	bool head = q->top.slot == slot;
+	bool head = q->top->slot == slot;
 
 	r->queue = NONE;
 	if (--q->live == 0) {
@@ -482,9 +481,9 @@ static void q_remove(hs_sched_t *s, uint32_t slot)
 		 * when the job is taken, long after it was written: it comes
 		 * from memory while other work goes on. */
 		q_pop(q);
-		while (q->n_ring + q->n > q->live && !q_live(s, qi, q->top))
+		while (q->n_ring + q->n > q->live && !q_live(s, qi, *q->top))
 			q_pop(q);
-		rec_prefetch(s, q->top.slot);
+		rec_prefetch(s, q->top->slot);
 	} else if (q->n + q->n_ring > 2 * q->live + 16) {
 		q_compact(s, qi);
 	}
@@ -502,7 +501,7 @@ static const hs__qent_t *q_head(const hs_sched_t *s, uint32_t qi)
 {
 	const hs__queue_t *q = &s->queues[qi];
 
-	return q->live ? &q->top : NULL;
+	return q->live ? q->top : NULL;
 }
 
 /* ---- job slots --------------------------------------------------------- */
@@ -511,6 +510,36 @@ static const hs__qent_t *q_head(const hs_sched_t *s, uint32_t qi)
  * comes with its first step. Slots stay below it (2^31 jobs held at once,
  * 256 GiB of records). */
 #define JOIN_FIRST 0x80000000u
+
+/*
+ * Twice the slots, the records kept on line boundaries: the block grows in
+ * place or moves (the C library remaps a big one), and the records follow
+ * the boundary if the block's own offset from it changed.
+ */
+static int slots_grow(hs_sched_t *s)
+{
+	size_t elem = sizeof(*s->jobs), cap = s->cap_slots ? s->cap_slots : 8,
+	       old = s->cap_slots ? (size_t)s->cap_slots * elem + 64 : 0,
+	       pad_old = s->jobs ? (size_t)((char *)s->jobs - s->jobs_mem) : 0,
+	       pad;
+	char *mem;
+
+	if (s->cap_slots) {
+		if (cap > SIZE_MAX / 2 / elem - 1)
+			return HS_ENOMEM;
+		cap *= 2;
+	}
+	mem = hs__realloc(s->jobs_mem, old, cap * elem + 64);
+	if (!mem)
+		return HS_ENOMEM;
+	pad = (64 - (uintptr_t)mem % 64) % 64;
+	if (pad != pad_old)
+		memmove(mem + pad, mem + pad_old, (size_t)s->n_slots * elem);
+	s->jobs_mem = mem;
+	s->jobs = (hs__jobrec_t *)(void *)(mem + pad);
+	s->cap_slots = (uint32_t)cap;
+	return 0;
+}
 
 static int slot_alloc(hs_sched_t *s, uint32_t *slot)
 {
@@ -521,14 +550,8 @@ static int slot_alloc(hs_sched_t *s, uint32_t *slot)
 	}
 	if (s->n_slots == JOIN_FIRST - 1)
 		return HS_EFULL;
-	if (s->n_slots == s->cap_slots) {
-		size_t cap = s->cap_slots;
-
-		if (hs__grow((void **)&s->jobs, &cap, s->n_slots + 1,
-			     sizeof(*s->jobs)))
-			return HS_ENOMEM;
-		s->cap_slots = (uint32_t)cap;
-	}
+	if (s->n_slots == s->cap_slots && slots_grow(s))
+		return HS_ENOMEM;
 	*slot = s->n_slots++;
 	s->jobs[*slot].gen = 0;
 	s->jobs[*slot].qgen = 0;
@@ -1072,7 +1095,7 @@ static uint32_t pick_joiner(const hs_sched_t *s, uint32_t d, uint32_t m)
 		for (bits = class_bits(s, owner1, m); bits; bits &= bits - 1) {
 			uint32_t qi = owner1 * per + lo +
 				      (uint32_t)__builtin_ctzll(bits);
-			const hs__qent_t *h = &s->queues[qi].top;
+			const hs__qent_t *h = &s->tops[qi];
 			uint64_t less = (uint64_t)(h->rank < best_rank) |
 					((uint64_t)(h->rank == best_rank) &
 					 (uint64_t)(h->slot < best_slot));
@@ -1168,7 +1191,7 @@ static bool could_join(const hs_sched_t *s, uint32_t d, uint32_t m)
 	qi = pick_joiner(s, d, m);
 	if (qi == NONE)
 		return false;
-	r = rec_of(s, q_head(s, qi)->slot);
+	r = rec_of(s, s->tops[qi].slot);
 	return dv->n_members + prefill_len(r) <= s->cfg.max_step_tokens &&
 	       dv->kv_used + job_kv(s, &r->pub) <= kv_room(s, dv, m);
 }
@@ -1214,7 +1237,7 @@ static void runs_check_placed(hs_sched_t *s, uint32_t slot)
 {
 	uint32_t qi = rec_of(s, slot)->queue;
 
-	if (qi != NONE && s->queues[qi].top.slot == slot)
+	if (qi != NONE && s->tops[qi].slot == slot)
 		runs_check(s, qi);
 }
 
@@ -1295,7 +1318,7 @@ static uint32_t fill_batch(hs_sched_t *s, uint32_t d, uint32_t m, uint32_t b,
 	room = kv_room(s, dv, m);
 	while (!dv->draining && dv->n_members < s->cfg.max_batch_jobs) {
 		hs__jobrec_t *r;
-		uint32_t p;
+		uint32_t p, slot;
 
 		/* A new batch starts with the class chosen for it. */
 		if (dv->n_members == 0)
@@ -1305,7 +1328,9 @@ static uint32_t fill_batch(hs_sched_t *s, uint32_t d, uint32_t m, uint32_t b,
 			qi = pick_joiner(s, d, m);
 		if (qi == NONE)
 			break;
-		r = rec_of(s, q_head(s, qi)->slot);
+		/* A queue picked has a top: read where the pick read it. */
+		slot = s->tops[qi].slot;
+		r = rec_of(s, slot);
 		p = prefill_len(r);
 		if (dv->kv_used + job_kv(s, &r->pub) > room)
 			break;
@@ -1318,7 +1343,7 @@ static uint32_t fill_batch(hs_sched_t *s, uint32_t d, uint32_t m, uint32_t b,
 					s->cfg.max_step_tokens;
 			break;
 		}
-		q_remove(s, q_head(s, qi)->slot);
+		q_remove(s, slot);
 		/* A shared job's work now weighs on the device it joined:
 		 * backlogs count running work as well as bound work. */
 		if (r->owner < 0) {
@@ -1582,17 +1607,22 @@ static void fit_min_update(hs_sched_t *s)
 	}
 }
 
-/*
- * n zeroed elements of size (a multiple of 64) from a cache line boundary
- * on, in a block *mem that hs__free releases; NULL when out of memory.
- * Devices and queues are read a few lines at a time, from their start.
- */
-static void *calloc_lines(size_t n, size_t size, char **mem)
+/* A device's member arrays, n entries each, in one block, each from a
+ * line boundary: a scan of the finish steps reads no line it need not. */
+static int members_alloc(hs__dev_t *dv, uint32_t n)
 {
-	*mem = hs__calloc(n + 1, size);
-	if (!*mem)
-		return NULL;
-	return *mem + (64 - (uintptr_t)*mem % 64) % 64;
+	size_t a8 = ((size_t)n * 8 + 63) / 64 * 64,
+	       a4 = ((size_t)n * 4 + 63) / 64 * 64;
+	char *b = hs__calloc_lines(4 * a8 + a4, 1, &dv->members_mem);
+
+	if (!b)
+		return HS_ENOMEM;
+	dv->finish = (uint64_t *)(void *)b;
+	dv->ids = (uint64_t *)(void *)(b + a8);
+	dv->join = (uint64_t *)(void *)(b + 2 * a8);
+	dv->emark = (double *)(void *)(b + 3 * a8);
+	dv->joining = (uint32_t *)(void *)(b + 4 * a8);
+	return 0;
 }
 
 int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
@@ -1653,13 +1683,15 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 
 	rc = HS_ENOMEM;
 	s->models = hs__calloc(n_models, sizeof(*s->models));
-	s->devs = calloc_lines(n_devices, sizeof(*s->devs), &s->devs_mem);
+	s->devs = hs__calloc_lines(n_devices, sizeof(*s->devs), &s->devs_mem);
 	s->perf = hs__calloc(n_devices * n_models, sizeof(*s->perf));
 	bucket_table(s);
 	s->n_queues = (s->n_devs + 1) * s->n_models * s->n_buckets;
-	s->queues =
-		calloc_lines(s->n_queues, sizeof(*s->queues), &s->queues_mem);
-	for (i = 0; s->queues && i < s->n_queues; i++) {
+	s->queues = hs__calloc_lines(s->n_queues, sizeof(*s->queues),
+				     &s->queues_mem);
+	s->tops = hs__calloc_lines(s->n_queues, sizeof(*s->tops), &s->tops_mem);
+	for (i = 0; s->queues && s->tops && i < s->n_queues; i++) {
+		s->queues[i].top = &s->tops[i];
 		s->queues[i].owner =
 			(int32_t)(i / (s->n_models * s->n_buckets)) - 1;
 		s->queues[i].model = (uint16_t)(i / s->n_buckets % s->n_models);
@@ -1692,13 +1724,13 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 	s->fit_lim = hs__calloc(n_models * n_devices, sizeof(uint64_t));
 	s->fit_min = hs__calloc(n_models, sizeof(uint64_t));
 	s->cost_stale = hs__calloc(n_models * s->dev_words, sizeof(uint64_t));
-	if (!s->models || !s->devs || !s->perf || !s->queues || !s->nonempty ||
-	    !s->owner_queued || !s->class_jobs || !s->class_tokens ||
-	    !s->class_ctx || !s->idle || !s->work || !s->in_run ||
-	    !s->waiting || !s->model_devices || !s->model_queued ||
-	    !s->finish || !s->backlog || !s->backlog_f || !s->cost ||
-	    !s->cost_f || !s->cost_odd || !s->fit_lim || !s->fit_min ||
-	    !s->cost_stale || !s->gone || !s->gone_fin)
+	if (!s->models || !s->devs || !s->perf || !s->queues || !s->tops ||
+	    !s->nonempty || !s->owner_queued || !s->class_jobs ||
+	    !s->class_tokens || !s->class_ctx || !s->idle || !s->work ||
+	    !s->in_run || !s->waiting || !s->model_devices ||
+	    !s->model_queued || !s->finish || !s->backlog || !s->backlog_f ||
+	    !s->cost || !s->cost_f || !s->cost_odd || !s->fit_lim ||
+	    !s->fit_min || !s->cost_stale || !s->gone || !s->gone_fin)
 		goto out_nomem;
 	hs__sched_cost_stale_all(s);
 	for (m = 0; m < n_models; m++)
@@ -1719,18 +1751,11 @@ int hs_sched_new(hs_sched_t **out, const hs_sched_config_t *cfg,
 		for (l = 1; l < n_levels(dv); l++)
 			if (level_cap(dv, (int)l) < dv->min_cap_w)
 				dv->min_cap_w = level_cap(dv, (int)l);
-		dv->finish =
-			hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->finish));
 		dv->finish_min = UINT64_MAX;
-		dv->join = hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->join));
-		dv->emark =
-			hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->emark));
-		dv->joining =
-			hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->joining));
-		dv->ids = hs__calloc(s->cfg.max_batch_jobs, sizeof(*dv->ids));
+		if (members_alloc(dv, s->cfg.max_batch_jobs))
+			goto out_nomem;
 		dv->run_ns = hs__calloc(HS__RUN_MAX, sizeof(*dv->run_ns));
-		if (!dv->finish || !dv->join || !dv->emark || !dv->joining ||
-		    !dv->ids || !dv->run_ns)
+		if (!dv->run_ns)
 			goto out_nomem;
 		for (m = 0; m < n_models; m++) {
 			uint64_t w = s->models[m].weight_bytes;
@@ -1775,11 +1800,7 @@ void hs_sched_free(hs_sched_t *s)
 	if (s->policy && s->policy->fini)
 		s->policy->fini(s->policy_state);
 	for (i = 0; s->devs && i < s->n_devs; i++) {
-		hs__free(s->devs[i].finish);
-		hs__free(s->devs[i].join);
-		hs__free(s->devs[i].emark);
-		hs__free(s->devs[i].joining);
-		hs__free(s->devs[i].ids);
+		hs__free(s->devs[i].members_mem);
 		hs__free(s->devs[i].run_ns);
 	}
 	for (i = 0; s->queues && i < s->n_queues; i++) {
@@ -1787,6 +1808,7 @@ void hs_sched_free(hs_sched_t *s)
 		hs__free(s->queues[i].ring);
 	}
 	hs__free(s->queues_mem);
+	hs__free(s->tops_mem);
 	hs__free(s->gone);
 	hs__free(s->gone_fin);
 	hs__free(s->nonempty);
@@ -1809,7 +1831,7 @@ void hs_sched_free(hs_sched_t *s)
 	hs__free(s->fit_lim);
 	hs__free(s->fit_min);
 	hs__free(s->cost_stale);
-	hs__free(s->jobs);
+	hs__free(s->jobs_mem);
 	hs__free(s->perf);
 	hs__free(s->devs_mem);
 	hs__free(s->models);
@@ -2512,7 +2534,7 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 			hs__queue_t *q = &s->queues[qindex(s, device, m, b)];
 
 			while (q->live) {
-				uint32_t slot = q->top.slot;
+				uint32_t slot = q->top->slot;
 				hs__jobrec_t *r = rec_of(s, slot);
 
 				q_remove(s, slot);

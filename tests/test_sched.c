@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -1493,6 +1494,88 @@ static void test_alloc_failures(void **state)
 	hs_model_catalog_free(models);
 }
 
+/* An allocator whose blocks start 16, 32 or 48 bytes past a line, in turn:
+ * a block that grows moves to another offset each time. */
+static unsigned shift_n;
+
+static void *shift_malloc(size_t n)
+{
+	size_t k = 1 + shift_n++ % 3;
+	char *raw = aligned_alloc(64, (n + 64 + 63) / 64 * 64), *p;
+
+	if (!raw)
+		return NULL;
+	p = raw + 16 * k;
+	memcpy(p - sizeof(raw), &raw, sizeof(raw));
+	return p;
+}
+
+static void shift_free(void *p)
+{
+	char *raw;
+
+	if (!p)
+		return;
+	memcpy(&raw, (char *)p - sizeof(raw), sizeof(raw));
+	free(raw);
+}
+
+/*
+ * The job records keep to line boundaries (two lines a record) as their
+ * block grows and moves to other offsets: every record is where and what it
+ * was, and the jobs run to the end.
+ */
+static void test_slots_grow(void **state)
+{
+	hs_device_t d = hs_test_device("a", 80, 1000, 100, 50, 300, 0, NULL);
+	hs_model_catalog_t *models = hs_test_models();
+	hs_sched_config_t cfg;
+	hs_sched_stats_t st;
+	hs_sched_t *s;
+	hs_error_t err;
+	uint64_t ids[300];
+	int64_t ns[1] = {MS};
+	size_t i, k;
+
+	(void)state;
+	hs_set_alloc_funcs(shift_malloc, shift_free);
+	hs_sched_config_init(&cfg);
+	cfg.policy = "fifo";
+	assert_int_equal(hs_sched_new(&s, &cfg, models, &d, 1, NULL, &err), 0);
+	for (k = 0; k < 300; k++) {
+		hs_job_spec_t spec = {.model = (uint32_t)(k % 2),
+				      .ctx_tokens = 10 + (uint32_t)k,
+				      .gen_tokens = 1 + (uint32_t)(k % 3),
+				      .deadline_ns = -1,
+				      .tag = 1000 + k};
+
+		assert_int_equal(hs_sched_submit(s, 0, &spec, &ids[k], &err),
+				 0);
+	}
+	for (k = 0; k < 300; k++) {
+		const hs_job_t *j = hs_sched_job(s, ids[k]);
+
+		assert_non_null(j);
+		assert_int_equal((uintptr_t)j % 64, 0);
+		assert_true(j->tag == 1000 + k);
+		assert_int_equal(j->ctx_tokens, 10 + k);
+		assert_int_equal(j->gen_tokens, 1 + k % 3);
+		assert_int_equal(j->model, k % 2);
+	}
+	for (i = 1; i < 10000; i++) {
+		hs_sched_stats(s, &st);
+		if (st.completed == 300)
+			break;
+		assert_int_equal(
+			hs_sched_run_done(s, (int64_t)i * MS, 0, 1, ns, -1), 0);
+	}
+	hs_sched_stats(s, &st);
+	assert_int_equal(st.completed, 300);
+	hs_sched_free(s);
+	hs_set_alloc_funcs(NULL, NULL);
+	hs_model_catalog_free(models);
+}
+
 /* The first n steps of a device's run ended at `now`, each `ns` long. */
 static int run_done(fx_t *fx, int64_t now, int d, uint32_t n, int64_t ns)
 {
@@ -2215,6 +2298,7 @@ int main(void)
 		cmocka_unit_test(test_perf_save_load),
 		cmocka_unit_test(test_model_starvation),
 		cmocka_unit_test(test_alloc_failures),
+		cmocka_unit_test(test_slots_grow),
 		cmocka_unit_test(test_run_cut_by_arrival),
 		cmocka_unit_test(test_run_job_progress),
 		cmocka_unit_test(test_runs_review),
