@@ -25,9 +25,11 @@
 #pragma clang fp contract(off)
 #endif
 
-/* What timing a step reads comes first, in a cache line or two. */
+/* What timing a step reads comes first, in a cache line or two (the block
+ * starts on one). */
 typedef struct sim_s {
-	size_t n_models;
+	void *mem; /* the block, for hs__free */
+	uint32_t n_models;
 	double spread; /* noise / 2^31: per unit of a step's 32-bit hash */
 	uint32_t key; /* the device's and the seed's: hashed with seq */
 	unsigned n_levels;
@@ -74,14 +76,16 @@ static int sim_open(void **exec, const hs_device_t *dev,
 		    const hs_executor_opts_t *opts)
 {
 	size_t n_models = hs_model_catalog_count(models), m;
-	sim_t *sm =
-		hs__calloc(1, sizeof(*sm) + n_models * sizeof(sm->theta[0]));
+	char *mem;
+	sim_t *sm = hs__calloc_lines(
+		1, sizeof(*sm) + n_models * sizeof(sm->theta[0]), &mem);
 	uint64_t rng;
 	double factor = 1.0, noise;
 
 	if (!sm)
 		return HS_ENOMEM;
-	sm->n_models = n_models;
+	sm->mem = mem;
+	sm->n_models = (uint32_t)n_models;
 	/* The law: the roofline prior, fixed. */
 	for (m = 0; m < sm->n_models; m++) {
 		hs__perf_t law;
@@ -115,7 +119,8 @@ static int sim_open(void **exec, const hs_device_t *dev,
 
 static void sim_close(void *exec)
 {
-	hs__free(exec);
+	if (exec)
+		hs__free(((sim_t *)exec)->mem);
 }
 
 /* Four steps a vector. */
