@@ -51,8 +51,7 @@ typedef struct sim_s {
 	hs_sched_t *core;
 	sim_dev_t *devs; /* in devs_mem, from a line boundary */
 	char *devs_mem;
-	int64_t *run_ns; /* the devices' run_ns, in run_ns_mem */
-	char *run_ns_mem;
+	char *run_ns_mem; /* the devices' run_ns, one block */
 	job_tokens_t *tokens; /* per job, real executors only */
 	bool any_fail_pending;
 	size_t n_devs;
@@ -526,6 +525,7 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 				  .cut = on_cut,
 				  .ud = sm};
 	hs_sim_result_t *res = sm->res;
+	int64_t *run_ns;
 	size_t d;
 	int rc;
 
@@ -534,8 +534,8 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 	eo.io = &sm->io;
 	sm->devs =
 		hs__calloc_lines(n_devices, sizeof(*sm->devs), &sm->devs_mem);
-	sm->run_ns = hs__calloc_lines(n_devices * SIM_RUN_MAX,
-				      sizeof(*sm->run_ns), &sm->run_ns_mem);
+	run_ns = hs__calloc_lines(n_devices * SIM_RUN_MAX, sizeof(*run_ns),
+				  &sm->run_ns_mem);
 	for (sm->n_leaves = 1; sm->n_leaves < n_devices; sm->n_leaves *= 2)
 		;
 	sm->due = hs__calloc(sm->n_leaves, sizeof(*sm->due));
@@ -553,7 +553,7 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 					     "out of memory");
 	}
 	res->devices = hs__calloc(n_devices, sizeof(*res->devices));
-	if (!sm->devs || !sm->run_ns || !sm->due || !sm->win || !sm->done ||
+	if (!sm->devs || !run_ns || !sm->due || !sm->win || !sm->done ||
 	    !res->devices)
 		return hs__error_set(err, HS_ENOMEM, NULL, 0, NULL,
 				     "out of memory");
@@ -577,7 +577,7 @@ static int setup(sim_t *sm, const hs_sched_config_t *cfg,
 					     d, hs_strerror(rc));
 		sm->devs[d].draw_w = sm->devs[d].idle_w = devices[d].idle_w;
 		sm->power_w += devices[d].idle_w;
-		sm->devs[d].run_ns = sm->run_ns + d * SIM_RUN_MAX;
+		sm->devs[d].run_ns = run_ns + d * SIM_RUN_MAX;
 	}
 	/* Real steps cannot be taken back when a run is cut: they run one
 	 * at a time, and so do all when the options ask. */

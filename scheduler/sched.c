@@ -2548,8 +2548,8 @@ int hs_sched_device_failed(hs_sched_t *s, int64_t now, int device)
 				}
 			}
 		}
-	s->backlog[device] = 0;
-	backlog_add(s, (uint32_t)device, 0); /* its float copy */
+	/* Nothing weighs on it any more (x - x is 0 exactly). */
+	backlog_add(s, (uint32_t)device, -s->backlog[device]);
 	/* Shared jobs that only the failed device could hold. */
 	for (m = 0; m < s->n_models; m++)
 		for (b = 0; b < s->n_buckets; b++) {
